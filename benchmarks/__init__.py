@@ -1,0 +1,1 @@
+"""Speed and cost measurements of lad_ref (``python -m benchmarks``); results in benchmarks/results/."""

@@ -1,0 +1,75 @@
+"""Timing helpers: warm-up discarded, A/B interleaved, medians with min-max, machine description."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+RESULTS_DIR = Path(__file__).parent / "results"
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return info
+
+
+def machine_name() -> str:
+    m = machine()
+    if m["gpu"]:
+        return m["gpu"].lower().replace(" ", "-")
+    return f"cpu-{m['cores']}core"
+
+
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int = 7, warmup: int = 2) -> dict[str, dict]:
+    """Time each function ``repeats`` times, interleaving them (A B A B ...) so that drifts in the
+    machine's load hit every candidate alike; the first ``warmup`` rounds are discarded."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for i in range(warmup + repeats):
+        for name, fn in fns.items():
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return {k: summarise(v) for k, v in times.items()}
+
+
+def summarise(samples: list[float]) -> dict:
+    return {"median_s": statistics.median(samples), "min_s": min(samples), "max_s": max(samples), "n": len(samples)}
+
+
+def write_results(section: str, payload: dict, name: str | None = None) -> Path:
+    """Merge ``payload`` under ``section`` into benchmarks/results/<machine>.json."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name or machine_name()}.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data["machine"] = machine()
+    data[section] = payload
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path

@@ -1,0 +1,142 @@
+"""f-divergence generators for LAD, evaluated from log u.
+
+LAD minimises  E_{y~pi_old}[ exp(A/eta) * f(u) ]  with  u = r * exp(-A/eta),  r = pi_theta/pi_old
+(DESIGN.md §1). Every f here is convex with f(1) = 0, and is written as a function of
+``log_u`` so that u itself is never formed where it could overflow: log-ratios of
+[-20, 20] and |A/eta| up to 50 give log u in [-70, 70], and u = exp(70) would make
+naive formulas such as u*log(u) - (u+1)*log(u+1) cancel catastrophically.
+
+The six generators are those of the paper's ablation, in the scaling the authors'
+released code is reported to use (no 1/2 in front of the squared Hellinger generator);
+a constant factor only rescales the step:
+
+=====  =====================  ======================================  =========================
+name   divergence             f(u)                                    f'(u)
+=====  =====================  ======================================  =========================
+kl     Kullback-Leibler       u log u                                 log u + 1
+rkl    reverse KL             -log u                                  -1/u
+jf     Jeffreys (KL + rKL)    (u - 1) log u                           log u + 1 - 1/u
+tv     total variation        |u - 1|                                 sign(u - 1)
+hd     squared Hellinger      (sqrt(u) - 1)^2                         1 - 1/sqrt(u)
+js     Jensen-Shannon         1/2 [u log u - (u+1) log((u+1)/2)]      1/2 log(2u / (u+1))
+=====  =====================  ======================================  =========================
+
+No linear term c*(u - 1) is added to any f: the plain generators of the table are used.
+(Adding one leaves the minimiser unchanged because E_{pi_old}[r] = 1; it only changes variance.)
+
+``tv`` is convex but not *strictly* convex, so the g1/g2 lemma does not pin down a unique
+minimiser for it (see lad_ref.bandit for what that does in practice).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+_LOG2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """A generator f of an f-divergence, with its derivative, both as functions of log u.
+
+    Attributes:
+        name: registry key (``kl``, ``rkl``, ``jf``, ``tv``, ``hd``, ``js``).
+        long_name: human-readable name.
+        f: ``log_u -> f(exp(log_u))``, elementwise.
+        f_prime: ``log_u -> f'(exp(log_u))``, elementwise.
+        strict: whether f is strictly convex (the lemma's condition for a unique minimiser).
+    """
+
+    name: str
+    long_name: str
+    f: Callable[[Tensor], Tensor]
+    f_prime: Callable[[Tensor], Tensor]
+    strict: bool = True
+
+
+# --- generators ---------------------------------------------------------------------------
+# Each pair below is written so that no intermediate exceeds exp(|log_u|) and nothing
+# subtracts two numbers of size u: this keeps f and f' finite for |log u| <= 70 in float32.
+
+
+def _kl_f(log_u: Tensor) -> Tensor:
+    return torch.exp(log_u) * log_u
+
+
+def _kl_fp(log_u: Tensor) -> Tensor:
+    return log_u + 1.0
+
+
+def _rkl_f(log_u: Tensor) -> Tensor:
+    return -log_u
+
+
+def _rkl_fp(log_u: Tensor) -> Tensor:
+    return -torch.exp(-log_u)
+
+
+def _jf_f(log_u: Tensor) -> Tensor:
+    return torch.expm1(log_u) * log_u
+
+
+def _jf_fp(log_u: Tensor) -> Tensor:
+    return log_u + 1.0 - torch.exp(-log_u)
+
+
+def _tv_f(log_u: Tensor) -> Tensor:
+    return torch.expm1(log_u).abs()
+
+
+def _tv_fp(log_u: Tensor) -> Tensor:
+    return torch.sign(log_u)
+
+
+def _hd_f(log_u: Tensor) -> Tensor:
+    return torch.expm1(0.5 * log_u).square()
+
+
+def _hd_fp(log_u: Tensor) -> Tensor:
+    return -torch.expm1(-0.5 * log_u)
+
+
+def _js_f(log_u: Tensor) -> Tensor:
+    # 1/2 [u log u - (u+1) log(u+1) + (u+1) log 2]; with log(u+1) = softplus(log u) and
+    # log u - softplus(log u) = -softplus(-log u) the two u-sized terms never cancel:
+    #   = 1/2 [ -u softplus(-log u) - softplus(log u) + (u+1) log 2 ].
+    u = torch.exp(log_u)
+    return 0.5 * (-u * F.softplus(-log_u) - F.softplus(log_u) + (u + 1.0) * _LOG2)
+
+
+def _js_fp(log_u: Tensor) -> Tensor:
+    # 1/2 log(2u/(u+1)) = 1/2 [log 2 - softplus(-log u)]; bounded above by 1/2 log 2.
+    return 0.5 * (_LOG2 - F.softplus(-log_u))
+
+
+DIVERGENCES: dict[str, Divergence] = {
+    d.name: d
+    for d in (
+        Divergence("kl", "Kullback-Leibler", _kl_f, _kl_fp),
+        Divergence("rkl", "reverse Kullback-Leibler", _rkl_f, _rkl_fp),
+        Divergence("jf", "Jeffreys", _jf_f, _jf_fp),
+        Divergence("tv", "total variation", _tv_f, _tv_fp, strict=False),
+        Divergence("hd", "squared Hellinger", _hd_f, _hd_fp),
+        Divergence("js", "Jensen-Shannon", _js_f, _js_fp),
+    )
+}
+DIVERGENCE_NAMES: tuple[str, ...] = tuple(DIVERGENCES)
+
+
+def get_divergence(name: str) -> Divergence:
+    """Look a generator up by name; an unknown name raises ValueError listing the valid ones."""
+    try:
+        return DIVERGENCES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown divergence {name!r}; valid choices are {', '.join(DIVERGENCE_NAMES)}."
+        ) from None
