@@ -1,0 +1,664 @@
+"""Run configuration: dataclasses, YAML + command-line overrides, validation before any work.
+
+A run is described by one :class:`Config` (sections ``model``, ``data``, ``sft``, ``rollout``,
+``objective``, ``optim``, ``eval``, ``logging``, ``checkpoint``). It is built from
+
+1. the dataclass defaults,
+2. a YAML file (``--config llm/configs/toy.yaml``),
+3. command-line overrides: ``--section.field VALUE`` for any field (``--rollout.temperature 0.8``,
+   ``--objective.lad.eta 2``) plus short aliases for the common ones (``--objective lad
+   --divergence js --eta 1 --output-dir DIR``; see :data:`ALIASES`).
+
+Values are parsed as YAML scalars (``1`` is an int, ``true`` a bool, ``null`` None, ``[1, 2]``
+a list) and checked against the field's type. An unknown key, a value of the wrong type, an
+unknown objective / divergence / aggregation mode / estimator, or an invalid hyperparameter
+raises :class:`ConfigError` with one sentence naming the value and the valid choices, before
+any model is loaded. The resolved config (objective hyperparameters filled with the loss
+function's defaults) is written to ``<output_dir>/config.yaml``.
+
+Objective hyperparameters live in one free-form mapping per objective (``objective.lad``,
+``objective.grpo``, ...) whose valid keys are read from the loss function's keyword-only
+signature (``lad_ref.losses.loss_hparams``). The loss module is thus the single source of
+truth for names and defaults; a config cannot drift from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration value; the message is one sentence naming the value and the choices."""
+
+
+# ======================================================================================
+# sections
+# ======================================================================================
+
+
+@dataclass
+class TinyModelConfig:
+    """Architecture of the ``tiny`` preset (used when ``model.name_or_path: tiny``)."""
+
+    architecture: str = field(default="qwen2", metadata={"help": "qwen2 or llama."})
+    hidden_size: int = field(default=128, metadata={"help": "Model width."})
+    num_layers: int = field(default=4, metadata={"help": "Decoder layers."})
+    num_heads: int = field(default=4, metadata={"help": "Attention (query) heads."})
+    num_kv_heads: int = field(default=2, metadata={"help": "Key/value heads (grouped-query attention)."})
+    intermediate_size: int = field(default=384, metadata={"help": "MLP width."})
+    max_position_embeddings: int = field(default=128, metadata={"help": "Longest prompt + response, in characters."})
+
+
+@dataclass
+class LoraSettings:
+    """LoRA adapters (peft) for models too big to fully fine-tune on one GPU."""
+
+    enabled: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
+    r: int = field(default=16, metadata={"help": "Adapter rank."})
+    alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = alpha / r)."})
+    dropout: float = field(default=0.0, metadata={"help": "Adapter dropout (0 keeps pi_old recomputation exact)."})
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        metadata={"help": "Linear layers that get adapters."},
+    )
+
+
+@dataclass
+class ModelConfig:
+    """Which policy to train and how to hold it in memory."""
+
+    name_or_path: str = field(
+        default="tiny",
+        metadata={"help": "'tiny' (the ~1M-parameter CPU preset), a local folder, or a hub id the machine can reach."},
+    )
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig, metadata={"help": "The tiny preset's architecture."})
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "auto (bfloat16 on a bf16 GPU, else float32), float32, bfloat16 or float16."},
+    )
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "Passed to from_pretrained (eager, sdpa, flash_attention_2); null = default."}
+    )
+    gradient_checkpointing: bool = field(default=False, metadata={"help": "Trade compute for activation memory."})
+    lora: LoraSettings = field(default_factory=LoraSettings, metadata={"help": "LoRA adapters."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow custom modelling code from the checkpoint."})
+    chat_template: bool | None = field(
+        default=None,
+        metadata={"help": "Wrap prompts in the tokenizer's chat template; null = when the tokenizer has one."},
+    )
+    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message for the chat template."})
+
+
+@dataclass
+class DigitSumConfig:
+    """The synthetic toy task (lad_ref.llm.tasks.DigitSumTask)."""
+
+    num_terms: list[int] = field(
+        default_factory=lambda: [2, 3, 4, 5], metadata={"help": "Digits per answer; several = several prompt kinds."}
+    )
+    max_digits: list[int] = field(
+        default_factory=lambda: [3, 4, 5, 6, 7, 8, 9],
+        metadata={"help": "Largest allowed digit, one prompt kind per value (9 = no bound; shown as '<m+1')."},
+    )
+    num_forbidden: int = field(default=0, metadata={"help": "Forbidden digits per prompt (0-8), shown as '!..'."})
+    min_solutions: int = field(default=8, metadata={"help": "Keep only prompts with at least this many correct answers."})
+    eval_fraction: float = field(default=0.25, metadata={"help": "Share of prompts held out for evaluation."})
+    split_seed: int = field(
+        default=0, metadata={"help": "Seed of the train/held-out split (fixed across run seeds on purpose)."}
+    )
+
+
+@dataclass
+class DataConfig:
+    """Prompts, answers and rewards."""
+
+    task: str = field(default="digit_sum", metadata={"help": "digit_sum (synthetic toy), math or code."})
+    digit_sum: DigitSumConfig = field(default_factory=DigitSumConfig, metadata={"help": "Toy task settings."})
+    train_files: list[str] = field(default_factory=list, metadata={"help": "math/code: .jsonl or .parquet files."})
+    eval_files: list[str] = field(default_factory=list, metadata={"help": "math/code: held-out .jsonl/.parquet files."})
+    prompt_field: str = field(default="prompt", metadata={"help": "math/code: record field holding the question."})
+    answer_field: str = field(
+        default="answer", metadata={"help": "math: field with the reference answer; code: field with the tests."}
+    )
+    prompt_template: str = field(
+        default="{prompt}",
+        metadata={"help": "math/code: format string applied to the question ({prompt} is replaced)."},
+    )
+    max_train_prompts: int | None = field(default=None, metadata={"help": "Use at most this many training prompts."})
+    max_eval_prompts: int | None = field(default=None, metadata={"help": "Use at most this many held-out prompts."})
+
+
+@dataclass
+class SFTConfig:
+    """Supervised warm start on sampled valid solutions (tasks that can sample them: digit_sum)."""
+
+    enabled: bool = field(default=True, metadata={"help": "Run SFT before RL (ignored by tasks without solutions)."})
+    steps: int = field(default=600, metadata={"help": "Optimizer steps."})
+    batch_size: int = field(default=128, metadata={"help": "Sequences per step."})
+    lr: float = field(default=3e-3, metadata={"help": "Peak learning rate (AdamW)."})
+    warmup_steps: int = field(default=50, metadata={"help": "Linear warm-up steps, then cosine decay to 10%."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    cache_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where SFT checkpoints are cached, keyed by a hash of everything that determines them; "
+            "null = $LAD_REF_CACHE/sft or ~/.cache/lad_ref/sft."
+        },
+    )
+
+
+@dataclass
+class RolloutConfig:
+    """Sampling the G responses per prompt whose log-probs become pi_old."""
+
+    backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm (GPU + vLLM only)."})
+    prompts_per_step: int = field(default=16, metadata={"help": "Prompts per RL step."})
+    group_size: int = field(default=8, metadata={"help": "G: responses per prompt (>= 2 for group advantages)."})
+    max_new_tokens: int = field(default=8, metadata={"help": "Longest response, in tokens."})
+    temperature: float = field(
+        default=1.0,
+        metadata={"help": "Sampling temperature; pi_old and pi_theta are both softmax(logits / temperature)."},
+    )
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling (1 = off; pi_old ignores the truncation)."})
+    top_k: int = field(default=0, metadata={"help": "Top-k sampling (0 = off; pi_old ignores the truncation)."})
+    batch_size: int = field(default=512, metadata={"help": "Most sequences per generate() call."})
+    vllm_gpu_memory_utilization: float = field(default=0.35, metadata={"help": "vllm: GPU memory share of the engine."})
+    vllm_max_model_len: int | None = field(default=None, metadata={"help": "vllm: context length (null = model's)."})
+
+
+@dataclass
+class ObjectiveConfig:
+    """The policy objective (any of lad_ref.losses) and the advantage that feeds it."""
+
+    name: str = field(default="lad", metadata={"help": "lad, grpo, entadv, kl_cov, clip_cov or flowrl."})
+    loss_agg_mode: str = field(
+        default="token-mean",
+        metadata={"help": "token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm, token-sum."},
+    )
+    advantage_estimator: str = field(default="grpo", metadata={"help": "grpo, drgrpo or rloo (lad_ref.advantages)."})
+    kl_coef: float = field(
+        default=0.0, metadata={"help": "Weight of the k3 KL(pi_theta || pi_ref) term; pi_ref = the start policy."}
+    )
+    lad: dict[str, Any] = field(default_factory=dict, metadata={"help": "lad: divergence, eta, level."})
+    grpo: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "grpo: clip_ratio_low, clip_ratio_high, clip_ratio_c."}
+    )
+    entadv: dict[str, Any] = field(default_factory=dict, metadata={"help": "entadv: alpha, kappa, clip ratios."})
+    kl_cov: dict[str, Any] = field(default_factory=dict, metadata={"help": "kl_cov: kl_cov_ratio, ppo_kl_coef."})
+    clip_cov: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "clip_cov: clip_cov_ratio, clip_cov_lb, clip_cov_ub, clip ratios."}
+    )
+    flowrl: dict[str, Any] = field(default_factory=dict, metadata={"help": "flowrl: beta, is_weight_cap."})
+    logz_head_layers: int = field(default=3, metadata={"help": "flowrl: layers of the log Z MLP head."})
+
+
+@dataclass
+class OptimConfig:
+    """The RL update: epochs over each rollout batch, minibatches, accumulation, AdamW + schedule."""
+
+    steps: int = field(default=100, metadata={"help": "RL steps (one rollout batch each)."})
+    epochs: int = field(
+        default=2, metadata={"help": "Passes over each rollout batch (>= 2 makes r != 1, where LAD's weight acts)."}
+    )
+    mini_batch_size: int = field(default=64, metadata={"help": "Sequences per optimizer step."})
+    micro_batch_size: int = field(
+        default=64, metadata={"help": "Sequences per forward/backward; mini/micro = gradient-accumulation steps."}
+    )
+    lr: float = field(default=1e-4, metadata={"help": "Peak learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999], metadata={"help": "AdamW betas."})
+    eps: float = field(default=1e-8, metadata={"help": "AdamW epsilon."})
+    schedule: str = field(default="constant", metadata={"help": "constant, linear or cosine (after warm-up)."})
+    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up, in optimizer steps."})
+    min_lr_ratio: float = field(default=0.0, metadata={"help": "linear/cosine: final lr as a fraction of the peak."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm (0 = off)."})
+    shuffle: bool = field(default=True, metadata={"help": "Shuffle the rollout batch before each epoch."})
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation: k samples per prompt."""
+
+    every: int = field(default=0, metadata={"help": "Evaluate every N RL steps (0 = only at start and end)."})
+    num_samples: int = field(default=32, metadata={"help": "k: samples per held-out prompt."})
+    pass_ks: list[int] = field(
+        default_factory=lambda: [1, 4], metadata={"help": "Extra k' < k for unbiased pass@k' (pass@k is always on)."}
+    )
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling (1 = off)."})
+    top_k: int = field(default=0, metadata={"help": "Top-k sampling (0 = off)."})
+    max_new_tokens: int | None = field(default=None, metadata={"help": "null = rollout.max_new_tokens."})
+    batch_size: int = field(default=1024, metadata={"help": "Most sequences per generate() call."})
+
+
+@dataclass
+class LoggingConfig:
+    """Console, metrics.jsonl and plots."""
+
+    log_every: int = field(default=1, metadata={"help": "Write a metrics.jsonl line every N steps."})
+    progress_bar: bool = field(default=True, metadata={"help": "tqdm bars with live reward and accuracy."})
+    plots: bool = field(default=True, metadata={"help": "Write plots/*.png at the end of the run."})
+
+
+@dataclass
+class CheckpointConfig:
+    """Checkpoints under <output_dir>/checkpoints/step_XXXXXX (safetensors + trainer state)."""
+
+    every: int = field(default=25, metadata={"help": "Save every N RL steps (the last step is always saved)."})
+    keep_last: int = field(default=2, metadata={"help": "Keep the newest N checkpoints (older ones are deleted)."})
+
+
+@dataclass
+class Config:
+    """Everything a run depends on; written resolved to <output_dir>/config.yaml."""
+
+    seed: int = field(default=0, metadata={"help": "Fixes every random choice (init, SFT data, rollouts, shuffles)."})
+    output_dir: str | None = field(default=None, metadata={"help": "Run folder (required)."})
+    device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda."})
+    threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (null = torch's default)."})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Policy model."})
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Task and data."})
+    sft: SFTConfig = field(default_factory=SFTConfig, metadata={"help": "Supervised warm start."})
+    rollout: RolloutConfig = field(default_factory=RolloutConfig, metadata={"help": "Rollouts."})
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig, metadata={"help": "Objective."})
+    optim: OptimConfig = field(default_factory=OptimConfig, metadata={"help": "Optimisation."})
+    eval: EvalConfig = field(default_factory=EvalConfig, metadata={"help": "Evaluation."})
+    logging: LoggingConfig = field(default_factory=LoggingConfig, metadata={"help": "Logging."})
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig, metadata={"help": "Checkpoints."})
+
+
+# Short command-line aliases -> dotted config keys.
+ALIASES: dict[str, str] = {
+    "objective": "objective.name",
+    "divergence": "objective.lad.divergence",
+    "eta": "objective.lad.eta",
+    "level": "objective.lad.level",
+    "output_dir": "output_dir",
+    "seed": "seed",
+    "model": "model.name_or_path",
+    "steps": "optim.steps",
+    "lr": "optim.lr",
+    "epochs": "optim.epochs",
+    "group_size": "rollout.group_size",
+    "kl_coef": "objective.kl_coef",
+    "device": "device",
+}
+
+TASKS = ("digit_sum", "math", "code")
+BACKENDS = ("hf", "vllm")
+SCHEDULES = ("constant", "linear", "cosine")
+DEVICES = ("auto", "cpu", "cuda")
+MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
+TINY_ARCHITECTURES = ("qwen2", "llama")
+# Objectives a sampled LLM batch can use: lad_theory needs the whole action space (bandit only).
+LLM_OBJECTIVES = ("lad", "grpo", "entadv", "kl_cov", "clip_cov", "flowrl")
+# Loss keyword arguments the trainer supplies itself; they are not config hyperparameters.
+TRAINER_SUPPLIED = {
+    "entropy": "the trainer computes it from the current logits",
+    "log_z": "the trainer's log Z head supplies it",
+    "ref_log_prob": "the trainer supplies it from the reference policy",
+    "kl_coef": "set objective.kl_coef instead",
+    "generator": "the trainer passes a seeded generator",
+    "weights": "the trainer supplies it",
+    "agg_kwargs": "the trainer supplies it",
+}
+
+
+# ======================================================================================
+# dict <-> dataclass with type checks
+# ======================================================================================
+
+
+def _hint(value: Any, choices) -> str:
+    near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
+def _choices_sentence(key: str, value: Any, choices) -> str:
+    choices = list(choices)
+    return f"{key}={value!r} is not valid{_hint(value, choices)}; valid choices are {', '.join(map(str, choices))}."
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(key: str, value: Any, tp) -> Any:
+    """Check ``value`` against annotation ``tp`` (ints are accepted for floats); raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(key, value, a)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"{key}={value!r} has the wrong type; expected {' or '.join(_type_name(a) for a in args)}.")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping of its fields, got {value!r}.")
+        return _build(tp, value, key)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}={value!r} has the wrong type; expected a list of {_type_name(item)}.")
+        return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}={value!r} has the wrong type; expected a mapping.")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string; accept it as the number it is
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key}={value!r} has the wrong type; expected {_type_name(tp)}.")
+
+
+def _build(cls, data: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            where = f"in {prefix}" if prefix else "at the top level"
+            raise ConfigError(f"unknown config key {key!r}{_hint(k, names)}; valid keys {where} are {', '.join(names)}.")
+        kwargs[k] = _coerce(key, v, hints[k])
+    return cls(**kwargs)
+
+
+def to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict) -> Config:
+    """Build a Config from a (possibly partial) nested dict; unknown keys and wrong types raise ConfigError."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}.")
+    return _build(Config, data)
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    parts = key.split(".")
+    d = data
+    for p in parts[:-1]:
+        nxt = d.get(p)
+        if nxt is None:
+            nxt = d[p] = {}
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"cannot set {key!r}: {p!r} is a value, not a section.")
+        d = nxt
+    d[parts[-1]] = value
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value, parsed as a YAML scalar/list (``1`` -> int, ``true`` -> bool, ``null`` -> None)."""
+    try:
+        return yaml.safe_load(text) if text != "" else ""
+    except yaml.YAMLError:
+        return text
+
+
+def load_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist.")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {str(p)!r}{where} is not valid YAML: {getattr(e, 'problem', e)}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections, got {type(data).__name__}.")
+    return data
+
+
+def merge_overrides(data: dict, overrides: dict[str, Any]) -> dict:
+    """Apply ``{"a.b.c": value}`` overrides onto a nested dict (in place) and return it."""
+    for key, value in overrides.items():
+        _set_dotted(data, key, value)
+    return data
+
+
+def save_yaml(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None))
+
+
+# ======================================================================================
+# semantic validation (choices, ranges, objective hyperparameters)
+# ======================================================================================
+
+
+def _choice(key: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(_choices_sentence(key, value, choices))
+
+
+def _positive(key: str, value, allow_zero: bool = False) -> None:
+    ok = value is not None and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        raise ConfigError(f"{key}={value!r} must be {'>= 0' if allow_zero else '> 0'}.")
+
+
+def objective_hparams(cfg: Config) -> dict[str, Any]:
+    """The active objective's hyperparameters: the loss function's defaults, overridden by the config.
+
+    Raises ConfigError for a key the loss does not take, listing the keys it does take.
+    """
+    from lad_ref.losses import loss_hparams
+
+    name = cfg.objective.name
+    defaults = {k: v for k, v in loss_hparams(name).items() if k not in TRAINER_SUPPLIED}
+    given = getattr(cfg.objective, name)
+    for k in given:
+        if k in TRAINER_SUPPLIED:
+            raise ConfigError(f"objective.{name}.{k} cannot be set in the config: {TRAINER_SUPPLIED[k]}.")
+        if k not in defaults:
+            raise ConfigError(
+                f"objective.{name}.{k} is not a hyperparameter of {name}{_hint(k, defaults)}; "
+                f"valid keys are {', '.join(sorted(defaults))}."
+            )
+    return {**defaults, **given}
+
+
+def _smoke_test_objective(cfg: Config, hparams: dict[str, Any]) -> None:
+    """Call the loss once on a dummy batch so that a bad hyperparameter value fails now, not at step 1."""
+    import torch
+
+    from lad_ref.losses import get_loss
+
+    lp = torch.zeros(2, 3)
+    extra = {}
+    if cfg.objective.name == "entadv":
+        extra["entropy"] = torch.ones(2, 3)
+    if cfg.objective.name == "flowrl":
+        extra.update(log_z=torch.zeros(2), ref_log_prob=lp.clone())
+    if cfg.objective.name == "clip_cov":
+        extra["generator"] = torch.Generator().manual_seed(0)
+    try:
+        get_loss(cfg.objective.name)(
+            old_log_prob=lp, log_prob=lp.clone(), advantages=torch.tensor([1.0, -1.0]),
+            response_mask=torch.ones(2, 3), loss_agg_mode=cfg.objective.loss_agg_mode, **hparams, **extra,
+        )
+    except ValueError as e:
+        raise ConfigError(f"objective.{cfg.objective.name}: {e}") from None
+    except TypeError as e:  # e.g. eta="abc" reaching arithmetic
+        raise ConfigError(f"objective.{cfg.objective.name} has a hyperparameter of the wrong type: {e}.") from None
+
+
+def validate(cfg: Config) -> Config:
+    """Check every choice and range; fill the active objective's hyperparameters. Returns cfg (mutated)."""
+    from lad_ref.advantages import ESTIMATORS
+    from lad_ref.divergences import DIVERGENCE_NAMES
+    from lad_ref.losses import AGG_MODES, LEVELS, LOSS_NAMES
+
+    o = cfg.objective
+    valid_objectives = [n for n in LLM_OBJECTIVES if n in LOSS_NAMES]
+    _choice("objective.name", o.name, valid_objectives)
+    _choice("objective.loss_agg_mode", o.loss_agg_mode, AGG_MODES)
+    _choice("objective.advantage_estimator", o.advantage_estimator, ESTIMATORS)
+    _positive("objective.kl_coef", o.kl_coef, allow_zero=True)
+    _positive("objective.logz_head_layers", o.logz_head_layers)
+    hp = objective_hparams(cfg)
+    if "divergence" in hp:
+        _choice(f"objective.{o.name}.divergence", hp["divergence"], DIVERGENCE_NAMES)
+    if "level" in hp:
+        _choice(f"objective.{o.name}.level", hp["level"], LEVELS)
+    _smoke_test_objective(cfg, hp)
+    setattr(o, o.name, hp)
+
+    _choice("device", cfg.device, DEVICES)
+    if cfg.threads is not None:
+        _positive("threads", cfg.threads)
+    m = cfg.model
+    _choice("model.dtype", m.dtype, MODEL_DTYPES)
+    _choice("model.tiny.architecture", m.tiny.architecture, TINY_ARCHITECTURES)
+    if m.tiny.hidden_size % m.tiny.num_heads or m.tiny.num_heads % m.tiny.num_kv_heads:
+        raise ConfigError(
+            f"model.tiny: hidden_size={m.tiny.hidden_size} must be divisible by num_heads={m.tiny.num_heads}, "
+            f"and num_heads by num_kv_heads={m.tiny.num_kv_heads}."
+        )
+    d = cfg.data
+    _choice("data.task", d.task, TASKS)
+    if d.task in ("math", "code") and not d.train_files:
+        raise ConfigError(f"data.task={d.task!r} needs data.train_files (a list of .jsonl or .parquet files).")
+    if "{prompt}" not in d.prompt_template:
+        raise ConfigError(f"data.prompt_template={d.prompt_template!r} must contain the placeholder {{prompt}}.")
+    if not 0.0 < d.digit_sum.eval_fraction < 1.0:
+        raise ConfigError(f"data.digit_sum.eval_fraction={d.digit_sum.eval_fraction!r} must be between 0 and 1.")
+
+    r = cfg.rollout
+    _choice("rollout.backend", r.backend, BACKENDS)
+    if r.group_size < 2:
+        raise ConfigError(f"rollout.group_size={r.group_size!r} must be >= 2: group advantages need two responses.")
+    for k in ("prompts_per_step", "max_new_tokens", "temperature", "top_p", "batch_size"):
+        _positive(f"rollout.{k}", getattr(r, k))
+    _positive("rollout.top_k", r.top_k, allow_zero=True)
+
+    op = cfg.optim
+    for k in ("steps", "epochs", "mini_batch_size", "micro_batch_size", "lr", "eps"):
+        _positive(f"optim.{k}", getattr(op, k))
+    _choice("optim.schedule", op.schedule, SCHEDULES)
+    _positive("optim.max_grad_norm", op.max_grad_norm, allow_zero=True)
+    rollout_batch = r.prompts_per_step * r.group_size
+    if rollout_batch % op.mini_batch_size:
+        raise ConfigError(
+            f"optim.mini_batch_size={op.mini_batch_size} must divide the rollout batch "
+            f"(rollout.prompts_per_step * rollout.group_size = {rollout_batch})."
+        )
+    if op.mini_batch_size % op.micro_batch_size:
+        raise ConfigError(
+            f"optim.micro_batch_size={op.micro_batch_size} must divide optim.mini_batch_size={op.mini_batch_size}."
+        )
+    if len(op.betas) != 2:
+        raise ConfigError(f"optim.betas={op.betas!r} must hold two numbers.")
+
+    e = cfg.eval
+    _positive("eval.num_samples", e.num_samples)
+    _positive("eval.every", e.every, allow_zero=True)
+    for k in e.pass_ks:
+        if not 1 <= k <= e.num_samples:
+            raise ConfigError(f"eval.pass_ks contains {k!r}; each k must be between 1 and eval.num_samples={e.num_samples}.")
+    _positive("checkpoint.every", cfg.checkpoint.every)
+    _positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
+    _positive("logging.log_every", cfg.logging.log_every)
+    _positive("sft.steps", cfg.sft.steps, allow_zero=True)
+    return cfg
+
+
+# ======================================================================================
+# command line
+# ======================================================================================
+
+
+def field_help(cls=Config, prefix: str = "") -> list[tuple[str, str, Any]]:
+    """(dotted key, help, default) for every leaf field, for --help."""
+    rows = []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        hints = typing.get_type_hints(cls)
+        if dataclasses.is_dataclass(hints[f.name]):
+            rows += field_help(hints[f.name], key + ".")
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((key, f.metadata.get("help", ""), default))
+    return rows
+
+
+def help_epilog() -> str:
+    lines = ["Every config field can be overridden as --section.field VALUE (VALUE is parsed as YAML):", ""]
+    for key, text, default in field_help():
+        lines.append(f"  --{key:<38} {text} [default: {default!r}]")
+    lines += ["", "Aliases: " + ", ".join(f"--{a.replace('_', '-')} = --{k}" for a, k in ALIASES.items())]
+    return "\n".join(lines)
+
+
+def parse_dotted_args(rest: list[str]) -> dict[str, Any]:
+    """Turn ``["--a.b", "1", "--c.d=x"]`` into ``{"a.b": 1, "c.d": "x"}``; anything else is an error."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(rest):
+        tok = rest[i]
+        if not tok.startswith("--"):
+            raise ConfigError(f"unexpected argument {tok!r}; options look like --section.field VALUE.")
+        body = tok[2:]
+        if "=" in body:
+            key, text = body.split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(rest):
+                raise ConfigError(f"option {tok!r} needs a value.")
+            key, text = body, rest[i + 1]
+            i += 2
+        key = key.replace("-", "_")
+        key = ALIASES.get(key, key)
+        if "." not in key and key not in {f.name for f in dataclasses.fields(Config)}:
+            valid = ["--" + v.replace("_", "-") for v in sorted({*ALIASES, *(f.name for f in dataclasses.fields(Config))})]
+            raise ConfigError(
+                f"unknown option {tok!r}{_hint('--' + key.replace('_', '-'), valid)}; valid options are "
+                f"--config, --resume, --overwrite, {', '.join(valid)} and --section.field for any config field."
+            )
+        out[key] = parse_value(text)
+    return out
+
+
+def resolve(config_file: str | None, overrides: dict[str, Any]) -> Config:
+    """defaults <- YAML <- overrides, then type checks and validation."""
+    data = load_yaml(config_file) if config_file else {}
+    merge_overrides(data, overrides)
+    return validate(from_dict(data))

@@ -1,0 +1,189 @@
+"""Held-out evaluation: k samples per prompt -> avg@k, pass@k, distinct correct answers, dist-n, length.
+
+Used during training (start, every ``eval.every`` steps, final) and standalone::
+
+    python -m lad_ref.llm.evaluate --run runs/toy-lad              # the run's latest checkpoint
+    python -m lad_ref.llm.evaluate --run runs/toy-lad --checkpoint start --num-samples 64
+
+Metrics (all averaged over held-out prompts; k = ``eval.num_samples``):
+
+* ``avg_at_k``: mean correctness of the k samples (avg@k, the paper's Avg@32 / Avg@16);
+* ``pass_at_k``: unbiased pass@k, 1 - C(n-c, k)/C(n, k) with n = k samples (= "any correct");
+  ``pass_at_<j>`` for each j in ``eval.pass_ks``, from the same n = k samples;
+* ``distinct_correct``: number of distinct correct answers among the k samples
+  (``task.answer_key``: the expression for the toy task, the normalised response for math/code);
+  ``solution_coverage``: the same divided by the number of correct answers the prompt has,
+  where the task knows it (toy task);
+* ``dist_1`` .. ``dist_4``: distinct n-grams / total n-grams of the prompt's k responses
+  (response token ids, EOS excluded), i.e. *within-prompt* diversity (across prompts
+  responses differ trivially);
+* ``response_length``: mean response length in tokens (EOS included); ``truncated_frac``.
+
+The sampling RNG is seeded from the run seed only, so every evaluation of a run uses the
+same random numbers (common random numbers: start and final differ only by the policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from lad_ref.llm.rollout import sub_seed
+from lad_ref.metrics import count_distinct_correct, dist_n, pass_at_k
+
+EVAL_SEED_TAG = 3
+HEADLINE = ("avg_at_k", "pass_at_k", "distinct_correct", "dist_3")
+
+
+def eval_seed(seed: int) -> int:
+    return sub_seed(seed, EVAL_SEED_TAG)
+
+
+def score_responses(task, examples, batch, k: int, pass_ks=(), eos_ids=()) -> tuple[dict, list[dict]]:
+    """Metrics of a RolloutBatch holding k responses per example (rows grouped by example)."""
+    per_prompt = []
+    samples = []
+    eos = set(eos_ids)
+    for i, ex in enumerate(examples):
+        rows = range(i * k, (i + 1) * k)
+        texts = [batch.texts[r] for r in rows]
+        correct = [task.reward(ex, t) >= 1.0 for t in texts]
+        keys = [task.answer_key(t) for t in texts]
+        token_seqs = []
+        for r in rows:
+            ids = batch.response_ids[r][batch.response_mask[r].bool()].tolist()
+            token_seqs.append([t for t in ids if t not in eos])
+        c = sum(correct)
+        distinct = count_distinct_correct(keys, correct)
+        row = {
+            "avg_at_k": c / k,
+            "pass_at_k": pass_at_k(k, c, k),
+            **{f"pass_at_{j}": pass_at_k(k, c, j) for j in pass_ks if j != k},
+            "distinct_correct": float(distinct),
+            **{f"dist_{n}": dist_n(token_seqs, n) for n in (1, 2, 3, 4)},
+            "response_length": float(batch.response_mask[list(rows)].sum(-1).float().mean()),
+            "truncated_frac": float(batch.truncated[list(rows)].float().mean()),
+        }
+        n_sol = ex.meta.get("num_solutions") if ex.meta else None
+        if n_sol:
+            row["solution_coverage"] = distinct / n_sol
+        per_prompt.append(row)
+        samples.append({"uid": ex.uid, "prompt": ex.prompt, "responses": texts, "correct": correct})
+    keys_all = per_prompt[0].keys()
+    metrics = {key: sum(r[key] for r in per_prompt) / len(per_prompt) for key in keys_all}
+    metrics.update(num_prompts=len(examples), k=k)
+    return metrics, samples
+
+
+@torch.no_grad()
+def evaluate_policy(model, rollout, task, examples, cfg, *, progress: bool = False) -> tuple[dict, list[dict]]:
+    """Sample ``cfg.eval.num_samples`` responses per held-out example and score them."""
+    e = cfg.eval
+    k = e.num_samples
+    max_new = e.max_new_tokens or cfg.rollout.max_new_tokens
+    # Chunk by prompts so that each generate() call holds at most eval.batch_size sequences; the
+    # seed of chunk c is fixed, so the result does not depend on what else the run did.
+    per_chunk = max(1, e.batch_size // k)
+    all_metrics, all_samples, weights = [], [], []
+    chunks = list(range(0, len(examples), per_chunk))
+    for c, start in enumerate(tqdm(chunks, desc="eval", disable=not progress, leave=False)):
+        exs = examples[start:start + per_chunk]
+        batch = rollout.generate(
+            model, [x.prompt for x in exs], k, max_new_tokens=max_new, temperature=e.temperature,
+            top_p=e.top_p, top_k=e.top_k, seed=sub_seed(eval_seed(cfg.seed), c),
+        )
+        m, s = score_responses(task, exs, batch, k, e.pass_ks, rollout.eos_ids)
+        all_metrics.append(m)
+        all_samples += s
+        weights.append(len(exs))
+    total = sum(weights)
+    metrics = {
+        key: sum(m[key] * w for m, w in zip(all_metrics, weights)) / total
+        for key in all_metrics[0] if key not in ("num_prompts", "k")
+    }
+    metrics.update(num_prompts=total, k=k)
+    return metrics, all_samples
+
+
+# ======================================================================================
+# CLI
+# ======================================================================================
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m lad_ref.llm.evaluate",
+        description="Evaluate a run's policy on its held-out prompts (avg@k, pass@k, distinct correct, dist-n).",
+    )
+    p.add_argument("--run", required=True, help="Run folder written by lad_ref.llm.train (reads its config.yaml).")
+    p.add_argument(
+        "--checkpoint", default="latest",
+        help="'latest' (newest checkpoint, the default), 'start' (the policy RL started from), "
+        "a checkpoint folder name such as step_000100, or a path to a model folder.",
+    )
+    p.add_argument("--num-samples", type=int, default=None, help="k: samples per prompt (default: the run's eval.num_samples).")
+    p.add_argument("--max-prompts", type=int, default=None, help="Evaluate only the first N held-out prompts.")
+    p.add_argument("--temperature", type=float, default=None, help="Sampling temperature (default: the run's).")
+    p.add_argument("--output", default=None, help="Where to write the JSON (default: <run>/eval_<checkpoint>.json).")
+    p.add_argument("--samples", action="store_true", help="Also write every sampled response to <output>.samples.jsonl.")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: the run's device setting).")
+    p.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lad_ref.llm import checkpoint as ckpt
+    from lad_ref.llm.config import ConfigError, from_dict, load_yaml, validate
+    from lad_ref.llm.model import load_causal_lm, load_tokenizer, quiet_transformers
+    from lad_ref.llm.rollout import build_rollout
+    from lad_ref.llm.tasks import DataError, build_task
+
+    args = build_parser().parse_args(argv)
+    run = Path(args.run)
+    try:
+        if not (run / "config.yaml").is_file():
+            raise ConfigError(f"--run {str(run)!r} is not a run folder: it has no config.yaml.")
+        cfg = validate(from_dict(load_yaml(run / "config.yaml")))
+        if args.num_samples is not None:
+            cfg.eval.num_samples = args.num_samples
+            cfg.eval.pass_ks = [j for j in cfg.eval.pass_ks if j <= args.num_samples]
+        if args.temperature is not None:
+            cfg.eval.temperature = args.temperature
+        if args.device is not None:
+            cfg.device = args.device
+        task = build_task(cfg)
+        model_path, adapter_path, label = ckpt.resolve_policy(run, args.checkpoint)
+    except (ConfigError, DataError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    device = ckpt.pick_device(cfg.device)
+    quiet_transformers()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
+    model = load_causal_lm(model_path, cfg.model, device, trainable=False)
+    if adapter_path is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter_path).eval()
+    rollout = build_rollout(cfg, tokenizer, model, str(model_path))
+    examples = task.eval[: args.max_prompts] if args.max_prompts else task.eval
+    metrics, samples = evaluate_policy(model, rollout, task, examples, cfg, progress=not args.no_progress)
+    result = {"run": str(run), "checkpoint": label, **metrics}
+    out = Path(args.output) if args.output else run / f"eval_{label}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    if args.samples:
+        with open(str(out) + ".samples.jsonl", "w") as fh:
+            for s in samples:
+                fh.write(json.dumps(s) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Policy models: the ``tiny`` CPU preset, loading any causal LM, bf16 / gradient checkpointing / LoRA.
+
+Every policy, the tiny one included, is loaded through ``AutoModelForCausalLM.from_pretrained``
+and ``AutoTokenizer.from_pretrained`` on a folder: the tiny preset is first *built* from a
+config (random weights, character-level tokenizer) and saved with ``save_pretrained``, so the
+code path that trains it is the one that trains Qwen2.5-7B.
+
+The tiny preset
+---------------
+A Qwen2 (or Llama) decoder with ~0.8M parameters: hidden 128, 4 layers, 4 query heads /
+2 key-value heads, MLP 384, tied embeddings, no dropout (so train-mode log-probs equal
+eval-mode ones and pi_old can be recomputed exactly). Its tokenizer maps every printable
+ASCII character to one token (``tokenizers`` WordLevel model + a one-character splitter +
+a ``Fuse`` decoder), plus ``<pad>``, ``<eos>`` and ``<unk>``: 100 tokens. It has no chat
+template; prompts are fed raw.
+"""
+
+from __future__ import annotations
+
+import string
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lad_ref.llm.config import ModelConfig, TinyModelConfig
+
+TINY = "tiny"
+PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
+# Printable ASCII without the three exotic whitespace characters; "\n" and " " are kept.
+TINY_CHARS: tuple[str, ...] = tuple(c for c in string.printable if c not in "\r\x0b\x0c")
+
+
+# --------------------------------------------------------------------------------------
+# the tiny preset
+# --------------------------------------------------------------------------------------
+
+
+def build_char_tokenizer():
+    """A character-level fast tokenizer (one token per character) built with ``tokenizers``."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {tok: i for i, tok in enumerate((PAD, EOS, UNK) + TINY_CHARS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    # "[\s\S]" (not ".") so that "\n" is a token too; isolated = each character is its own piece.
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()  # join characters back without the spaces WordLevel would insert
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, padding_side="left"
+    )
+
+
+def build_tiny_model(cfg: TinyModelConfig, vocab_size: int, pad_id: int, eos_id: int, seed: int):
+    """A randomly initialised ~1M-parameter Qwen2 or Llama causal LM (no dropout anywhere)."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    common = dict(
+        vocab_size=vocab_size,
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        tie_word_embeddings=True,
+        attention_dropout=0.0,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        bos_token_id=None,
+    )
+    if cfg.architecture == "qwen2":
+        config = Qwen2Config(**common)
+    elif cfg.architecture == "llama":
+        config = LlamaConfig(**common)
+    else:  # validated in config.py; kept for direct callers
+        raise ValueError(f"unknown tiny architecture {cfg.architecture!r}; valid choices are qwen2, llama.")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(config)
+
+
+def materialise_tiny(cfg: TinyModelConfig, folder: Path, seed: int) -> Path:
+    """Build the tiny model + tokenizer and ``save_pretrained`` them into ``folder`` (safetensors)."""
+    tokenizer = build_char_tokenizer()
+    model = build_tiny_model(cfg, len(tokenizer), tokenizer.pad_token_id, tokenizer.eos_token_id, seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    (folder / "tiny_preset.txt").write_text(f"built by lad_ref.llm.model from {asdict(cfg)} with seed {seed}\n")
+    return folder
+
+
+# --------------------------------------------------------------------------------------
+# loading any causal LM
+# --------------------------------------------------------------------------------------
+
+_GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """``auto`` = bfloat16 on a GPU that supports it, float32 otherwise (the CPU tests need fp32)."""
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return _DTYPES[name]
+
+
+def quiet_transformers() -> None:
+    """Hide transformers' per-load progress bars ("Loading weights"), which would drown the run's own bars."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    """The tokenizer of a checkpoint, left-padded (generation appends on the right) with a pad token."""
+    import json
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    declared = None
+    config_file = Path(path) / "tokenizer_config.json"
+    if config_file.is_file():
+        declared = json.loads(config_file.read_text()).get("tokenizer_class")
+    if declared in _GENERIC_TOKENIZER_CLASSES:
+        # transformers 5 AutoTokenizer replaces a generic tokenizer.json pipeline by the model type's
+        # own tokenizer class for some model types (qwen2 among them: "incorrect hub tokenizer class"),
+        # which would turn the tiny preset's character tokenizer into a byte-level BPE pipeline that
+        # drops spaces. A folder that declares the generic class gets exactly its tokenizer.json.
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:  # e.g. Llama: reuse EOS for padding; padded positions are masked anyway
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(path: str | Path, cfg: ModelConfig, device: torch.device, *, trainable: bool = True):
+    """``AutoModelForCausalLM.from_pretrained(path)`` in the configured dtype, on ``device``.
+
+    ``trainable``: apply gradient checkpointing and (if enabled) LoRA; a frozen reference
+    model skips both.
+    """
+    from transformers import AutoModelForCausalLM
+
+    kwargs = dict(dtype=resolve_dtype(cfg.dtype, device), trust_remote_code=cfg.trust_remote_code)
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs).to(device)
+    if not trainable:
+        model.eval()
+        model.requires_grad_(False)
+        return model
+    if cfg.gradient_checkpointing:
+        # use_reentrant=False works with frozen inputs (LoRA) and with torch.compile.
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False  # the cache is only wanted in generate(), which re-enables it
+    if cfg.lora.enabled:
+        model = add_lora(model, cfg)
+    model.train()
+    return model
+
+
+def add_lora(model, cfg: ModelConfig):
+    """Wrap ``model`` with peft LoRA adapters: only the adapters train (for models too big for full fine-tuning).
+
+    peft keeps the adapters in float32 (``autocast_adapter_dtype``) while the frozen base stays in
+    bf16. The reference policy of a LoRA run is the base model with the adapters disabled, so
+    no second copy of the weights is needed.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    lcfg = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=list(cfg.lora.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    if cfg.gradient_checkpointing:
+        model.enable_input_require_grads()  # checkpointed blocks need an input that requires grad
+    return get_peft_model(model, lcfg)
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def count_parameters(model, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+# --------------------------------------------------------------------------------------
+# FlowRL's log Z head
+# --------------------------------------------------------------------------------------
+
+
+class LogZHead(nn.Module):
+    """FlowRL's learned log-partition log Z(x) (baselines.md §1.7, verl-recipe ``ProjZModule``).
+
+        log Z(x) = MLP( mean over prompt tokens of the last-layer hidden states )
+
+    (L-1) x [Linear(h, h) -> GELU -> LayerNorm] -> Linear(h, 1). The recipe's Dropout(0.1) is
+    left out so that the CPU run stays deterministic and train/eval forward passes agree. As in
+    the recipe the hidden states are not detached: the trajectory-balance gradient also reaches
+    the trunk. The head lives in float32 whatever the policy dtype.
+    """
+
+    def __init__(self, hidden_size: int, num_layers: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(num_layers - 1):
+            layers += [nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.LayerNorm(hidden_size)]
+        layers.append(nn.Linear(hidden_size, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, hidden: torch.Tensor, prompt_mask: torch.Tensor) -> torch.Tensor:
+        """hidden (B, L, h), prompt_mask (B, L) -> log Z (B,)."""
+        m = prompt_mask.to(torch.float32).unsqueeze(-1)
+        pooled = (hidden.float() * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return self.net(pooled).squeeze(-1)
