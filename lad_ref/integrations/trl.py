@@ -1,0 +1,650 @@
+"""LAD (and lad_ref's baselines) inside TRL 1.16.0's ``GRPOTrainer``.
+
+:class:`LadGRPOTrainer` is a ``GRPOTrainer`` whose loss is :func:`lad_ref.losses.get_loss` of
+``args.objective``; everything else (generation, vLLM, reward functions, group-normalised
+advantages, DeepSpeed/FSDP through accelerate, logging, checkpoints) is TRL's, unchanged.
+:class:`LadGRPOConfig` is ``GRPOConfig`` plus the fields of lad_ref's objectives::
+
+    from lad_ref.integrations.trl import LadGRPOConfig, LadGRPOTrainer
+
+    args = LadGRPOConfig(output_dir="out", objective="lad", divergence="js", eta=1.0,
+                         num_iterations=2, num_generations=8, ...)
+    trainer = LadGRPOTrainer(model="path/to/Qwen2.5-7B", reward_funcs=my_reward, args=args,
+                             train_dataset=dataset)
+    trainer.train()
+
+How the loss is formed (``_compute_loss``, baselines.md §2.2)
+-------------------------------------------------------------
+1. Current per-token log-probs (and entropies, when the objective, ``top_entropy_quantile`` or
+   ``log_entropy`` need them) come from TRL's own ``_get_per_token_logps_and_entropies`` (a 3-tuple
+   ``(logps, entropies, aux_loss)`` in TRL >= 1.7).
+2. **Old log-probs**: ``inputs["old_per_token_logps"]`` when TRL computed them, else
+   ``logps.detach()``. TRL computes them only if ``gradient_accumulation_steps`` is *not* a multiple
+   of ``steps_per_generation * num_iterations`` (i.e. some optimizer step happens between generating a
+   batch and training on it) or with vLLM importance-sampling correction (then they are the training
+   model's log-probs at generation time, and the vLLM/trainer mismatch goes into ``weights``). Unless an
+   optimizer step happens in between, the ratio r = pi_theta / pi_old is exactly 1 on every token
+   (``trainer.ratio_is_one``), and LAD's weight r * f'(u) with
+   u = exp(-A/eta) is a fixed function of the advantage: the trust-region pull-back that makes LAD
+   different (the weight changes sign once r passes exp(A/eta)) never acts. **For LAD use
+   num_iterations > 1** (e.g. 2, with gradient_accumulation_steps not a multiple of
+   steps_per_generation * num_iterations, such as the defaults gradient_accumulation_steps = 1 or
+   steps_per_generation = gradient_accumulation_steps); the trainer logs a warning when r is pinned to 1.
+3. Advantages are TRL's (B,) group-normalised advantages (``scale_rewards``), or lad_ref's
+   estimators (``advantage_estimator``: grpo / drgrpo / rloo) recomputed from the per-row rewards and
+   group ids that :meth:`LadGRPOTrainer._generate_and_score_completions` attaches to every batch
+   (``inputs["rewards"]``, ``inputs["group_ids"]``; TRL shuffles and splits a generation batch into
+   micro-batches that mix groups, so group structure has to travel as explicit per-row tensors).
+4. TRL's per-token multipliers become lad_ref's ``weights``: the ``top_entropy_quantile`` mask, the
+   off-policy sequence mask (``off_policy_mask_threshold``) and the vLLM importance-sampling ratio.
+5. ``beta != 0``: beta * k3 KL to the reference model (:func:`lad_ref.losses.kl_penalty`, verl's clamped
+   k3; TRL's own path does not clamp) is aggregated with the same mode and added, as TRL adds
+   beta * k3 to the per-token loss before aggregation (not multiplied by ``weights``, as in TRL;
+   ``use_bias_correction_kl`` multiplies it by r as TRL does).
+6. **Gradient accumulation.** ``GRPOTrainer`` turns off the HF Trainer's loss scaling, so
+   ``_compute_loss`` must return a loss already scaled for accumulation, exactly as TRL's branches
+   do. With ``loss_agg_mode="auto"`` (default) the aggregation follows ``loss_type``:
+
+   ========== ======================================= =========================================================
+   loss_type  lad_ref aggregation                     scaling (train mode; eval: none)
+   ========== ======================================= =========================================================
+   dapo       token-mean over N_window                N_window = num_items_in_batch / num_processes
+   (default)                                          * gradient_accumulation_steps / steps_per_generation, i.e.
+                                                      the valid tokens of one accumulation window per process
+                                                      (no further division, as TRL)
+   bnpo       token-mean over the micro-batch         / gradient_accumulation_steps
+   grpo       seq-mean-token-mean                     / gradient_accumulation_steps
+   dr_grpo    seq-mean-token-sum-norm, C =            / gradient_accumulation_steps
+              max_completion_length, all B rows
+   ========== ======================================= =========================================================
+
+   Any explicit lad_ref mode (token-mean, seq-mean-token-mean, seq-mean-token-sum,
+   seq-mean-token-sum-norm, token-sum) aggregates over the micro-batch and is divided by
+   ``gradient_accumulation_steps``, as TRL's local modes are. DDP/FSDP/DeepSpeed then average
+   gradients over processes, which gives the same result as TRL's own loss types.
+7. Metrics: the objective's metrics (e.g. ``lad/ratio_mean``, ``lad/weight_flip_frac``), averaged over
+   processes, plus ``policy_loss``, ``entropy`` and ``kl`` (as TRL names them) go to
+   ``self._metrics[mode]`` and appear in the trainer's logs.
+
+Objectives: ``lad`` (any divergence, eta, token or sequence level), ``grpo``, ``entadv`` (TRL's entropies),
+``kl_cov`` and ``clip_cov``. **FlowRL is not supported here**: it needs a learned log Z head on the
+prompt's hidden states that shares the optimizer; use lad_ref's own LLM trainer for it.
+``lad_theory`` needs every action enumerated and is for finite action spaces only.
+
+Not wired in (rejected with a clear error at config time): TRL's entropy bonus (``entropy_coef``,
+``use_adaptive_entropy``; LAD needs none), ``importance_sampling_level="sequence"`` (use
+``level="sequence"`` for LAD), ``delta`` (INTELLECT-2 cap), and TRL-only loss types (cispo, sapo,
+vespo, luspo) with ``loss_agg_mode="auto"``.
+
+Version: TRL changes private method signatures often (the 2-/3-tuple of
+``_get_per_token_logps_and_entropies`` in 1.7, the dapo normaliser after 1.10), so importing this
+module **raises ImportError unless TRL is exactly 1.16.0**, the version the ``[trl]`` extra pins. Set
+``LAD_REF_ALLOW_UNTESTED_TRL=1`` to downgrade that to a warning at your own risk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lad_ref.advantages import ESTIMATORS, compute_advantages
+from lad_ref.divergences import DIVERGENCE_NAMES
+from lad_ref.losses import AGG_MODES, LEVELS, aggregate, get_loss, kl_penalty
+
+#: The TRL version this adapter is written and tested against (the ``[trl]`` extra pins it).
+SUPPORTED_TRL_VERSION = "1.16.0"
+_ALLOW_ENV = "LAD_REF_ALLOW_UNTESTED_TRL"
+
+logger = logging.getLogger(__name__)
+
+
+def check_trl_version(installed: str) -> None:
+    """Raise ImportError unless ``installed`` is the pinned TRL version (warn instead with the env override)."""
+    if installed == SUPPORTED_TRL_VERSION:
+        return
+    msg = (
+        f"lad_ref.integrations.trl needs trl=={SUPPORTED_TRL_VERSION} (it overrides private GRPOTrainer methods "
+        f"whose signatures change between releases), found trl {installed}. Install the pinned version with "
+        f'pip install -e ".[trl]", or set {_ALLOW_ENV}=1 to try anyway.'
+    )
+    if os.environ.get(_ALLOW_ENV) == "1":
+        warnings.warn(msg, stacklevel=3)
+        return
+    raise ImportError(msg)
+
+
+try:
+    import trl as _trl
+except ImportError as _e:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        f'lad_ref.integrations.trl needs trl=={SUPPORTED_TRL_VERSION}: pip install -e ".[trl]" ({_e})'
+    ) from _e
+check_trl_version(getattr(_trl, "__version__", "unknown"))
+
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+
+#: Objectives this trainer can optimise (a subset of lad_ref.losses.LOSS_NAMES).
+TRL_OBJECTIVES: tuple[str, ...] = ("lad", "grpo", "entadv", "kl_cov", "clip_cov")
+_UNSUPPORTED = {
+    "flowrl": "FlowRL needs a learned log Z head (an MLP on the prompt's hidden states trained with the policy), "
+    "which GRPOTrainer has no place for; use lad_ref's own LLM trainer (python -m lad_ref.llm.train)",
+    "lad_theory": "lad_theory sums over every action and is for finite action spaces (the bandit) only",
+}
+#: loss_agg_mode="auto": TRL loss_type -> lad_ref aggregation (dapo additionally uses the window's token count).
+LOSS_TYPE_TO_AGG: dict[str, str] = {
+    "dapo": "token-mean",
+    "bnpo": "token-mean",
+    "grpo": "seq-mean-token-mean",
+    "dr_grpo": "seq-mean-token-sum-norm",
+}
+_TRL_LOSS_HELP = "https://huggingface.co/docs/trl/main/en/grpo_trainer#loss-types"
+
+
+@dataclass
+class LadGRPOConfig(GRPOConfig):
+    r"""
+    Configuration for [`LadGRPOTrainer`]: TRL's `GRPOConfig` plus the fields of lad_ref's objectives.
+
+    Parameters:
+        > Parameters that choose the objective
+
+        objective (`str`, *optional*, defaults to `"lad"`):
+            lad_ref objective to optimise: `"lad"`, `"grpo"`, `"entadv"`, `"kl_cov"` or `"clip_cov"`.
+        divergence (`str`, *optional*, defaults to `"js"`):
+            LAD only. Generator f of the f-divergence between the policy- and advantage-induced distributions:
+            `"js"` (the paper's main choice), `"kl"`, `"rkl"`, `"jf"`, `"tv"`, `"hd"`.
+        eta (`float`, *optional*, defaults to `1.0`):
+            LAD only. Temperature of the advantage-induced distribution P_A ∝ exp(A/eta); > 0.
+        level (`str`, *optional*, defaults to `"token"`):
+            LAD only. `"token"`: per-token ratio and advantage; `"sequence"`: summed log-ratio of the response.
+        loss_agg_mode (`str`, *optional*, defaults to `"auto"`):
+            How token losses become a scalar. `"auto"` follows `loss_type` (dapo, bnpo, grpo, dr_grpo) exactly as
+            TRL normalises it; or a lad_ref mode aggregated per micro-batch.
+        loss_scale_factor (`float` or `None`, *optional*, defaults to `None`):
+            Constant C of `seq-mean-token-sum-norm` (None: the padded completion length of the micro-batch).
+
+        > Parameters of the baselines
+
+        clip_ratio_c (`float` or `None`, *optional*, defaults to `3.0`):
+            grpo/entadv: dual-clip constant for negative advantages (verl's); None disables it (TRL's behaviour).
+        entadv_alpha (`float`, *optional*, defaults to `0.4`), entadv_kappa (`float`, *optional*, defaults to `2.0`):
+            entadv: psi = min(alpha * H, |A| / kappa) is added to A.
+        kl_cov_ratio (`float`, *optional*, defaults to `0.0002`), kl_cov_coef (`float`, *optional*, defaults to `0.1`):
+            kl_cov: fraction of tokens (top covariance) penalised, and the |log r| penalty coefficient.
+        clip_cov_ratio (`float`, *optional*, defaults to `0.0002`), clip_cov_lb (`float`, *optional*, defaults to
+        `1.0`), clip_cov_ub (`float`, *optional*, defaults to `5.0`):
+            clip_cov: fraction of tokens whose gradient is dropped, drawn among those with lb < cov < ub.
+
+        > Parameters of the data flow
+
+        advantage_estimator (`str` or `None`, *optional*, defaults to `None`):
+            None: TRL's advantages (`scale_rewards`). `"grpo"`, `"drgrpo"`, `"rloo"`: lad_ref.advantages recomputed
+            from the generation batch's rewards and group ids.
+        log_entropy (`bool`, *optional*, defaults to `True`):
+            Compute and log the policy entropy every step (costs one extra pass over the logits).
+
+    The clip range of grpo/entadv/clip_cov is TRL's `epsilon` / `epsilon_high`.
+    """
+
+    objective: str = field(
+        default="lad",
+        metadata={
+            "help": "lad_ref objective to optimise: 'lad', 'grpo', 'entadv', 'kl_cov' or 'clip_cov' "
+            "(FlowRL is not supported through TRL: it needs a learned log Z head).",
+        },
+    )
+    divergence: str = field(
+        default="js",
+        metadata={
+            "help": "LAD only. f-divergence generator: 'js' (the paper's main choice), 'kl', 'rkl', 'jf', 'tv' "
+            "or 'hd'. The paper finds the strict divergences (tv, hd, js) better than kl, rkl, jf on reasoning.",
+        },
+    )
+    eta: float = field(
+        default=1.0,
+        metadata={
+            "help": "LAD only. Temperature of the advantage-induced distribution P_A ∝ exp(A/eta); > 0. The paper "
+            "reports eta in {0.5, ..., 16} to be robust.",
+        },
+    )
+    level: str = field(
+        default="token",
+        metadata={
+            "help": "LAD only. 'token': per-token ratio and advantage (a drop-in for the per-token PPO loss); "
+            "'sequence': log r is the response's summed token log-ratio.",
+        },
+    )
+    loss_agg_mode: str = field(
+        default="auto",
+        metadata={
+            "help": "'auto' follows loss_type exactly as TRL normalises it (dapo: token-mean over the global token "
+            "count of the accumulation window; bnpo: token-mean; grpo: seq-mean-token-mean; dr_grpo: "
+            "seq-mean-token-sum-norm with C = max_completion_length). Or a lad_ref mode ('token-mean', "
+            "'seq-mean-token-mean', 'seq-mean-token-sum', 'seq-mean-token-sum-norm', 'token-sum') aggregated per "
+            "micro-batch and divided by gradient_accumulation_steps.",
+        },
+    )
+    loss_scale_factor: float | None = field(
+        default=None,
+        metadata={
+            "help": "Constant C of an explicit 'seq-mean-token-sum-norm' (verl's loss_scale_factor). None: the "
+            "padded completion length of the micro-batch.",
+        },
+    )
+    clip_ratio_c: float | None = field(
+        default=3.0,
+        metadata={
+            "help": "grpo/entadv: dual-clip constant c > 1 bounding the loss of negative-advantage tokens at -A*c "
+            "(verl's default, https://huggingface.co/papers/1912.09729). None disables it, as TRL's own loss does.",
+        },
+    )
+    entadv_alpha: float = field(
+        default=0.4,
+        metadata={
+            "help": "entadv: entropy scale alpha in psi = min(alpha * H, |A| / kappa) "
+            "(https://huggingface.co/papers/2506.14758; 0.4 is the GRPO value of a public reimplementation).",
+        },
+    )
+    entadv_kappa: float = field(
+        default=2.0,
+        metadata={"help": "entadv: kappa > 1 caps psi at |A| / kappa so the sign of A is kept."},
+    )
+    kl_cov_ratio: float = field(
+        default=0.0002,
+        metadata={
+            "help": "kl_cov: fraction of valid tokens, those of largest covariance (A - mean A)(log p - mean log p), "
+            "that get the |log r| penalty (https://huggingface.co/papers/2505.22617; verl's default).",
+        },
+    )
+    kl_cov_coef: float = field(
+        default=0.1,
+        metadata={"help": "kl_cov: coefficient of the |log pi - log pi_old| penalty (verl's ppo_kl_coef)."},
+    )
+    clip_cov_ratio: float = field(
+        default=0.0002,
+        metadata={"help": "clip_cov: fraction of valid tokens whose loss is zeroed (verl's default)."},
+    )
+    clip_cov_lb: float = field(
+        default=1.0,
+        metadata={"help": "clip_cov: lower covariance bound of the tokens eligible for zeroing."},
+    )
+    clip_cov_ub: float = field(
+        default=5.0,
+        metadata={"help": "clip_cov: upper covariance bound of the tokens eligible for zeroing."},
+    )
+    advantage_estimator: str | None = field(
+        default=None,
+        metadata={
+            "help": "None: TRL's advantages (see scale_rewards). 'grpo', 'drgrpo' or 'rloo': lad_ref.advantages "
+            "recomputed from the generation batch's rewards and group ids (verl's eps = 1e-6; unscorable "
+            "completions get advantage 0). Requires multi_objective_aggregation='sum_then_normalize'.",
+        },
+    )
+    log_entropy: bool = field(
+        default=True,
+        metadata={
+            "help": "Compute the per-token policy entropy every step and log its mean as 'entropy', as TRL does. "
+            "Set False to skip that pass over the logits when the objective does not need it.",
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        validate_lad_config(self)
+
+
+def _fail(what: str, value: Any, choices) -> None:
+    raise ValueError(f"unknown {what} {value!r}; valid choices are {', '.join(map(str, choices))}.")
+
+
+def _positive(what: str, value: Any) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(f"{what} must be a finite number > 0, got {value!r}.")
+
+
+def validate_lad_config(args: LadGRPOConfig) -> None:
+    """Check every LAD field and the TRL options this trainer cannot honour; one clear sentence per error."""
+    if args.objective in _UNSUPPORTED:
+        raise ValueError(
+            f"objective {args.objective!r} is not supported by LadGRPOTrainer: {_UNSUPPORTED[args.objective]}. "
+            f"Valid objectives are {', '.join(TRL_OBJECTIVES)}."
+        )
+    if args.objective not in TRL_OBJECTIVES:
+        _fail("objective", args.objective, TRL_OBJECTIVES)
+    if args.divergence not in DIVERGENCE_NAMES:
+        _fail("divergence", args.divergence, DIVERGENCE_NAMES)
+    _positive("eta", args.eta)
+    if args.level not in LEVELS:
+        _fail("level", args.level, LEVELS)
+    if args.level != "token" and args.objective != "lad":
+        raise ValueError(
+            f"level={args.level!r} applies to objective 'lad' only; got objective {args.objective!r}."
+        )
+    if args.loss_agg_mode != "auto" and args.loss_agg_mode not in AGG_MODES:
+        _fail("loss_agg_mode", args.loss_agg_mode, ("auto",) + AGG_MODES)
+    if args.loss_agg_mode == "auto" and args.loss_type not in LOSS_TYPE_TO_AGG:
+        raise ValueError(
+            f"loss_agg_mode='auto' maps TRL's loss_type to an aggregation, but loss_type={args.loss_type!r} names a "
+            f"TRL-only objective; use loss_type in {', '.join(LOSS_TYPE_TO_AGG)} or set loss_agg_mode to one of "
+            f"{', '.join(AGG_MODES)}."
+        )
+    if args.loss_scale_factor is not None:
+        _positive("loss_scale_factor", args.loss_scale_factor)
+    if args.clip_ratio_c is not None and not args.clip_ratio_c > 1.0:
+        raise ValueError(
+            f"clip_ratio_c must be > 1 (or None to disable dual-clip), got {args.clip_ratio_c!r}."
+        )
+    _positive("entadv_alpha", args.entadv_alpha)
+    if not args.entadv_kappa > 1.0:
+        raise ValueError(
+            f"entadv_kappa must be > 1 so the shaped advantage keeps the sign of A, got {args.entadv_kappa!r}."
+        )
+    _positive("kl_cov_ratio", args.kl_cov_ratio)
+    _positive("clip_cov_ratio", args.clip_cov_ratio)
+    if not args.clip_cov_lb < args.clip_cov_ub:
+        raise ValueError(
+            f"clip_cov_lb must be < clip_cov_ub, got {args.clip_cov_lb!r} and {args.clip_cov_ub!r}."
+        )
+    if args.advantage_estimator is not None:
+        if args.advantage_estimator not in ESTIMATORS:
+            _fail("advantage_estimator", args.advantage_estimator, (None,) + ESTIMATORS)
+        if args.multi_objective_aggregation != "sum_then_normalize":
+            raise ValueError(
+                "advantage_estimator recomputes advantages from the weighted sum of the rewards, so it needs "
+                f"multi_objective_aggregation='sum_then_normalize', got {args.multi_objective_aggregation!r}."
+            )
+    if args.importance_sampling_level != "token":
+        raise ValueError(
+            f"importance_sampling_level={args.importance_sampling_level!r} is TRL's GSPO switch and is not used by "
+            "LadGRPOTrainer; keep it 'token' and set level='sequence' for sequence-level LAD."
+        )
+    if args.delta is not None:
+        raise ValueError(
+            f"delta={args.delta!r} (TRL's two-sided ratio cap) is not supported by LadGRPOTrainer; set delta=None."
+        )
+    if args.entropy_coef != 0.0 or args.use_adaptive_entropy:
+        raise ValueError(
+            "TRL's entropy bonus (entropy_coef, use_adaptive_entropy) is not wired into LadGRPOTrainer (LAD needs no "
+            "entropy bonus; entadv shapes the advantage instead); set entropy_coef=0 and use_adaptive_entropy=False."
+        )
+
+
+class LadGRPOTrainer(GRPOTrainer):
+    """TRL ``GRPOTrainer`` optimising a lad_ref objective (see the module docstring for the details).
+
+    Takes the same arguments as ``GRPOTrainer``; ``args`` must be a :class:`LadGRPOConfig` (None builds
+    a default one: LAD with JS, eta = 1).
+    """
+
+    _tag_names = ["trl", "grpo", "lad"]
+
+    def __init__(self, model, reward_funcs=None, args: LadGRPOConfig | None = None, *pos, **kwargs):
+        if args is None:
+            name = (
+                model
+                if isinstance(model, str)
+                else getattr(getattr(model, "config", None), "_name_or_path", "model")
+            )
+            args = LadGRPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-LAD")
+        if not isinstance(args, LadGRPOConfig):
+            raise TypeError(
+                f"LadGRPOTrainer needs args=LadGRPOConfig(...), got {type(args).__name__}; LadGRPOConfig takes every "
+                "GRPOConfig field plus objective, divergence, eta, level, loss_agg_mode, ..."
+            )
+        validate_lad_config(args)  # again: fields may have been edited after construction
+        super().__init__(model, reward_funcs, args, *pos, **kwargs)
+        self._lad_rewards_per_func: torch.Tensor | None = None
+        #: seeded generator of clip_cov's random token choice (reproducible per process)
+        self.clip_cov_generator = torch.Generator().manual_seed(
+            int(args.seed) + int(self.accelerator.process_index)
+        )
+        generate_every = args.steps_per_generation * self.num_iterations
+        #: True when every batch is trained on by the very parameters that generated (and scored) it, so
+        #: r = pi_theta / pi_old = 1 on every token (TRL then also skips old log-probs unless vLLM IS is on)
+        self.ratio_is_one = args.gradient_accumulation_steps % generate_every == 0
+        if self.ratio_is_one and args.objective == "lad":
+            logger.warning(
+                "LadGRPOTrainer: gradient_accumulation_steps (%d) is a multiple of steps_per_generation * "
+                "num_iterations (%d), so no optimizer step happens between generating a batch and training on it "
+                "and the ratio pi/pi_old is 1 on every token: LAD's weight r*f'(u) then never reaches its "
+                "trust-region pull-back. Set num_iterations > 1 (e.g. 2) to reuse each batch after an update.",
+                args.gradient_accumulation_steps,
+                generate_every,
+            )
+
+    # ------------------------------------------------------------------------------------------------
+    # per-row rewards and group ids, carried through TRL's shuffle (baselines.md §2.2)
+    # ------------------------------------------------------------------------------------------------
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+        self._lad_rewards_per_func = rewards_per_func  # (B_global, n_funcs), gathered over processes
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs):
+        self._lad_rewards_per_func = None
+        output = super()._generate_and_score_completions(inputs)
+        rewards_per_func, self._lad_rewards_per_func = self._lad_rewards_per_func, None
+        if rewards_per_func is None:  # a rollout path that did not go through _calculate_rewards
+            if self.args.advantage_estimator is not None:
+                raise RuntimeError(
+                    "advantage_estimator needs the rewards, but _calculate_rewards was not called."
+                )
+            return output
+        mode = "train" if self.model.training else "eval"
+        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+        weights = self.reward_weights.to(rewards_per_func.device).unsqueeze(0)
+        rewards = (rewards_per_func * weights).nansum(dim=1)
+        rewards[torch.isnan(rewards_per_func).all(dim=1)] = torch.nan  # unscorable rows, as TRL marks them
+        # TRL's sampler puts each prompt's num_generations completions on consecutive global rows.
+        group_ids = torch.arange(rewards.numel(), device=rewards.device) // num_generations
+        n_local = output["completion_ids"].size(0)
+        local = slice(
+            self.accelerator.process_index * n_local, (self.accelerator.process_index + 1) * n_local
+        )
+        if self.args.advantage_estimator is not None:
+            advantages = torch.zeros_like(rewards)
+            ok = torch.isfinite(rewards)
+            if bool(ok.any()):
+                advantages[ok] = compute_advantages(
+                    rewards[ok].cpu(), group_ids[ok].cpu(), self.args.advantage_estimator
+                ).to(advantages.device)
+            output["advantages"] = advantages[local].to(output["advantages"].dtype)
+        output["rewards"] = rewards[local]
+        output["group_ids"] = group_ids[local]
+        return output
+
+    # ------------------------------------------------------------------------------------------------
+    # the loss
+    # ------------------------------------------------------------------------------------------------
+
+    def objective_kwargs(self, entropies: torch.Tensor | None) -> dict[str, Any]:
+        """Keyword-only hyperparameters of ``args.objective`` for :func:`lad_ref.losses.get_loss`."""
+        a = self.args
+        if a.objective == "lad":
+            return {"divergence": a.divergence, "eta": a.eta, "level": a.level}
+        clip = {"clip_ratio_low": self.epsilon_low, "clip_ratio_high": self.epsilon_high}
+        if a.objective == "grpo":
+            return {**clip, "clip_ratio_c": a.clip_ratio_c}
+        if a.objective == "entadv":
+            return {
+                **clip,
+                "clip_ratio_c": a.clip_ratio_c,
+                "entropy": entropies,
+                "alpha": a.entadv_alpha,
+                "kappa": a.entadv_kappa,
+            }
+        if a.objective == "kl_cov":
+            return {"kl_cov_ratio": a.kl_cov_ratio, "ppo_kl_coef": a.kl_cov_coef}
+        if a.objective == "clip_cov":
+            return {
+                **clip,
+                "clip_cov_ratio": a.clip_cov_ratio,
+                "clip_cov_lb": a.clip_cov_lb,
+                "clip_cov_ub": a.clip_cov_ub,
+                "generator": self.clip_cov_generator,
+            }
+        raise ValueError(f"unknown objective {a.objective!r}; valid choices are {', '.join(TRL_OBJECTIVES)}.")
+
+    def aggregation(self, inputs: dict, mode: str, batch_size: int) -> tuple[str, dict[str, Any], float]:
+        """``(loss_agg_mode, agg_kwargs, divisor)``: the aggregation and the gradient-accumulation scaling.
+
+        The returned loss is ``aggregate(...) / divisor``, reproducing TRL 1.16's normalisation of the
+        matching ``loss_type`` (module docstring, point 6).
+        """
+        a = self.args
+        accum = float(self.current_gradient_accumulation_steps) if mode == "train" else 1.0
+        if a.loss_agg_mode != "auto":
+            kwargs = {}
+            if a.loss_agg_mode == "seq-mean-token-sum-norm" and a.loss_scale_factor is not None:
+                kwargs["loss_scale_factor"] = a.loss_scale_factor
+            return a.loss_agg_mode, kwargs, accum
+        mode_name = LOSS_TYPE_TO_AGG[self.loss_type]
+        if self.loss_type == "dapo":
+            # num_items_in_batch spans the generation batch over all processes; rescale to one accumulation window
+            n = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+            if mode == "train":
+                n = n * self.current_gradient_accumulation_steps / a.steps_per_generation
+            return mode_name, {"batch_num_tokens": n}, 1.0
+        if self.loss_type == "dr_grpo":
+            # TRL divides by B * max_completion_length, counting every row (even a fully masked one)
+            return (
+                mode_name,
+                {"loss_scale_factor": self.max_completion_length, "global_batch_size": batch_size},
+                accum,
+            )
+        return mode_name, {}, accum
+
+    def _compute_loss(self, model, inputs):
+        a = self.args
+        mode = "train" if self.model.training else "eval"
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+        logits_to_keep = completion_ids.size(1)
+        mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
+
+        need_entropy = a.objective == "entadv" or self.top_entropy_quantile < 1.0 or a.log_entropy
+        logps, entropies, aux_loss = self._get_per_token_logps_and_entropies(
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            compute_entropy=need_entropy,
+            compute_aux_loss=self.aux_loss_enabled,
+            pixel_values=inputs.get("pixel_values"),
+            image_grid_thw=inputs.get("image_grid_thw"),
+            num_images=inputs.get("num_images"),
+            pixel_attention_mask=inputs.get("pixel_attention_mask"),
+            spatial_shapes=inputs.get("spatial_shapes"),
+            num_tiles=inputs.get("num_tiles"),
+            image_sizes=inputs.get("image_sizes"),
+            token_type_ids=inputs.get("token_type_ids"),
+            mm_token_type_ids=inputs.get("mm_token_type_ids"),
+            image_position_ids=inputs.get("image_position_ids"),
+        )
+        old_logps = inputs.get("old_per_token_logps")
+        old_logps = logps.detach() if old_logps is None else old_logps  # r == 1 (module docstring, point 2)
+        advantages = inputs["advantages"]  # (B,) from TRL, or (B, T) from a subclass
+        adv_2d = advantages.unsqueeze(1) if advantages.dim() == 1 else advantages
+
+        # TRL's per-token multipliers -> lad_ref's weights
+        weights = None
+
+        def times(w, x):
+            x = x.to(logps.dtype)
+            return x if w is None else w * x
+
+        if self.top_entropy_quantile < 1.0:
+            weights = times(
+                weights, self.get_high_entropy_mask(entropies, mask, 1 - self.top_entropy_quantile)
+            )
+        if self.off_policy_mask_threshold is not None:
+            sampling_logps = inputs.get("sampling_per_token_logps", old_logps)
+            weights = times(
+                weights,
+                self.get_off_policy_mask(adv_2d, logps, sampling_logps, mask, self.off_policy_mask_threshold),
+            )
+        if self.use_vllm and self.vllm_importance_sampling_correction:
+            weights = times(weights, inputs["importance_sampling_ratio"])
+
+        agg_mode, agg_kwargs, divisor = self.aggregation(inputs, mode, completion_ids.size(0))
+        has_tokens = bool(mask.any())
+        loss_mask = mask
+        if not has_tokens:
+            # lad_ref refuses an all-masked batch; keep the graph and every process's collectives in step
+            # with a zero loss (TRL's own path also yields 0 here)
+            loss_mask = torch.ones_like(mask)
+            weights = torch.zeros_like(logps)
+
+        loss_fn = get_loss(a.objective)
+        policy_loss, loss_metrics = loss_fn(
+            old_logps,
+            logps,
+            advantages,
+            loss_mask,
+            agg_mode,
+            weights=weights,
+            agg_kwargs=agg_kwargs,
+            **self.objective_kwargs(entropies),
+        )
+        loss = policy_loss
+        per_token_kl = None
+        if self.beta != 0.0:
+            per_token_kl = kl_penalty(logps, inputs["ref_per_token_logps"])
+            if a.use_bias_correction_kl:
+                per_token_kl = per_token_kl * torch.exp(logps - old_logps)
+            kl_mat = per_token_kl if has_tokens else per_token_kl * 0.0
+            loss = loss + self.beta * aggregate(kl_mat, loss_mask, agg_mode, **agg_kwargs)
+        loss = loss / divisor
+
+        if self.aux_loss_enabled:
+            accum = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+            loss = loss + self.router_aux_loss_coef * aux_loss / accum
+            self._metrics[mode]["aux_loss"].append(
+                self.accelerator.gather_for_metrics(aux_loss).mean().item()
+            )
+
+        # metrics: per-process values averaged over processes (NaN where a process had no valid token)
+        values = {**loss_metrics, "policy_loss": policy_loss.detach().item()}
+        if not has_tokens:
+            values = dict.fromkeys(values, math.nan)
+        keys = sorted(values)
+        local = torch.tensor([[values[k] for k in keys]], dtype=torch.float32, device=self.accelerator.device)
+        for k, v in zip(keys, self.accelerator.gather(local).nanmean(dim=0).tolist()):
+            self._metrics[mode][k].append(v)
+        if per_token_kl is not None:
+            self._metrics[mode]["kl"].append(self._global_masked_mean(per_token_kl, mask))
+        if entropies is not None:
+            self._metrics[mode]["entropy"].append(self._global_masked_mean(entropies, mask))
+        return loss
+
+    def _global_masked_mean(self, x: torch.Tensor, mask: torch.Tensor) -> float:
+        """Mean of ``x`` over the valid tokens of every process (TRL's global_masked_mean)."""
+        m = mask.to(torch.float32)
+        local = torch.stack([(x.detach().float() * m).sum(), m.sum()])
+        totals = self.accelerator.reduce(local, reduction="sum")
+        return (totals[0] / totals[1].clamp(min=1.0)).item()
+
+
+__all__ = [
+    "LOSS_TYPE_TO_AGG",
+    "SUPPORTED_TRL_VERSION",
+    "TRL_OBJECTIVES",
+    "LadGRPOConfig",
+    "LadGRPOTrainer",
+    "check_trl_version",
+    "validate_lad_config",
+]

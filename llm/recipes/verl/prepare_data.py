@@ -1,0 +1,156 @@
+"""Convert local question files into verl's RL parquet layout (no hub access).
+
+    python llm/recipes/verl/prepare_data.py --task math \\
+        --input /data/dapo-math-17k.parquet --output /data/verl/dapo_math_train.parquet \\
+        --prompt-field prompt --answer-field reward_model.ground_truth
+
+    python llm/recipes/verl/prepare_data.py --task code \\
+        --input /data/deepcoder_train.jsonl --output /data/verl/deepcoder_train.parquet \\
+        --prompt-field problem --answer-field tests --prompt-template "$(cat code_prompt.txt)"
+
+Input: ``.jsonl``/``.json`` (one JSON object per line) or ``.parquet``. ``--prompt-field`` holds the
+question (a string, or a chat list whose last user turn is the question); ``--answer-field`` holds the
+math reference answer, or the code tests: a list of ``{"input", "output"}`` stdin/stdout records (or a
+JSON string of one). Dotted paths reach nested fields (``reward_model.ground_truth``).
+
+Output rows (what ``verl.trainer.main_ppo`` and ``llm/recipes/verl/reward.py`` read)::
+
+    data_source   "lad_ref/math" or "lad_ref/code"     (selects the reward in reward.py)
+    prompt        [{"role": "user", "content": <template applied to the question>}]
+    ability       "math" or "code"
+    reward_model  {"style": "rule", "ground_truth": <answer text, or the tests as a JSON string>}
+    extra_info    {"index": i, "source": "<file>:<record>"}
+
+Code records whose tests are not stdin/stdout pairs (e.g. DeepCoder's LeetCode-style "functional"
+tests) are dropped and counted: lad_ref's sandbox runs programs on stdin only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+TASKS = ("math", "code")
+
+
+def read_records(path: Path) -> list[dict]:
+    if path.suffix in (".jsonl", ".json"):
+        out = []
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        out.append(json.loads(line))
+                    except json.JSONDecodeError as e:
+                        raise SystemExit(f"error: {path}:{n} is not a JSON object per line: {e}") from e
+        return out
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).to_pylist()
+    raise SystemExit(
+        f"error: {path} has extension {path.suffix!r}; valid extensions are .jsonl, .json, .parquet."
+    )
+
+
+def get_field(record: dict, dotted: str):
+    value = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(dotted)
+        value = value[part]
+    return value
+
+
+def question_text(value) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        users = [m.get("content") for m in value if isinstance(m, dict) and m.get("role") == "user"]
+        if users and isinstance(users[-1], str):
+            return users[-1]
+    raise ValueError(f"cannot read a question from {type(value).__name__} {str(value)[:80]!r}")
+
+
+def stdin_tests(value) -> list[dict] | None:
+    """The tests as [{"input", "output"}] if they are all stdin/stdout pairs, else None."""
+    tests = json.loads(value) if isinstance(value, str) else value
+    if isinstance(tests, dict) and "inputs" in tests and "outputs" in tests:  # APPS/TACO layout
+        tests = [{"input": i, "output": o} for i, o in zip(tests["inputs"], tests["outputs"])]
+    if not isinstance(tests, list) or not tests:
+        return None
+    out = []
+    for t in tests:
+        if not isinstance(t, dict) or t.get("testtype", "stdin") != "stdin":
+            return None
+        if not isinstance(t.get("input"), str) or not isinstance(t.get("output"), str):
+            return None
+        out.append({"input": t["input"], "output": t["output"]})
+    return out
+
+
+def convert(args: argparse.Namespace) -> tuple[list[dict], int]:
+    rows, dropped = [], 0
+    for path in args.input:
+        for n, rec in enumerate(read_records(Path(path)), 1):
+            try:
+                question = question_text(get_field(rec, args.prompt_field))
+                answer = get_field(rec, args.answer_field)
+            except KeyError as e:
+                raise SystemExit(
+                    f"error: {path} record {n} has no field {e.args[0]!r}; its fields are {', '.join(map(str, rec))}."
+                ) from None
+            if args.task == "code":
+                tests = stdin_tests(answer)
+                if tests is None:
+                    dropped += 1
+                    continue
+                truth = json.dumps(tests)
+            else:
+                truth = str(answer)
+            rows.append(
+                {
+                    "data_source": f"lad_ref/{args.task}",
+                    "prompt": [
+                        {"role": "user", "content": args.prompt_template.replace("{prompt}", question)}
+                    ],
+                    "ability": args.task,
+                    "reward_model": {"style": "rule", "ground_truth": truth},
+                    "extra_info": {"index": len(rows), "source": f"{Path(path).name}:{n}"},
+                }
+            )
+            if args.max_records is not None and len(rows) >= args.max_records:
+                return rows, dropped
+    return rows, dropped
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="prepare_data.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--task", required=True, choices=TASKS, help="math or code (selects the reward).")
+    p.add_argument("--input", required=True, nargs="+", help="Local .jsonl/.json/.parquet files.")
+    p.add_argument("--output", required=True, help="Output .parquet file.")
+    p.add_argument("--prompt-field", default="prompt", help="Field with the question (dotted paths allowed).")
+    p.add_argument("--answer-field", default="answer", help="math: reference answer; code: tests.")
+    p.add_argument("--prompt-template", default="{prompt}", help="Format string; {prompt} is the question.")
+    p.add_argument("--max-records", type=int, default=None, help="Keep at most this many records.")
+    args = p.parse_args(argv)
+    rows, dropped = convert(args)
+    if not rows:
+        raise SystemExit("error: no usable records (code: are the tests stdin/stdout pairs?).")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), out)
+    print(
+        f"wrote {len(rows)} records to {out}"
+        + (f" ({dropped} dropped: tests not stdin/stdout)" if dropped else "")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
