@@ -47,5 +47,8 @@ lint: setup
 bench: setup
 	$(PY) -m benchmarks
 
+figures: setup
+	$(PY) notebooks/run_notebooks.py --full
+
 clean:
 	rm -rf $(RUN) .pytest_cache

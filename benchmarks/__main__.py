@@ -1,5 +1,5 @@
 """``python -m benchmarks [section ...]``: measure, write benchmarks/results/<machine>.json and
-benchmarks/results/<machine>.md. Sections: bandit, loss (more join as the project grows)."""
+benchmarks/results/<machine>.md. Sections: bandit, loss, trainer, trl."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 
 import torch
 
-from benchmarks import bench_bandit, bench_loss
+from benchmarks import bench_bandit, bench_loss, bench_trainer, bench_trl
 from benchmarks.common import RESULTS_DIR, machine, machine_name, write_results
 
-SECTIONS = {"bandit": bench_bandit.run, "loss": bench_loss.run}
+SECTIONS = {"bandit": bench_bandit.run, "loss": bench_loss.run, "trainer": bench_trainer.run, "trl": bench_trl.run}
 
 
 def table(data: dict) -> str:
