@@ -119,3 +119,27 @@ def test_help_documents_every_field(capsys):
     for key in ("--rollout.temperature", "--objective.kl_coef", "--optim.epochs", "--eval.num_samples",
                 "--checkpoint.every", "--sft.cache_dir", "--model.lora.r", "--resume", "--overwrite"):
         assert key in out
+
+
+def test_bad_data_file_fails_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "train.jsonl"
+    bad.write_text('{"prompt": "1+1?", "answer": "2"}\n{"prompt": "2+2?" "answer": "4"}\n')
+    out = tmp_path / "run"
+    code = train_mod.main([
+        "--config", str(CONFIGS / "toy.yaml"), "--output-dir", str(out), "--data.task", "math",
+        "--data.train_files", f"[{bad}]", "--data.eval_files", f"[{bad}]",
+    ])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "train.jsonl" in err and "line 2" in err and "not valid JSON" in err
+    assert not out.exists()
+
+
+def test_evaluate_help_documents_its_options(capsys):
+    from lad_ref.llm import evaluate as evaluate_mod
+
+    with pytest.raises(SystemExit):
+        evaluate_mod.main(["--help"])
+    out = capsys.readouterr().out
+    for key in ("--run", "--checkpoint", "--num-samples", "--max-prompts", "--temperature", "--output", "--samples"):
+        assert key in out

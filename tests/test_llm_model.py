@@ -38,6 +38,7 @@ def test_tiny_preset_loads_through_from_pretrained(tmp_path, arch):
     assert all(getattr(model.config, k, 0.0) in (0.0, None) for k in ("attention_dropout", "hidden_dropout"))
     text = "a b  c\n12!34="
     assert tok.decode(tok(text)["input_ids"]) == text  # the character tokenizer survives the round trip
+    assert tok(text)["input_ids"] == build_char_tokenizer()(text)["input_ids"]  # AutoTokenizer = the built one
     ids = torch.tensor([tok("12!34=")["input_ids"]])
     again = load_causal_lm(folder, ModelConfig(tiny=cfg), torch.device("cpu"))
     with torch.no_grad():

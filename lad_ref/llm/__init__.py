@@ -1,5 +1,37 @@
 """The compact LLM trainer: config, tiny preset, tasks, SFT warm start, rollouts, RL loop, evaluation.
 
+Quick start (CPU, about 3 minutes per run on 2 cores)::
+
+    python -m lad_ref.llm.train --config llm/configs/toy.yaml --objective grpo --output-dir runs/toy-grpo
+    python -m lad_ref.llm.train --config llm/configs/toy.yaml --objective lad --divergence js --output-dir runs/toy-lad
+    python -m lad_ref.llm.evaluate --run runs/toy-lad                 # re-evaluate the last checkpoint
+    python -m lad_ref.llm.train --resume runs/toy-lad                 # continue an interrupted run
+
+What a run does: build the ``tiny`` preset (a 0.8M-parameter character-level Qwen2), SFT it on
+uniformly sampled correct answers of the toy task (``tasks.DigitSumTask``) for a diverse,
+partly correct start, evaluate that start on held-out prompts, run RL with the chosen
+objective, evaluate again. The SFT checkpoint is cached under ``sft.cache_dir`` (default
+``~/.cache/lad_ref/sft``, or ``$LAD_REF_CACHE/sft``) in a folder named by a hash of the model,
+task, SFT settings and seed: a grpo run and a lad run with the same seed start from the
+identical policy and only the first one pays for SFT (``run_info.json`` records the path).
+
+The run folder (``--output-dir``; a non-empty folder is refused unless ``--resume`` or
+``--overwrite``) holds ``config.yaml`` (resolved), ``metrics.jsonl``, ``checkpoints/step_N``
+(safetensors + optimizer/scheduler/RNG state), ``plots/{reward,accuracy,distinct_correct}.png``
+and ``results.json`` = {"start": {...}, "final": {...}} with avg_at_k, pass_at_k,
+pass_at_{1,4,16}, distinct_correct, solution_coverage, dist_1..dist_4, response_length.
+
+Toy results (``llm/configs/toy.yaml``, 86 held-out prompts x 32 samples, measured on a 2-core
+CPU; start = the shared SFT policy of that seed; avg@32 / distinct correct answers / dist-3):
+
+    seed  start                 grpo final            lad (js, eta 1) final
+    0     0.299 /  8.2 / 0.237  0.484 / 8.0 / 0.152   0.506 /  8.7 / 0.140
+    1     0.567 / 14.0 / 0.224  0.697 / 9.4 / 0.121   0.733 / 10.9 / 0.128
+    2     0.582 / 14.7 / 0.241  0.793 / 9.7 / 0.131   0.788 / 11.2 / 0.134
+
+Both objectives raise held-out accuracy; LAD ends with more distinct correct answers per
+prompt on every seed (dist-3 falls alike for both); its cost per step is GRPO's.
+
 Modules, in the order a run uses them:
 
 * ``config``     dataclasses, YAML + command-line overrides, validation before any work
@@ -12,5 +44,8 @@ Modules, in the order a run uses them:
 * ``checkpoint`` run folder, safetensors checkpoints, resume
 * ``plots``      reward / accuracy / distinct-answer curves
 
+GPU: ``model.dtype: bfloat16``, ``model.gradient_checkpointing``, ``model.lora.enabled`` and
+``rollout.backend: vllm`` (colocated engine, weights pushed after every update) are real code
+exercised only on GPU machines; ``llm/configs/toy-gpu.yaml`` and the two paper configs use them.
 Nothing here re-implements a loss: the trainer calls ``lad_ref.losses.get_loss(name)``.
 """

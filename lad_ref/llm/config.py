@@ -648,7 +648,8 @@ def parse_dotted_args(rest: list[str]) -> dict[str, Any]:
         key = key.replace("-", "_")
         key = ALIASES.get(key, key)
         if "." not in key and key not in {f.name for f in dataclasses.fields(Config)}:
-            valid = ["--" + v.replace("_", "-") for v in sorted({*ALIASES, *(f.name for f in dataclasses.fields(Config))})]
+            leaves = {f.name for f in dataclasses.fields(Config) if not dataclasses.is_dataclass(f.default_factory)}
+            valid = ["--" + v.replace("_", "-") for v in sorted({*ALIASES, *leaves})]
             raise ConfigError(
                 f"unknown option {tok!r}{_hint('--' + key.replace('_', '-'), valid)}; valid options are "
                 f"--config, --resume, --overwrite, {', '.join(valid)} and --section.field for any config field."

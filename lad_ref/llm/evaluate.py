@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
         model = PeftModel.from_pretrained(model, adapter_path).eval()
     rollout = build_rollout(cfg, tokenizer, model, str(model_path))
+    rollout.sync_weights(model)  # vLLM loaded the base weights; push merged LoRA adapters (no-op for hf)
     examples = task.eval[: args.max_prompts] if args.max_prompts else task.eval
     metrics, samples = evaluate_policy(model, rollout, task, examples, cfg, progress=not args.no_progress)
     result = {"run": str(run), "checkpoint": label, **metrics}

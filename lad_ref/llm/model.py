@@ -10,9 +10,8 @@ The tiny preset
 A Qwen2 (or Llama) decoder with ~0.8M parameters: hidden 128, 4 layers, 4 query heads /
 2 key-value heads, MLP 384, tied embeddings, no dropout (so train-mode log-probs equal
 eval-mode ones and pi_old can be recomputed exactly). Its tokenizer maps every printable
-ASCII character to one token (``tokenizers`` WordLevel model + a one-character splitter +
-a ``Fuse`` decoder), plus ``<pad>``, ``<eos>`` and ``<unk>``: 100 tokens. It has no chat
-template; prompts are fed raw.
+ASCII character to one token (a ``tokenizers`` byte-level BPE without merges), plus
+``<pad>``, ``<eos>`` and ``<unk>``: 100 tokens. It has no chat template; prompts are fed raw.
 """
 
 from __future__ import annotations
@@ -39,16 +38,37 @@ TINY_CHARS: tuple[str, ...] = tuple(c for c in string.printable if c not in "\r\
 # --------------------------------------------------------------------------------------
 
 
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable-character table (byte-level BPE writes " " as "Ġ", "\\n" as "Ċ")."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = keep[:], 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(keep, chars)}
+
+
 def build_char_tokenizer():
-    """A character-level fast tokenizer (one token per character) built with ``tokenizers``."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    """A character-level fast tokenizer (one token per ASCII character) built with ``tokenizers``.
+
+    It is a byte-level BPE with *no merges*: every character stays its own token. Byte-level
+    rather than a plain word-level vocabulary because transformers 5's ``AutoTokenizer`` loads a
+    qwen2-type folder as ``Qwen2Tokenizer``, which rebuilds a byte-level pipeline around the
+    saved vocabulary; with byte-level symbols ("Ġ" for a space) that pipeline tokenizes exactly
+    like this one, so the folder loads the same way through ``AutoTokenizer`` (our loader, TRL,
+    any user) as a real Qwen2 checkpoint does.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {tok: i for i, tok in enumerate((PAD, EOS, UNK) + TINY_CHARS)}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
-    # "[\s\S]" (not ".") so that "\n" is a token too; isolated = each character is its own piece.
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()  # join characters back without the spaces WordLevel would insert
+    byte_char = _bytes_to_unicode()
+    symbols = [byte_char[ord(c)] for c in TINY_CHARS]
+    vocab = {tok: i for i, tok in enumerate((PAD, EOS, UNK, *symbols))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, eos_token=EOS, unk_token=UNK, padding_side="left"
     )
@@ -98,7 +118,6 @@ def materialise_tiny(cfg: TinyModelConfig, folder: Path, seed: int) -> Path:
 # loading any causal LM
 # --------------------------------------------------------------------------------------
 
-_GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -120,22 +139,9 @@ def quiet_transformers() -> None:
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     """The tokenizer of a checkpoint, left-padded (generation appends on the right) with a pad token."""
-    import json
+    from transformers import AutoTokenizer
 
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    declared = None
-    config_file = Path(path) / "tokenizer_config.json"
-    if config_file.is_file():
-        declared = json.loads(config_file.read_text()).get("tokenizer_class")
-    if declared in _GENERIC_TOKENIZER_CLASSES:
-        # transformers 5 AutoTokenizer replaces a generic tokenizer.json pipeline by the model type's
-        # own tokenizer class for some model types (qwen2 among them: "incorrect hub tokenizer class"),
-        # which would turn the tiny preset's character tokenizer into a byte-level BPE pipeline that
-        # drops spaces. A folder that declares the generic class gets exactly its tokenizer.json.
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path))
-    else:
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:  # e.g. Llama: reuse EOS for padding; padded positions are masked anyway
         tokenizer.pad_token = tokenizer.eos_token

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 Tensor = torch.Tensor
+_LOGSOFTMAX_ELEMENTS = 2**28  # float32 elements per log-softmax chunk (1 GiB)
 
 
 # ======================================================================================
@@ -184,12 +185,19 @@ def sequence_log_probs(
         output_hidden_states=with_hidden,
         logits_to_keep=lr + 1,  # only the positions that predict response tokens (saves vocab-size memory)
     )
-    logits = out.logits[:, :-1].float() / temperature  # position t predicts response token t
-    logp_all = F.log_softmax(logits, dim=-1)
-    log_prob = logp_all.gather(-1, batch.response_ids.unsqueeze(-1)).squeeze(-1)
-    result = {"log_prob": log_prob}
+    logits = out.logits[:, :-1]  # position t predicts response token t
+    # float32 log-softmax over the vocabulary, a few rows at a time: for a 150k-token vocabulary and
+    # 4k-token responses a whole micro-batch in float32 would need tens of GB at once.
+    rows = max(1, _LOGSOFTMAX_ELEMENTS // max(1, logits.shape[1] * logits.shape[2]))
+    log_probs, entropies = [], []
+    for i in range(0, logits.shape[0], rows):
+        logp_all = F.log_softmax(logits[i:i + rows].float() / temperature, dim=-1)
+        log_probs.append(logp_all.gather(-1, batch.response_ids[i:i + rows].unsqueeze(-1)).squeeze(-1))
+        if with_entropy:
+            entropies.append(-(logp_all.exp() * logp_all).sum(-1))
+    result = {"log_prob": torch.cat(log_probs)}
     if with_entropy:
-        result["entropy"] = -(logp_all.exp() * logp_all).sum(-1)
+        result["entropy"] = torch.cat(entropies)
     if with_hidden:
         result["hidden"] = out.hidden_states[-1]
     return result

@@ -40,7 +40,7 @@ from lad_ref.llm.rollout import (
     sub_seed,
 )
 
-SFT_FORMAT_VERSION = 1  # bump when the SFT procedure changes, to invalidate old caches
+SFT_FORMAT_VERSION = 2  # bump when the SFT procedure or the tiny tokenizer changes, to invalidate old caches
 _SFT_SEED_TAG = 1
 
 

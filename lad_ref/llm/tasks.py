@@ -118,9 +118,21 @@ class DigitSumTask:
         self.eval = [e for i, e in enumerate(examples) if i in eval_idx]
 
     def solutions(self, example: Example) -> list[str]:
-        """Every correct answer (ordered: "8+6+3" and "3+6+8" are distinct). Enumerates; for tests."""
+        """Every correct answer (ordered: "8+6+3" and "3+6+8" are distinct), in lexicographic order."""
         target, k, allowed = example.reference
-        return ["+".join(map(str, t)) for t in itertools.product(allowed, repeat=k) if sum(t) == target]
+        ways = _count_ways(allowed, k)
+        out: list[str] = []
+
+        def extend(prefix: list[int], rest: int, left: int) -> None:
+            if left == 0:
+                out.append("+".join(map(str, prefix)))
+                return
+            for d in allowed:  # only branches that can still be completed
+                if ways[left - 1].get(rest - d, 0):
+                    extend(prefix + [d], rest - d, left - 1)
+
+        extend([], target, k)
+        return out
 
     def sample_solution(self, example: Example, rng: random.Random) -> str:
         """A correct answer drawn uniformly from all of them: the SFT targets, so the warm start is diverse.
