@@ -9,7 +9,13 @@ import torch
 
 from lad_ref.llm.config import ModelConfig, TinyModelConfig
 from lad_ref.llm.model import load_causal_lm, load_tokenizer, materialise_tiny
-from lad_ref.llm.rollout import HFRollout, PromptFormatter, response_mask_from_ids, sequence_log_probs
+from lad_ref.llm.rollout import (
+    HFRollout,
+    PromptFormatter,
+    response_mask_from_ids,
+    sequence_log_probs,
+    token_log_probs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +52,21 @@ def test_recomputed_log_probs_carry_gradients_and_entropy(tiny):
     assert out["hidden"].shape[:2] == (8, batch.prompt_ids.shape[1] + batch.response_ids.shape[1])
     # an untrained model over a 100-token vocabulary is close to uniform
     assert out["entropy"].max().item() <= torch.log(torch.tensor(100.0)).item() + 1e-4
+
+
+@pytest.mark.parametrize("max_elements", [1, 3 * 50, 10**9])  # one row per chunk, a few rows, one chunk
+def test_chunked_token_log_probs_equal_one_log_softmax(max_elements):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(7, 3, 50, generator=g, dtype=torch.float64).float().requires_grad_(True)
+    ids = torch.randint(0, 50, (7, 3), generator=g)
+    out = token_log_probs(logits, ids, 0.7, with_entropy=True, max_elements=max_elements)
+    full = torch.log_softmax(logits / 0.7, -1)
+    torch.testing.assert_close(out["log_prob"], full.gather(-1, ids.unsqueeze(-1)).squeeze(-1))
+    torch.testing.assert_close(out["entropy"], -(full.exp() * full).sum(-1))
+    # the chunks keep the graph: gradient of the sum of log-probs = onehot - softmax, per row
+    out["log_prob"].sum().backward()
+    expected = (torch.nn.functional.one_hot(ids, 50) - full.exp()) / 0.7
+    torch.testing.assert_close(logits.grad, expected.detach())
 
 
 def test_sampling_is_seeded(tiny):

@@ -161,6 +161,34 @@ def forward_inputs(batch: RolloutBatch) -> tuple[Tensor, Tensor, Tensor]:
     return input_ids, attention_mask, position_ids
 
 
+def token_log_probs(
+    logits: Tensor,
+    ids: Tensor,
+    temperature: float = 1.0,
+    *,
+    with_entropy: bool = False,
+    max_elements: int = _LOGSOFTMAX_ELEMENTS,
+) -> dict[str, Tensor]:
+    """log softmax(logits / temperature) at ``ids``: (n, L, V) logits and (n, L) ids -> {"log_prob"} (n, L),
+    float32, and optionally {"entropy"} (n, L) of the same tempered distribution.
+
+    The float32 log-softmax runs a few rows at a time: for a 150k-token vocabulary and 4k-token
+    responses a whole micro-batch in float32 would need tens of GB at once; ``max_elements`` bounds
+    the float32 elements per chunk (at least one row). Differentiable.
+    """
+    rows = max(1, max_elements // max(1, logits.shape[1] * logits.shape[2]))
+    log_probs, entropies = [], []
+    for i in range(0, logits.shape[0], rows):
+        logp_all = F.log_softmax(logits[i:i + rows].float() / temperature, dim=-1)
+        log_probs.append(logp_all.gather(-1, ids[i:i + rows].unsqueeze(-1)).squeeze(-1))
+        if with_entropy:
+            entropies.append(-(logp_all.exp() * logp_all).sum(-1))
+    result = {"log_prob": torch.cat(log_probs)}
+    if with_entropy:
+        result["entropy"] = torch.cat(entropies)
+    return result
+
+
 def sequence_log_probs(
     model,
     batch: RolloutBatch,
@@ -186,18 +214,7 @@ def sequence_log_probs(
         logits_to_keep=lr + 1,  # only the positions that predict response tokens (saves vocab-size memory)
     )
     logits = out.logits[:, :-1]  # position t predicts response token t
-    # float32 log-softmax over the vocabulary, a few rows at a time: for a 150k-token vocabulary and
-    # 4k-token responses a whole micro-batch in float32 would need tens of GB at once.
-    rows = max(1, _LOGSOFTMAX_ELEMENTS // max(1, logits.shape[1] * logits.shape[2]))
-    log_probs, entropies = [], []
-    for i in range(0, logits.shape[0], rows):
-        logp_all = F.log_softmax(logits[i:i + rows].float() / temperature, dim=-1)
-        log_probs.append(logp_all.gather(-1, batch.response_ids[i:i + rows].unsqueeze(-1)).squeeze(-1))
-        if with_entropy:
-            entropies.append(-(logp_all.exp() * logp_all).sum(-1))
-    result = {"log_prob": torch.cat(log_probs)}
-    if with_entropy:
-        result["entropy"] = torch.cat(entropies)
+    result = token_log_probs(logits, batch.response_ids, temperature, with_entropy=with_entropy)
     if with_hidden:
         result["hidden"] = out.hidden_states[-1]
     return result
