@@ -21,6 +21,9 @@ Output rows (what ``verl.trainer.main_ppo`` and ``llm/recipes/verl/reward.py`` r
     reward_model  {"style": "rule", "ground_truth": <answer text, or the tests as a JSON string>}
     extra_info    {"index": i, "source": "<file>:<record>"}
 
+Records are read by lad_ref's own reader (``lad_ref.llm.tasks.read_records``: errors name the file and
+the line or row), so lad_ref must be installed where this runs, as it is wherever verl loads its loss.
+
 Code records whose tests are not stdin/stdout pairs (e.g. DeepCoder's LeetCode-style "functional"
 tests) are dropped and counted: lad_ref's sandbox runs programs on stdin only.
 """
@@ -32,46 +35,9 @@ import json
 import sys
 from pathlib import Path
 
+from lad_ref.llm.tasks import DataError, question_text, read_records  # the trainer's own reader
+
 TASKS = ("math", "code")
-
-
-def read_records(path: Path) -> list[dict]:
-    if path.suffix in (".jsonl", ".json"):
-        out = []
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        out.append(json.loads(line))
-                    except json.JSONDecodeError as e:
-                        raise SystemExit(f"error: {path}:{n} is not a JSON object per line: {e}") from e
-        return out
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.read_table(path).to_pylist()
-    raise SystemExit(
-        f"error: {path} has extension {path.suffix!r}; valid extensions are .jsonl, .json, .parquet."
-    )
-
-
-def get_field(record: dict, dotted: str):
-    value = record
-    for part in dotted.split("."):
-        if not isinstance(value, dict) or part not in value:
-            raise KeyError(dotted)
-        value = value[part]
-    return value
-
-
-def question_text(value) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        users = [m.get("content") for m in value if isinstance(m, dict) and m.get("role") == "user"]
-        if users and isinstance(users[-1], str):
-            return users[-1]
-    raise ValueError(f"cannot read a question from {type(value).__name__} {str(value)[:80]!r}")
 
 
 def stdin_tests(value) -> list[dict] | None:
@@ -94,14 +60,16 @@ def stdin_tests(value) -> list[dict] | None:
 def convert(args: argparse.Namespace) -> tuple[list[dict], int]:
     rows, dropped = [], 0
     for path in args.input:
-        for n, rec in enumerate(read_records(Path(path)), 1):
-            try:
-                question = question_text(get_field(rec, args.prompt_field))
-                answer = get_field(rec, args.answer_field)
-            except KeyError as e:
-                raise SystemExit(
-                    f"error: {path} record {n} has no field {e.args[0]!r}; its fields are {', '.join(map(str, rec))}."
-                ) from None
+        try:
+            records = read_records(path, [args.prompt_field, args.answer_field])
+            for rec in records:
+                rec["question"] = question_text(rec["fields"][args.prompt_field])
+        except DataError as e:
+            raise SystemExit(f"error: {e}") from None
+        except ValueError as e:  # question_text: a prompt field that is neither a string nor a chat
+            raise SystemExit(f"error: {rec['where']} field {args.prompt_field!r} {e}.") from None
+        for rec in records:
+            question, answer = rec["question"], rec["fields"][args.answer_field]
             if args.task == "code":
                 tests = stdin_tests(answer)
                 if tests is None:
@@ -118,7 +86,7 @@ def convert(args: argparse.Namespace) -> tuple[list[dict], int]:
                     ],
                     "ability": args.task,
                     "reward_model": {"style": "rule", "ground_truth": truth},
-                    "extra_info": {"index": len(rows), "source": f"{Path(path).name}:{n}"},
+                    "extra_info": {"index": len(rows), "source": rec["source"]},
                 }
             )
             if args.max_records is not None and len(rows) >= args.max_records:
