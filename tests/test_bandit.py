@@ -95,6 +95,19 @@ def test_runs_are_independent_when_batched():
     assert single["probs"] == pytest.approx(batched["probs"], abs=1e-6)
 
 
+def test_thread_count_changes_nothing_but_speed_and_is_restored():
+    runs = [BanditRun("lad", "js"), BanditRun("grpo", mode="sampled", seed=1)]
+    before = torch.get_num_threads()
+    one = train_bandit(runs, steps=100, progress=False, threads=1)
+    assert torch.get_num_threads() == before
+    two = train_bandit(runs, steps=100, progress=False, threads=2)
+    for a, b in zip(one, two):
+        assert a["probs"] == pytest.approx(b["probs"], abs=1e-6)
+    with pytest.raises(ValueError, match="threads must be a positive integer or None, got 0"):
+        train_bandit(runs, steps=10, progress=False, threads=0)
+    assert torch.get_num_threads() == before
+
+
 @pytest.mark.parametrize(
     "run, match",
     [
