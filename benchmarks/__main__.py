@@ -1,5 +1,5 @@
 """``python -m benchmarks [section ...]``: measure, write benchmarks/results/<machine>.json and
-benchmarks/results/<machine>.md. Sections: bandit, loss, trainer, trl."""
+benchmarks/results/<machine>.md. Sections: bandit, loss, trainer, trl, gpu (skipped without CUDA)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import sys
 
 import torch
 
-from benchmarks import bench_bandit, bench_loss, bench_trainer, bench_trl
+from benchmarks import bench_bandit, bench_gpu, bench_loss, bench_trainer, bench_trl
 from benchmarks.common import RESULTS_DIR, machine, machine_name, write_results
 
-SECTIONS = {"bandit": bench_bandit.run, "loss": bench_loss.run, "trainer": bench_trainer.run, "trl": bench_trl.run}
+SECTIONS = {"bandit": bench_bandit.run, "loss": bench_loss.run, "trainer": bench_trainer.run, "trl": bench_trl.run,
+            "gpu": bench_gpu.run}
 
 
 def table(data: dict) -> str:
@@ -40,7 +41,18 @@ def table(data: dict) -> str:
             lines.append(f"| {k} | {v['median_s'] * 1e3:.2f} | {v['min_s'] * 1e3:.2f}-{v['max_s'] * 1e3:.2f} "
                          f"| {lo['ratio_to_grpo'][k]:.2f} |")
         lines.append(f"\nTarget: LAD / GRPO <= {lo['target_lad_over_grpo']} for the loss alone.")
+        if lo.get("with_vocab"):
+            lines += ["", "| hidden -> logits -> chunked log-softmax -> loss, fwd+bwd | GRPO ms | LAD(js) ms | LAD / GRPO |",
+                      "|---|---|---|---|"]
+            for v in lo["with_vocab"]:
+                gt, lt = v["timings"]["grpo"], v["timings"]["lad(js)"]
+                lines.append(f"| vocab {v['vocab']:,}, {v['shape'][0]}x{v['shape'][1]} tokens, hidden {v['hidden']} "
+                             f"| {gt['median_s'] * 1e3:.0f} ({gt['min_s'] * 1e3:.0f}-{gt['max_s'] * 1e3:.0f}) "
+                             f"| {lt['median_s'] * 1e3:.0f} ({lt['min_s'] * 1e3:.0f}-{lt['max_s'] * 1e3:.0f}) "
+                             f"| {v['lad_over_grpo']:.2f} |")
         lines.append("")
+    if data.get("gpu", {}).get("skipped"):
+        lines += [f"GPU section: skipped ({data['gpu']['skipped']}).", ""]
     for key in data:
         if key not in ("machine", "bandit", "loss") and isinstance(data[key], dict) and "markdown" in data[key]:
             lines += [data[key]["markdown"], ""]

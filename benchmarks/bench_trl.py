@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import sft_cache
 from lad_ref.llm import checkpoint as ckpt
 from lad_ref.llm.config import resolve
 from lad_ref.llm.tasks import build_task
@@ -27,11 +28,14 @@ CONFIG = "llm/configs/toy.yaml"
 
 
 def _lad_ref_steps(steps: int, root: Path, cache: Path) -> tuple[list[float], str]:
-    overrides = {"objective.name": "lad", "objective.lad.divergence": "js", "optim.steps": steps, "eval.every": 0,
-                 "eval.num_samples": 1, "logging.plots": False, "logging.log_every": 1, "checkpoint.every": 10_000,
-                 "sft.cache_dir": str(cache), "output_dir": str(root), "rollout.prompts_per_step": 16,
-                 "rollout.group_size": 8, "rollout.max_new_tokens": 8, "optim.epochs": 2,
-                 "optim.mini_batch_size": 64, "optim.micro_batch_size": 64}
+    overrides = {
+        "objective.name": "lad", "objective.lad.divergence": "js", "optim.steps": steps, "output_dir": str(root),
+        "rollout.prompts_per_step": 16, "rollout.group_size": 8, "rollout.max_new_tokens": 8,
+        "optim.epochs": 2, "optim.mini_batch_size": 64, "optim.micro_batch_size": 64,
+        "eval.every": 0, "eval.num_samples": 1, "eval.pass_ks": [1],
+        "logging.plots": False, "logging.log_every": 1, "checkpoint.every": 10_000,
+        "sft.cache_dir": str(cache), "threads": torch.get_num_threads(),  # TRL runs at the same thread count
+    }
     cfg = resolve(CONFIG, overrides)
     run = ckpt.prepare_run_dir(cfg.output_dir, resume=False, overwrite=True)
     train(cfg, build_task(cfg), run, progress=False)
@@ -80,14 +84,20 @@ def _trl_steps(steps: int, model_path: str, root: Path) -> list[float]:
     return [sum(timer.times[i:i + 4]) for i in range(0, len(timer.times) - 3, 4)]
 
 
-def run(steps: int = 6, repeats: int = 2) -> dict:
+def run(steps: int = 8, repeats: int = 3) -> dict:
     ours, theirs = [], []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        # lad_ref, TRL, TRL, lad_ref, ...: neither always runs first. TRL loads, by path, the warm
+        # start that lad_ref's first run trained and cached.
+        model_path = None
         for rep in range(repeats):
-            t, model_path = _lad_ref_steps(steps, root / f"ours{rep}", root / "sft_cache")
-            ours += t[1:]  # warm-up discarded
-            theirs += _trl_steps(steps, model_path, root / f"theirs{rep}")[1:]
+            for who in ("ours", "theirs") if rep % 2 == 0 else ("theirs", "ours"):
+                if who == "ours":
+                    t, model_path = _lad_ref_steps(steps, root / f"ours{rep}", sft_cache())
+                    ours += t[1:]  # warm-up discarded
+                else:
+                    theirs += _trl_steps(steps, model_path, root / f"theirs{rep}")[1:]
     med = statistics.median
     res = {
         "lad_ref_step": {"median_s": med(ours), "min_s": min(ours), "max_s": max(ours), "n": len(ours)},
