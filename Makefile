@@ -6,6 +6,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 EXTRAS ?= dev,llm,notebooks,trl,verl
 RUN    ?= runs
+# make figures: how many of notebook 04's training runs go side by side (each on one CPU thread)
+JOBS   ?= 2
 
 .PHONY: setup demo demo-bandit demo-llm test test-fast lint figures bench clean
 
@@ -30,9 +32,8 @@ demo-bandit: setup
 	$(PY) -m lad_ref.bandit --config bandit/paper_exact.yaml --all --plot $(RUN)/bandit_exact.png
 
 demo-llm: setup
-	@if [ -f llm/configs/toy.yaml ]; then \
-		$(PY) -m lad_ref.llm.train --config llm/configs/toy.yaml --objective lad --divergence js --output-dir $(RUN)/toy-lad-js --overwrite; \
-	fi
+	$(PY) -m lad_ref.llm.train --config llm/configs/toy.yaml --objective lad --divergence js \
+		--output-dir $(RUN)/toy-lad-js --overwrite
 
 test: setup
 	$(PY) -m ruff check .
@@ -48,7 +49,7 @@ bench: setup
 	$(PY) -m benchmarks
 
 figures: setup
-	$(PY) notebooks/run_notebooks.py --full
+	$(PY) notebooks/run_notebooks.py --full --jobs $(JOBS)
 
 clean:
 	rm -rf $(RUN) .pytest_cache

@@ -6,13 +6,15 @@ kernel it starts:
 * ``LAD_FAST``: ``1`` = quick run (tests, CI), ``0`` = the full figures (the default here);
 * ``LAD_FIGURES_DIR``: where the figures are written (default: ``paper_figures/`` of the repository);
 * ``LAD_RUNS_DIR``: where the LLM notebooks (03, 04) put their training runs (default: ``runs/notebooks/``,
-  git-ignored).
+  git-ignored);
+* ``LAD_JOBS``: how many training runs notebook 04 trains side by side (``--jobs``; default 1).
 
 Examples::
 
     python notebooks/run_notebooks.py                         # full figures into paper_figures/
     python notebooks/run_notebooks.py --fast --figures-dir /tmp/figs 01 02
     python notebooks/run_notebooks.py --save-executed /tmp/executed   # keep the executed notebooks
+    python notebooks/run_notebooks.py --full --jobs 2 04      # the ~40 ablation runs, two at a time
 
 The kernel is the ``python3`` kernel of the interpreter that runs this script (ipykernel's default
 spec), so run it with the project's virtual environment: ``.venv/bin/python notebooks/run_notebooks.py``.
@@ -30,7 +32,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent
 REPO = NOTEBOOK_DIR.parent
 DEFAULT_FIGURES = REPO / "paper_figures"
 DEFAULT_RUNS = REPO / "runs" / "notebooks"
-ENV_KEYS = ("LAD_FAST", "LAD_FIGURES_DIR", "LAD_RUNS_DIR")
+ENV_KEYS = ("LAD_FAST", "LAD_FIGURES_DIR", "LAD_RUNS_DIR", "LAD_JOBS")
 
 
 def notebooks(selection: list[str] | None = None) -> list[Path]:
@@ -56,10 +58,12 @@ def execute(
     runs_dir: Path | None = None,
     timeout: int = 1800,
     save_to: Path | None = None,
+    jobs: int = 1,
 ) -> float:
     """Run one notebook top to bottom in a fresh ``python3`` kernel; return its wall time in seconds.
 
-    ``runs_dir`` (default ``runs/notebooks/``) receives the LLM notebooks' training runs.
+    ``runs_dir`` (default ``runs/notebooks/``) receives the LLM notebooks' training runs; ``jobs`` is
+    how many of them notebook 04 trains side by side.
 
     Raises nbclient's CellExecutionError (with the failing cell and traceback) if a cell fails.
     """
@@ -71,6 +75,7 @@ def execute(
     os.environ["LAD_FAST"] = "1" if fast else "0"
     os.environ["LAD_FIGURES_DIR"] = str(Path(figures_dir).resolve())
     os.environ["LAD_RUNS_DIR"] = str(Path(runs_dir or DEFAULT_RUNS).resolve())
+    os.environ["LAD_JOBS"] = str(jobs)
     start = time.perf_counter()
     try:
         client = nbclient.NotebookClient(
@@ -108,7 +113,14 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"where notebooks 03-04 write their training runs (default: $LAD_RUNS_DIR or {DEFAULT_RUNS})",
     )
-    p.add_argument("--timeout", type=int, default=1800, help="seconds allowed per cell (default 1800)")
+    p.add_argument(
+        "--timeout",
+        type=int,
+        default=None,
+        help="seconds allowed per cell (default: 1800 with --fast, 14400 for the full figures, whose ablation cell "
+        "trains ~40 runs)",
+    )
+    p.add_argument("--jobs", type=int, default=None, help="training runs side by side in notebook 04 (default 1)")
     p.add_argument("--save-executed", type=Path, default=None, help="also write the executed notebooks here")
     args = p.parse_args(argv)
     try:
@@ -121,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         fast = False
     else:  # neither flag: LAD_FAST from the environment, else the full figures
         fast = os.environ.get("LAD_FAST", "0").strip().lower() not in ("0", "false", "no", "")
+    jobs = args.jobs if args.jobs is not None else int(os.environ.get("LAD_JOBS", "1"))
+    if jobs < 1:
+        p.error(f"--jobs must be at least 1, got {jobs}.")
+    timeout = args.timeout if args.timeout is not None else (1800 if fast else 14400)
     figures_dir = args.figures_dir or Path(os.environ.get("LAD_FIGURES_DIR", DEFAULT_FIGURES))
     runs_dir = args.runs_dir or Path(os.environ.get("LAD_RUNS_DIR", DEFAULT_RUNS))
     print(f"running {len(paths)} notebook(s), FAST={fast}, figures -> {figures_dir}", flush=True)
@@ -131,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
             fast=fast,
             figures_dir=figures_dir,
             runs_dir=runs_dir,
-            timeout=args.timeout,
+            timeout=timeout,
             save_to=args.save_executed,
+            jobs=jobs,
         )
         print(f"{wall:.1f} s", flush=True)
     return 0
