@@ -187,7 +187,7 @@ def test_lad_finite_for_extreme_inputs(div, level):
         loss, metrics = lad_loss(torch.zeros(b, t), lp, a * eta, torch.ones(b, t, dtype=torch.bool),
                                  divergence=div, eta=eta, level=level)
         (grad,) = torch.autograd.grad(loss, lp)
-        assert math.isfinite(float(loss))
+        assert math.isfinite(loss.item())
         assert bool(torch.isfinite(grad).all())
         assert all(math.isfinite(v) for v in metrics.values())
 
