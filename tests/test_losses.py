@@ -214,7 +214,7 @@ def test_lad_theory_is_f_divergence_between_normalised_distributions(div):
     p_pi = torch.softmax((lp - old).double(), 0)
     p_a = torch.softmax(adv.double() / eta, 0)
     expected = (p_a * get_divergence(div).f(torch.log(p_pi / p_a))).sum()
-    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert loss.item() == pytest.approx(float(expected), rel=1e-5)
     # zero exactly at P_pi = P_A, i.e. pi ∝ pi_old exp(A/eta)
     opt = torch.log_softmax(old.double() + adv.double() / eta, 0)
     at_opt, _ = get_loss("lad_theory")(old.view(k, 1), opt.float().view(k, 1), adv.view(k, 1),
@@ -250,7 +250,7 @@ def test_grpo_matches_baselines_formula(mode):
     # row 1 (A=-1): max(r, clip(r)) = 0.8, 1.0, 1.1, 1.5, min(4.0, 3.0)=3.0 (masked)
     hand = torch.tensor([[-0.5, -1.0, -1.1, -1.28, -1.28], [0.8, 1.0, 1.1, 1.5, 3.0]], dtype=torch.float64)
     torch.testing.assert_close(ref_grpo_mat(old, lp.detach(), adv, 0.2, 0.28, 3.0), hand)
-    assert float(loss) == pytest.approx(ref_aggregate(hand, mask, mode), rel=1e-6, abs=1e-6)
+    assert loss.item() == pytest.approx(ref_aggregate(hand, mask, mode), rel=1e-6, abs=1e-6)
     # clipped: r=1.5,4.0 for A>0 and r=0.5 for A<0 -> 3 of 9 valid tokens
     assert metrics["grpo/clipfrac"] == pytest.approx(3 / 9)
     # gradient flows only through unclipped tokens
@@ -265,7 +265,7 @@ def test_grpo_random_inputs_match_reference(mode):
     old, lp, adv, mask = batch(seed=5, spread=2.0)
     loss, _ = get_loss("grpo")(old, lp, adv, mask, mode)
     ref = ref_grpo_mat(old, lp.detach(), adv, 0.2, 0.2, 3.0)
-    assert float(loss) == pytest.approx(ref_aggregate(ref, mask, mode), rel=1e-5)
+    assert loss.item() == pytest.approx(ref_aggregate(ref, mask, mode), rel=1e-5)
 
 
 def test_grpo_kl_term_is_k3():
@@ -275,7 +275,7 @@ def test_grpo_kl_term_is_k3():
     with_kl, m = get_loss("grpo")(old, lp, adv, mask, ref_log_prob=ref, kl_coef=0.1)
     d = (ref - lp.detach()).double()
     k3 = d.exp() - d - 1
-    assert float(with_kl - base) == pytest.approx(0.1 * ref_aggregate(k3, mask, "token-mean"), rel=1e-4)
+    assert (with_kl - base).item() == pytest.approx(0.1 * ref_aggregate(k3, mask, "token-mean"), rel=1e-4)
     torch.testing.assert_close(kl_penalty(lp.detach(), ref).double(), k3, rtol=1e-5, atol=1e-6)
     assert m["grpo/kl"] > 0
 
@@ -293,7 +293,7 @@ def test_kl_cov_matches_baselines_formula(mode):
     r = torch.exp(lp.detach() - old).double()
     hand = -adv.double() * r
     hand[1, 0] += 0.5 * 1.0
-    assert float(loss) == pytest.approx(ref_aggregate(hand, mask, mode), rel=1e-6)
+    assert loss.item() == pytest.approx(ref_aggregate(hand, mask, mode), rel=1e-6)
     assert metrics["kl_cov/penalised_frac"] == pytest.approx(1 / 6)
 
 
@@ -323,13 +323,13 @@ def test_clip_cov_matches_baselines_formula(mode):
     hand = torch.maximum(-adv.double() * r, -adv.double() * r.clamp(0.8, 1.2))
     for i, t in zeroed:
         hand[i, t] = 0.0
-    assert float(loss) == pytest.approx(ref_aggregate(hand, mask, mode), rel=1e-6)
+    assert loss.item() == pytest.approx(ref_aggregate(hand, mask, mode), rel=1e-6)
     # the same generator seed gives the same choice
     loss2, _ = get_loss("clip_cov")(
         old, lp, adv, mask, mode, clip_cov_ratio=0.25, clip_cov_lb=0.02, clip_cov_ub=5.0,
         generator=torch.Generator().manual_seed(0),
     )
-    assert float(loss2) == float(loss)
+    assert loss2.item() == loss.item()
 
 
 def test_entadv_shapes_advantage_and_keeps_sign():
@@ -340,7 +340,7 @@ def test_entadv_shapes_advantage_and_keeps_sign():
     shaped = adv + psi
     assert bool((torch.sign(shaped) == torch.sign(adv)).all())
     ref = ref_grpo_mat(old, lp.detach(), shaped, 0.2, 0.2, 3.0)
-    assert float(loss) == pytest.approx(ref_aggregate(ref, mask, "token-mean"), rel=1e-5)
+    assert loss.item() == pytest.approx(ref_aggregate(ref, mask, "token-mean"), rel=1e-5)
     assert metrics["entadv/psi_mean"] > 0
 
 
@@ -353,7 +353,7 @@ def test_flowrl_trajectory_balance():
     mm = lambda x: (x.double() * m).sum(-1) / m.sum(-1)  # noqa: E731
     delta = log_z.detach().double() + mm(lp.detach()) - 2.0 * mm(adv) - mm(ref)
     w = torch.exp(((lp.detach() - old).double() * m).sum(-1)).clamp(max=10.0)
-    assert float(loss) == pytest.approx(float((w * delta**2).mean()), rel=1e-5)
+    assert loss.item() == pytest.approx(float((w * delta**2).mean()), rel=1e-5)
     (gz,) = torch.autograd.grad(loss, log_z)
     torch.testing.assert_close(gz.double(), 2 * w * delta / 4, rtol=1e-4, atol=1e-7)
 
