@@ -38,6 +38,7 @@ from lad_ref.bandit.env import TrimodalBandit
 from lad_ref.divergences import DIVERGENCE_NAMES
 from lad_ref.losses import LOSS_NAMES, get_loss, loss_hparams
 from lad_ref.metrics import kl_divergence, modes_recovered, tv_distance
+from lad_ref.threads import torch_threads
 
 MODES: tuple[str, ...] = ("exact", "sampled")
 DISTRIBUTION_MATCHERS: tuple[str, ...] = ("lad", "lad_theory")
@@ -142,13 +143,8 @@ def train_bandit(
         run.validate()
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}.")
-    caller_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         return _train(runs, steps, lr, bandit, progress, record_every, callback)
-    finally:
-        torch.set_num_threads(caller_threads)
 
 
 def _train(runs, steps, lr, bandit, progress, record_every, callback) -> list[dict]:

@@ -70,6 +70,7 @@ from lad_ref.llm.rollout import RolloutBatch, build_rollout, sequence_log_probs,
 from lad_ref.llm.sft import prepare_start_policy
 from lad_ref.llm.tasks import DataError, build_task
 from lad_ref.losses import aggregate, get_loss, kl_penalty
+from lad_ref.threads import torch_threads
 
 DATA_SEED_TAG, ROLLOUT_SEED_TAG, SHUFFLE_SEED_TAG, LOSS_SEED_TAG = 10, 11, 12, 13
 
@@ -228,13 +229,8 @@ def train(cfg: Config, task, run: Path, *, resume: bool = False, stop_after: int
 
     ``cfg.threads`` applies for the duration of the run only (the caller's setting is restored).
     """
-    threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
+    with torch_threads(cfg.threads or None):
         return _train(cfg, task, run, resume=resume, stop_after=stop_after, progress=progress)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None, progress: bool | None) -> dict:
