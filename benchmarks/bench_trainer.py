@@ -25,29 +25,30 @@ OBJECTIVES = {"grpo": {}, "lad(js)": {"objective.lad.divergence": "js"}, "entadv
 PHASES = ("time/rollout_s", "time/logprob_s", "time/update_s", "time/step_s")
 
 
-def _run(name: str, extra: dict, steps: int, root: Path, config: str, cache: Path) -> list[dict]:
-    objective = name.split("(")[0]
-    overrides = {
-        "objective.name": objective, "optim.steps": steps, "output_dir": str(root / name), **extra,
+def toy_run(out: Path, steps: int, overrides: dict, config: str = "llm/configs/toy.yaml") -> tuple[list[dict], Path]:
+    """Train ``steps`` RL steps of ``config`` into ``out`` as the benchmarks time them; returns the
+    metrics rows of the RL steps and the run folder. ``overrides`` are dotted config keys."""
+    settings = {
+        "optim.steps": steps, "output_dir": str(out), **overrides,
         "eval.every": 0, "eval.num_samples": 1, "eval.pass_ks": [1],  # start/end eval only, and cheap
         "logging.plots": False, "logging.log_every": 1, "checkpoint.every": 10_000,
         # the warm start is shared and not timed; every section runs at the process's thread count
-        "sft.cache_dir": str(cache), "threads": torch.get_num_threads(),
+        "sft.cache_dir": str(sft_cache()), "threads": torch.get_num_threads(),
     }
-    cfg = resolve(config, overrides)
+    cfg = resolve(config, settings)
     run = ckpt.prepare_run_dir(cfg.output_dir, resume=False, overwrite=True)
     train(cfg, build_task(cfg), run, progress=False)
-    return [r for r in ckpt.read_metrics(run) if r.get("step", 0) > 0 and "time/step_s" in r]
+    return [r for r in ckpt.read_metrics(run) if r.get("step", 0) > 0 and "time/step_s" in r], run
 
 
 def run(steps: int = 8, repeats: int = 3, config: str = "llm/configs/toy.yaml") -> dict:
     samples: dict[str, dict[str, list[float]]] = {k: {p: [] for p in PHASES} for k in OBJECTIVES}
     with tempfile.TemporaryDirectory() as tmp:
-        root, cache = Path(tmp), sft_cache()
+        root = Path(tmp)
         for rep in range(repeats):  # interleaved whole runs, the order reversed every repeat (A B C, C B A, ...)
             for name in list(OBJECTIVES) if rep % 2 == 0 else reversed(OBJECTIVES):
-                extra = OBJECTIVES[name]
-                rows = _run(name, extra, steps, root / f"r{rep}", config, cache)
+                overrides = {"objective.name": name.split("(")[0], **OBJECTIVES[name]}
+                rows, _ = toy_run(root / f"r{rep}" / name, steps, overrides, config)
                 for row in rows[1:]:  # first step: warm-up
                     for p in PHASES:
                         if p in row:

@@ -18,28 +18,20 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import sft_cache
-from lad_ref.llm import checkpoint as ckpt
+from benchmarks.bench_trainer import toy_run
 from lad_ref.llm.config import resolve
 from lad_ref.llm.tasks import build_task
-from lad_ref.llm.train import train
 
 CONFIG = "llm/configs/toy.yaml"
 
 
-def _lad_ref_steps(steps: int, root: Path, cache: Path) -> tuple[list[float], str]:
+def _lad_ref_steps(steps: int, root: Path) -> tuple[list[float], str]:
     overrides = {
-        "objective.name": "lad", "objective.lad.divergence": "js", "optim.steps": steps, "output_dir": str(root),
+        "objective.name": "lad", "objective.lad.divergence": "js",
         "rollout.prompts_per_step": 16, "rollout.group_size": 8, "rollout.max_new_tokens": 8,
         "optim.epochs": 2, "optim.mini_batch_size": 64, "optim.micro_batch_size": 64,
-        "eval.every": 0, "eval.num_samples": 1, "eval.pass_ks": [1],
-        "logging.plots": False, "logging.log_every": 1, "checkpoint.every": 10_000,
-        "sft.cache_dir": str(cache), "threads": torch.get_num_threads(),  # TRL runs at the same thread count
     }
-    cfg = resolve(CONFIG, overrides)
-    run = ckpt.prepare_run_dir(cfg.output_dir, resume=False, overwrite=True)
-    train(cfg, build_task(cfg), run, progress=False)
-    rows = [r for r in ckpt.read_metrics(run) if r.get("step", 0) > 0]
+    rows, run = toy_run(root, steps, overrides, CONFIG)  # at the process's thread count, as TRL runs
     start = json.loads((run / "run_info.json").read_text())["start_policy"]
     return [r["time/step_s"] for r in rows], start
 
@@ -94,7 +86,7 @@ def run(steps: int = 8, repeats: int = 3) -> dict:
         for rep in range(repeats):
             for who in ("ours", "theirs") if rep % 2 == 0 else ("theirs", "ours"):
                 if who == "ours":
-                    t, model_path = _lad_ref_steps(steps, root / f"ours{rep}", sft_cache())
+                    t, model_path = _lad_ref_steps(steps, root / f"ours{rep}")
                     ours += t[1:]  # warm-up discarded
                 else:
                     theirs += _trl_steps(steps, model_path, root / f"theirs{rep}")[1:]
