@@ -235,11 +235,12 @@ class ObjectiveSpec:
         scope: one of :data:`SCOPES`.
         loss_agg_mode: the aggregation the objective defines for itself (FlowRL: a mean over
             sequences), which callers use instead of their configured one; None = the caller's.
-        matches_distribution: the minimiser is the distribution pi_old * exp(A/eta) / Z rather
-            than the argmax of A (LAD): the bandit keeps pi_old fixed for these and runs the
-            others on-policy (pi_old = the current policy every step).
+        anchored: the minimiser is a distribution anchored to the behaviour policy,
+            pi_old * exp(A/eta) / Z (LAD), rather than the argmax of A: the bandit keeps pi_old
+            fixed for these (so the optimum is its target) and runs the others on-policy.
         temperature: maps a target temperature eta to this objective's hyperparameters so that its
-            optimum is pi ∝ pi_ref exp(A/eta) (the bandit's ``eta``); None = it has no such target.
+            optimum is the distribution pi ∝ pi_0 exp(A/eta) (LAD: eta itself; FlowRL: beta = 1/eta);
+            None = the objective maximises A and has no target distribution.
     """
 
     name: str
@@ -248,7 +249,7 @@ class ObjectiveSpec:
     needs: frozenset[str] = frozenset()
     scope: str = "any"
     loss_agg_mode: str | None = None
-    matches_distribution: bool = False
+    anchored: bool = False
     temperature: Callable[[float], dict[str, Any]] | None = None
 
     @property
@@ -275,7 +276,7 @@ class ObjectiveSpec:
         try:
             return self.hparams(**values)
         except (TypeError, ValueError) as e:  # a value of the wrong type reaching a comparison, or a bad value
-            raise ValueError(f"objective {self.name!r}: {where}{e}") from None
+            raise ValueError(f"{where.rstrip('.') or f'objective {self.name!r}'}: {e}") from None
 
     def aggregation(self, requested: str) -> str:
         """The aggregation to use: the objective's own if it defines one, else ``requested``."""
@@ -292,7 +293,7 @@ def register_objective(
     needs: Iterable[str] = (),
     scope: str = "any",
     loss_agg_mode: str | None = None,
-    matches_distribution: bool = False,
+    anchored: bool = False,
     temperature: Callable[[float], dict[str, Any]] | None = None,
 ) -> Callable[[LossFn], LossFn]:
     """Decorator: register a loss function and its spec under ``name``.
@@ -326,7 +327,7 @@ def register_objective(
                     f"{hparams.__name__}'s {default!r}; keep one default."
                 )
         OBJECTIVES[name] = ObjectiveSpec(
-            name, fn, hparams, needs, scope, loss_agg_mode, matches_distribution, temperature
+            name, fn, hparams, needs, scope, loss_agg_mode, anchored, temperature
         )
         return fn
 
@@ -492,7 +493,7 @@ def _sequence_sum(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum(-1, keepdim=True)
 
 
-@register_objective("lad", hparams=LadHparams, matches_distribution=True, temperature=lambda eta: {"eta": eta})
+@register_objective("lad", hparams=LadHparams, anchored=True, temperature=lambda eta: {"eta": eta})
 def lad_loss(
     old_log_prob: Tensor,
     log_prob: Tensor,
@@ -574,7 +575,7 @@ def lad_loss(
 
 
 @register_objective(
-    "lad_theory", hparams=LadTheoryHparams, scope="finite", matches_distribution=True,
+    "lad_theory", hparams=LadTheoryHparams, scope="finite", anchored=True,
     temperature=lambda eta: {"eta": eta},
 )
 def lad_theory_loss(
