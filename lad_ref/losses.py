@@ -50,7 +50,7 @@ from typing import Any
 import torch
 
 from lad_ref.checks import choice, greater, positive
-from lad_ref.divergences import DIVERGENCE_NAMES, get_divergence
+from lad_ref.divergences import DIVERGENCE_NAMES, LOG_U_MAX, get_divergence
 
 Tensor = torch.Tensor
 
@@ -270,7 +270,8 @@ class ObjectiveSpec:
         for key in values:
             if key not in self.hparam_names:
                 raise ValueError(
-                    f"unknown hyperparameter {where}{key!r} for objective {self.name!r}; valid choices are "
+                    f"unknown hyperparameter {f'{where}{key}' if where else repr(key)} for objective {self.name!r}; "
+                    "valid choices are "
                     f"{', '.join(self.hparam_names) or '(none)'}."
                 )
         try:
@@ -567,7 +568,8 @@ def lad_loss(
     with torch.no_grad():
         log_u = log_u.detach()
         ratio = torch.exp(log_ratio.detach())
-        w = ratio * div.f_prime(log_u)
+        # the weight the gradient uses: f' at log u clamped as in Divergence.scaled (finite everywhere)
+        w = ratio * div.f_prime(log_u.clamp(-LOG_U_MAX, LOG_U_MAX))
         # LAD minimises, so descent raises log pi where -w > 0; policy gradient raises it where A > 0.
         flipped = ((-w) * adv < 0).float()
         metrics = _masked_means(m, "lad", ratio_mean=ratio, weight_mean=w, weight_flip_frac=flipped, log_u_mean=log_u)
