@@ -169,7 +169,7 @@ def aggregate(
     global_batch_size: float | None = None,
     dp_size: int = 1,
 ) -> Tensor:
-    """Reduce a (B, T) per-token loss to a scalar (verl's ``agg_loss``; docs/research/baselines.md).
+    """Reduce a (B, T) per-token loss to a scalar (verl's ``agg_loss``; docs/research/baselines.md §1.3).
 
     With m the mask and N = sum(m):
 
@@ -594,7 +594,7 @@ def lad_theory_loss(
     compute_metrics: bool = True,
     check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """LAD's theoretical objective D_f(P_pi || P_A) over a FINITE action space (docs/research/paper.md).
+    """LAD's theoretical objective D_f(P_pi || P_A) over a FINITE action space (docs/research/paper.md §1).
 
         P_pi(y) = (pi_theta(y)/pi_old(y)) / Z_pi,   P_A(y) = exp(A(y)/eta) / Z_A,
         L = sum_y P_A(y) * f( P_pi(y) / P_A(y) )
@@ -687,7 +687,7 @@ def grpo_loss(
     compute_metrics: bool = True,
     check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """GRPO / PPO clipped surrogate (verl ``vanilla``; docs/research/baselines.md).
+    """GRPO / PPO clipped surrogate (verl ``vanilla``; docs/research/baselines.md §1.2).
 
         L_t = max(-A r, -A clip(r, 1 - clip_ratio_low, 1 + clip_ratio_high))
         L_t = min(L_t, -A * clip_ratio_c)        where A < 0  (dual clip; None disables it)
@@ -731,7 +731,7 @@ def entadv_loss(
     compute_metrics: bool = True,
     check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """EntAdv: entropy-shaped advantage inside the clipped surrogate (Cheng et al. 2025; docs/research/baselines.md).
+    """EntAdv: entropy-shaped advantage inside the clipped surrogate (Cheng et al. 2025; docs/research/baselines.md §1.6).
 
         psi = min(alpha * H.detach(), |A| / kappa),   A' = A + psi,   then GRPO's clipped loss with A'.
 
@@ -778,7 +778,7 @@ def kl_cov_loss(
     compute_metrics: bool = True,
     check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """KL-Cov (Cui et al. 2025, verl ``kl_cov``; docs/research/baselines.md). No ratio clipping at all.
+    """KL-Cov (Cui et al. 2025, verl ``kl_cov``; docs/research/baselines.md §1.4). No ratio clipping at all.
 
         L_t = -A r                                     for every valid token, and
         L_t = -A r + ppo_kl_coef * |lp - lp_old|       for the top k = max(1, floor(N * kl_cov_ratio))
@@ -831,7 +831,7 @@ def clip_cov_loss(
     compute_metrics: bool = True,
     check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Clip-Cov (Cui et al. 2025, verl ``clip_cov``; docs/research/baselines.md).
+    """Clip-Cov (Cui et al. 2025, verl ``clip_cov``; docs/research/baselines.md §1.5).
 
     1. PPO clipped surrogate max(-A r, -A clip(r)) (no dual clip, ratio not clamped, as verl);
     2. cov_t = (A - mean A)(lp - mean lp) over valid tokens;
@@ -888,7 +888,7 @@ def flowrl_loss(
     compute_metrics: bool = True,
     check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """FlowRL trajectory balance with a learned log Z (Zhu et al. 2025; docs/research/baselines.md).
+    """FlowRL trajectory balance with a learned log Z (Zhu et al. 2025; docs/research/baselines.md §1.7).
 
         delta_i = log Z(x_i) + mean_t lp_it - beta * mean_t A_it - mean_t lp_ref_it
         w_i     = min(exp(sum_t (lp_it - lp_old_it)), is_weight_cap), detached

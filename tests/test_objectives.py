@@ -356,3 +356,15 @@ def test_bandit_cli_lad_theory_refresh(capsys):
 
     assert main(["--objective", "lad_theory", "--refresh-old-every", "5", "--steps", "20", "--json"]) == 0
     assert '"objective": "lad_theory"' in capsys.readouterr().out
+
+
+def test_doc_references_in_the_code_resolve():
+    import re
+
+    refs = set()
+    for path in (ROOT / "lad_ref").rglob("*.py"):
+        refs |= set(re.findall(r"docs/[\w/.-]+\.md", path.read_text()))
+        assert "DESIGN.md" not in path.read_text() and "lad_paper.md" not in path.read_text(), path
+    assert refs >= {"docs/design.md", "docs/research/paper.md", "docs/research/baselines.md"}
+    for ref in refs:
+        assert (ROOT / ref).is_file(), ref

@@ -13,7 +13,7 @@ advantages, DeepSpeed/FSDP through accelerate, logging, checkpoints) is TRL's, u
                              train_dataset=dataset)
     trainer.train()
 
-How the loss is formed (``_compute_loss``, baselines.md §2.2)
+How the loss is formed (``_compute_loss``, docs/research/baselines.md §2.2)
 -------------------------------------------------------------
 1. Current per-token log-probs (and entropies, when the objective, ``top_entropy_quantile`` or
    ``log_entropy`` need them) come from TRL's own ``_get_per_token_logps_and_entropies`` (a 3-tuple
@@ -421,7 +421,7 @@ class LadGRPOTrainer(GRPOTrainer):
             )
 
     # ------------------------------------------------------------------------------------------------
-    # per-row rewards and group ids, carried through TRL's shuffle (baselines.md §2.2)
+    # per-row rewards and group ids, carried through TRL's shuffle (docs/research/baselines.md §2.2)
     # ------------------------------------------------------------------------------------------------
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):

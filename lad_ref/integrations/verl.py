@@ -123,11 +123,11 @@ def compute_policy_loss_lad(
     config: Any = None,
     rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """LAD policy loss in verl's registered-loss signature (baselines.md §2.1).
+    """LAD policy loss in verl's registered-loss signature (docs/research/baselines.md §2.1).
 
         L = E_{y~pi_old}[ exp(A/eta) * f(u) ],   log u = (log pi_theta - log pi_old) - A/eta
 
-    computed by :func:`lad_ref.losses.lad_loss` (see its docstring and DESIGN.md §1).
+    computed by :func:`lad_ref.losses.lad_loss` (see its docstring and docs/design.md, "The method").
 
     Args:
         old_log_prob: (B, T) log-probs under the behaviour policy (verl's ``old_log_probs``).
