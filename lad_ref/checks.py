@@ -19,6 +19,8 @@ def is_number(value: Any) -> bool:
 
 def choice(name: str, value: Any, choices: Iterable[Any]) -> None:
     """``value`` must be one of ``choices``."""
+    if value in choices:  # the common case first: callers pass tuples/dicts, membership is cheap
+        return
     choices = tuple(choices)
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; valid choices are {', '.join(map(str, choices))}.")

@@ -187,9 +187,11 @@ def aggregate(
     m = _mask(response_mask)
     if loss_agg_mode == "token-mean":
         n = m.sum() if batch_num_tokens is None else batch_num_tokens
-        return (loss_mat * m).sum() / n * dp_size
+        loss = (loss_mat * m).sum() / n
+        return loss * dp_size if dp_size != 1 else loss
     if loss_agg_mode == "token-sum":
-        return (loss_mat * m).sum() * dp_size
+        loss = (loss_mat * m).sum()
+        return loss * dp_size if dp_size != 1 else loss
     tokens_per_seq = m.sum(-1)
     seq_valid = (tokens_per_seq > 0).to(loss_mat.dtype)
     n_seq = seq_valid.sum() if global_batch_size is None else global_batch_size
@@ -552,19 +554,20 @@ def lad_loss(
     else:
         adv = _broadcast_advantages(advantages, log_prob.shape).float()
     div = get_divergence(divergence)
-    m = _mask(response_mask)
     log_ratio = log_prob.float() - old_log_prob.float()
     a = adv / eta
     if level == "sequence":
+        m = _mask(response_mask)
         tokens = m.sum(-1, keepdim=True).clamp(min=1.0)
         log_ratio = _sequence_sum(log_ratio, m)
         a = _sequence_sum(a, m) / tokens
     log_ratio = log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     log_u = log_ratio - a
-    loss_mat = div.scaled(log_u, a).expand_as(m)
+    loss_mat = div.scaled(log_u, a).expand(response_mask.shape)
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
     if not compute_metrics:
         return loss, {}
+    m = _mask(response_mask)
     with torch.no_grad():
         log_u = log_u.detach()
         ratio = torch.exp(log_ratio.detach())
@@ -614,18 +617,19 @@ def lad_theory_loss(
     else:
         adv = _broadcast_advantages(advantages, log_prob.shape).float()
     div = get_divergence(divergence)
-    valid = response_mask.bool()
+    valid = response_mask.bool().flatten()
     neg_inf = torch.tensor(-math.inf)
-    log_p_pi = torch.where(valid, log_prob.float() - old_log_prob.float(), neg_inf).flatten()
-    log_p_a = torch.where(valid, adv / eta, neg_inf).flatten()
+    log_p_pi = torch.where(valid, (log_prob.float() - old_log_prob.float()).flatten(), neg_inf)
+    log_p_a = torch.where(valid, adv.flatten() / eta, neg_inf)
     log_p_pi = log_p_pi - torch.logsumexp(log_p_pi, 0)
     log_p_a = log_p_a - torch.logsumexp(log_p_a, 0)
-    keep = valid.flatten()
-    loss = div.scaled(log_p_pi[keep] - log_p_a[keep], log_p_a[keep]).sum()
+    # masked actions: log u = 0 and scale exp(-inf) = 0 contribute exactly 0 (no boolean indexing)
+    log_u = torch.where(valid, log_p_pi - log_p_a, 0.0)
+    loss = div.scaled(log_u, log_p_a).sum()
     if not compute_metrics:
         return loss, {}
     with torch.no_grad():
-        tv = 0.5 * (torch.exp(log_p_pi[keep]) - torch.exp(log_p_a[keep])).abs().sum()
+        tv = 0.5 * (torch.exp(log_p_pi) - torch.exp(log_p_a)).abs().sum()
     return loss, {"lad_theory/tv_p_pi_p_a": tv.item()}
 
 

@@ -229,7 +229,7 @@ def _train(runs, steps, lr, bandit, progress, record_every, callback) -> list[di
     bar = tqdm(range(steps), desc="bandit", disable=not progress, mininterval=0.5)
     for step in bar:
         log_pi = torch.log_softmax(logits, dim=-1)
-        total = sum(run_loss(j, run, log_pi[j]) for j, run in enumerate(runs))
+        total = torch.stack([run_loss(j, run, log_pi[j]) for j, run in enumerate(runs)]).sum()
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
