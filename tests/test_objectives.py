@@ -289,7 +289,7 @@ def tempered_pg_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg
     if not compute_metrics:
         return loss, {}
     m = response_mask.float()
-    return loss, {"tempered_pg/entropy_mean": float((entropy.float() * m).sum() / m.sum())}
+    return loss, {"tempered_pg/entropy_mean": ((entropy.detach().float() * m).sum() / m.sum()).item()}
 
 
 @pytest.fixture
