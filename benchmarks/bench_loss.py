@@ -12,23 +12,30 @@ from __future__ import annotations
 import torch
 
 from benchmarks.common import interleaved
+from lad_ref.divergences import DIVERGENCE_NAMES
 from lad_ref.llm.rollout import token_log_probs
-from lad_ref.losses import get_loss
+from lad_ref.losses import get_loss, get_objective, objective_names
 
 
 def make_batch(b: int = 64, t: int = 1024, seed: int = 0, device: str = "cpu"):
+    """(old, lp, adv, mask, extra) where ``extra(spec)`` builds the extra inputs the objective's spec needs."""
     g = torch.Generator().manual_seed(seed)
     old = (-torch.rand(b, t, generator=g) * 4).to(device)
     lp = (old + 0.1 * torch.randn(b, t, generator=g).to(device)).requires_grad_(True)
     adv = torch.randn(b, 1, generator=g).expand(b, t).contiguous().to(device)
     mask = torch.ones(b, t, dtype=torch.bool, device=device)
     mask[:, t // 2 :] = torch.rand(b, t - t // 2, generator=g).to(device) > 0.3
-    extras = {
-        "entadv": {"entropy": torch.rand(b, t, generator=g).to(device)},
-        "flowrl": {"log_z": torch.zeros(b, device=device, requires_grad=True), "ref_log_prob": old - 0.1},
-        "clip_cov": {"generator": torch.Generator().manual_seed(0)},
+    inputs = {
+        "entropy": torch.rand(b, t, generator=g).to(device),
+        "log_z": torch.zeros(b, device=device, requires_grad=True),
+        "ref_log_prob": old - 0.1,
+        "generator": torch.Generator().manual_seed(0),
     }
-    return old, lp, adv, mask, extras
+
+    def extra(spec) -> dict:
+        return {need: inputs[need] for need in spec.needs}
+
+    return old, lp, adv, mask, extra
 
 
 def vocab_step(vocab: int, b: int, t: int, hidden: int = 128, repeats: int = 9, seed: int = 0) -> dict:
@@ -58,22 +65,30 @@ def vocab_step(vocab: int, b: int, t: int, hidden: int = 128, repeats: int = 9, 
 
 
 def run(b: int = 64, t: int = 1024, repeats: int = 15, vocab_tokens: tuple[int, int] = (4, 128)) -> dict:
-    old, lp, adv, mask, extras = make_batch(b, t)
+    """Every registered objective of scope ``any`` (those with a divergence once per divergence, and LAD
+    at the sequence level too), against GRPO."""
+    old, lp, adv, mask, extra = make_batch(b, t)
 
     def step(name: str, **kw):
+        spec = get_objective(name)
+        agg = spec.aggregation("token-mean")
+
         def fn():
             lp.grad = None
-            loss, _ = get_loss(name)(old, lp, adv, mask, "token-mean", **extras.get(name, {}), **kw)
+            loss, _ = spec.loss(old, lp, adv, mask, agg, **extra(spec), **kw)
             loss.backward()
 
         return fn
 
-    cands = {"grpo": step("grpo")}
-    for div in ("js", "kl", "rkl", "jf", "tv", "hd"):
-        cands[f"lad({div})"] = step("lad", divergence=div)
-    cands["lad(js,sequence)"] = step("lad", divergence="js", level="sequence")
-    for name in ("entadv", "kl_cov", "clip_cov", "flowrl"):
-        cands[name] = step(name)
+    cands = {}
+    for name in objective_names(scope="any"):
+        if "divergence" in get_objective(name).hparam_names:
+            for div in DIVERGENCE_NAMES:
+                cands[f"{name}({div})"] = step(name, divergence=div)
+            if "level" in get_objective(name).hparam_names:
+                cands[f"{name}(js,sequence)"] = step(name, divergence="js", level="sequence")
+        else:
+            cands[name] = step(name)
     timings = interleaved(cands, repeats=repeats, warmup=3, number=20)  # a sample = the mean of 20 calls
     base = timings["grpo"]["median_s"]
     vocab = [vocab_step(v, *vocab_tokens) for v in (32_000, 152_064)]  # Llama-2 and Qwen2.5 vocabularies

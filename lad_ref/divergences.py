@@ -1,14 +1,13 @@
 """f-divergence generators for LAD, evaluated from log u.
 
 LAD minimises  E_{y~pi_old}[ exp(A/eta) * f(u) ]  with  u = r * exp(-A/eta),  r = pi_theta/pi_old
-(DESIGN.md §1). Every f here is convex with f(1) = 0, and is written as a function of
-``log_u`` so that u itself is never formed where it could overflow: log-ratios of
-[-20, 20] and |A/eta| up to 50 give log u in [-70, 70], and u = exp(70) would make
-naive formulas such as u*log(u) - (u+1)*log(u+1) cancel catastrophically.
+(docs/design.md, "The method"). Every f here is convex with f(1) = 0, and is written as a function of
+``log_u`` so that u itself is never formed where it could overflow, and naive formulas such as
+u*log(u) - (u+1)*log(u+1) never cancel catastrophically.
 
-The six generators are those of the paper's ablation, in the scaling the authors'
-released code is reported to use (no 1/2 in front of the squared Hellinger generator);
-a constant factor only rescales the step:
+The six generators are those of the paper's ablation, in the scaling the authors' released code
+is reported to use (no 1/2 in front of the squared Hellinger generator); a constant factor only
+rescales the step:
 
 =====  =====================  ======================================  =========================
 name   divergence             f(u)                                    f'(u)
@@ -21,8 +20,18 @@ hd     squared Hellinger      (sqrt(u) - 1)^2                         1 - 1/sqrt
 js     Jensen-Shannon         1/2 [u log u - (u+1) log((u+1)/2)]      1/2 log(2u / (u+1))
 =====  =====================  ======================================  =========================
 
-No linear term c*(u - 1) is added to any f: the plain generators of the table are used.
-(Adding one leaves the minimiser unchanged because E_{pi_old}[r] = 1; it only changes variance.)
+No linear term c*(u - 1) is added to any f: the plain generators of the table are used. Adding
+one changes neither the divergence between normalised distributions nor the minimiser
+(E_{pi_old}[r] = 1), but it does move the point where LAD's gradient weight r f'(u) changes
+sign (f' becomes f' + c): with the table's forms the weight changes sign at u = 1, i.e.
+r = e^{A/eta}, only for the generators with f'(1) = 0 (jf, tv, hd, js); kl's changes sign at
+u = 1/e (r = e^{A/eta - 1}) and rkl's never does (-1/u < 0).
+
+Gradients. :meth:`Divergence.scaled` evaluates exp(log_scale) * f(u) with a gradient computed
+from f', not by autograd through f: autograd through ``expm1`` computes its derivative as
+result + 1, which is exactly 0 in float32 once log u < -16.6, so TV and HD lost their gradient
+there. The backward is exp(log_scale) * u * f'(u), which is finite and accurate
+for |log u| <= LOG_U_MAX = 80; beyond that log u is clamped and its gradient is zero.
 
 ``tv`` is convex but not *strictly* convex, so the g1/g2 lemma does not pin down a unique
 minimiser for it (see lad_ref.bandit for what that does in practice).
@@ -37,8 +46,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lad_ref.checks import choice
+
 Tensor = torch.Tensor
 _LOG2 = math.log(2.0)
+#: |log u| beyond which :meth:`Divergence.scaled` clamps log u (and gives it zero gradient).
+LOG_U_MAX = 80.0
 
 
 @dataclass(frozen=True)
@@ -59,10 +72,38 @@ class Divergence:
     f_prime: Callable[[Tensor], Tensor]
     strict: bool = True
 
+    def scaled(self, log_u: Tensor, log_scale: Tensor) -> Tensor:
+        """exp(log_scale) * f(u), elementwise (broadcast), with the exact gradient w.r.t. log_u.
+
+        The value is computed from ``f`` and the gradient from ``f_prime``, never by autograd
+        through f (see the module docstring):
+
+            value  = exp(log_scale) * f(u)                      (no graph)
+            weight = exp(log_scale) * u * f'(u)                 (no graph; 0 where |log u| > LOG_U_MAX)
+            return   value + weight * (log_u - log_u.detach())  (= value; d/d log_u = weight)
+
+        The last line is the standard surrogate for a known gradient: its forward adds an exact
+        zero, its backward is two elementwise ops in C++ (a torch.autograd.Function would run a
+        Python backward per call, which the bandit's inner loop pays 68,000 times a sweep).
+        |log u| > LOG_U_MAX is clamped with zero gradient; ``log_scale`` gets no gradient.
+        """
+        if log_scale.requires_grad:
+            raise ValueError("Divergence.scaled: log_scale must be a constant (detach it); it gets no gradient.")
+        with torch.no_grad():
+            x = log_u.clamp(-LOG_U_MAX, LOG_U_MAX)
+            scale = torch.exp(log_scale)
+            value = scale * self.f(x)
+            if not log_u.requires_grad:
+                return value
+            # u f'(u) <= e^80 * 81 for |x| <= 80, and scale * (u f'(u)) is one rounding of finite factors
+            weight = torch.where(x == log_u, scale * (torch.exp(x) * self.f_prime(x)), 0.0)  # 0 where clamped
+        return value + weight * (log_u - log_u.detach())
+
 
 # --- generators ---------------------------------------------------------------------------
 # Each pair below is written so that no intermediate exceeds exp(|log_u|) and nothing
-# subtracts two numbers of size u: this keeps f and f' finite for |log u| <= 70 in float32.
+# subtracts two numbers of size u: this keeps f and f' finite for |log u| <= 80 in float32.
+# The gradients LAD uses come from f' (Divergence.scaled), not from autograd through f.
 
 
 def _kl_f(log_u: Tensor) -> Tensor:
@@ -137,6 +178,5 @@ def get_divergence(name: str) -> Divergence:
     try:
         return DIVERGENCES[name]
     except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown divergence {name!r}; valid choices are {', '.join(DIVERGENCE_NAMES)}."
-        ) from None
+        choice("divergence", name, DIVERGENCE_NAMES)
+        raise

@@ -1,30 +1,56 @@
-"""Every policy objective of lad_ref, one signature, one registry, one aggregation.
+"""Every policy objective of lad_ref: one signature, one registry of specs, one aggregation.
 
-All objectives follow verl's registered policy-loss convention (DESIGN.md §3)::
+All objectives follow verl's registered policy-loss convention (docs/design.md, "The loss signature")::
 
     loss, metrics = fn(old_log_prob, log_prob, advantages, response_mask,   # (B, T) each
-                       loss_agg_mode="token-mean", *, <keyword-only hyperparameters>)
+                       loss_agg_mode="token-mean", *, <keyword-only hyperparameters>,
+                       weights=None, agg_kwargs=None, compute_metrics=True, check=True)
 
 ``log_prob`` carries the gradient; ``old_log_prob`` is the behaviour policy pi_old that
 sampled the responses; ``advantages`` is per token (a (B,) or (B, 1) tensor broadcasts);
 ``response_mask`` marks valid tokens. ``weights`` (every objective) multiplies the per-token
 loss before aggregation: verl's ``rollout_is_weights``, or the bandit's exact-expectation
 weights pi_old(a). ``agg_kwargs`` is forwarded to :func:`aggregate` (verl's global-batch
-normalisers). ``metrics`` is a dict of Python floats.
+normalisers). ``metrics`` is a dict of Python floats, empty with ``compute_metrics=False`` (hot
+loops such as the bandit's skip them: they cost as much as the loss on small tensors).
+``check=False`` skips the validation of hyperparameters and tensors, for a caller that validated
+once and then calls the loss thousands of times with inputs of the same kind (the bandit).
 
-Objectives (``get_loss(name)``): ``lad`` (the paper's practical objective), ``lad_theory``
-(the theoretical objective, finite action spaces only), ``grpo``, ``entadv``, ``kl_cov``,
-``clip_cov``, ``flowrl``. Losses are computed in float32 whatever the input dtype.
+Each objective is registered once as an :class:`ObjectiveSpec` (``register_objective``): the
+loss function, a dataclass of its hyperparameters that validates itself, the extra inputs it
+needs (:data:`EXTRA_INPUTS`), where it applies (:data:`SCOPES`) and its natural aggregation if it
+has one. Trainers, the bandit, the TRL and verl adapters and the benchmarks ask the spec
+(``get_objective(name).needs`` ...) instead of testing names. ``get_loss(name)`` returns the loss
+function itself. Losses are computed in float32 whatever the input dtype.
+
+Adding an objective (docs/design.md, "Adding an objective"): write the loss function, a
+hyperparameter dataclass, and register both::
+
+    @dataclass
+    class MyHparams:
+        tau: float = field(default=1.0, metadata={"help": "temperature; > 0."})
+        def __post_init__(self):
+            positive("tau", self.tau)
+
+    @register_objective("mine", hparams=MyHparams, needs=("entropy",))
+    def my_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", *,
+                tau=1.0, entropy=None, weights=None, agg_kwargs=None, compute_metrics=True, check=True):
+        ...
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
-from lad_ref.divergences import get_divergence
+from lad_ref.checks import choice, greater, positive
+from lad_ref.divergences import DIVERGENCE_NAMES, LOG_U_MAX, get_divergence
 
 Tensor = torch.Tensor
 
@@ -37,24 +63,32 @@ AGG_MODES: tuple[str, ...] = (
 )
 LEVELS: tuple[str, ...] = ("token", "sequence")
 
-# verl clamps log-ratios to [-20, 20] before exp (core_algos.compute_policy_loss_vanilla);
-# the advantage-maximising baselines follow it so that exp(.) never overflows.
-_LOG_RATIO_CLAMP = 20.0
+# verl clamps log-ratios to [-20, 20] before exp (core_algos.compute_policy_loss_vanilla); every
+# objective here follows it, LAD included at both levels (its summed sequence log-ratio too), so
+# that exp(.) never overflows. Beyond the clamp a token (or response) gets no gradient, as beyond
+# PPO's clip.
+LOG_RATIO_CLAMP = 20.0
+_LOG_RATIO_CLAMP = LOG_RATIO_CLAMP  # old private name, kept for importers
+#: Largest |A|/eta LAD accepts: exp(A/eta) * f(u) with |log u| <= 80 then stays below float32's
+#: maximum (e^80 * 80 = 4.4e36 < 3.4e38); larger values are refused up front with one sentence.
+MAX_ADV_OVER_ETA = 80.0
 
 
 # --------------------------------------------------------------------------------------
-# validation: one clear sentence naming the bad value and the valid choices, before any work
+# validation of the tensors: one clear sentence naming the bad value, before any work
 # --------------------------------------------------------------------------------------
 
 
-def _check_choice(what: str, value, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; valid choices are {', '.join(choices)}.")
-
-
-def _check_positive(what: str, value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{what} must be a finite number > 0, got {value!r}.")
+def _broadcast_advantages(advantages: Tensor, shape: torch.Size) -> Tensor:
+    if advantages.dim() == 1:
+        advantages = advantages.unsqueeze(-1)
+    try:
+        return advantages.expand(shape)
+    except RuntimeError:
+        raise ValueError(
+            f"advantages has shape {tuple(advantages.shape)}, which does not broadcast to log_prob's "
+            f"shape {tuple(shape)}; pass (B, T), (B, 1) or (B,)."
+        ) from None
 
 
 def _check_inputs(
@@ -63,10 +97,15 @@ def _check_inputs(
     advantages: Tensor,
     response_mask: Tensor,
     loss_agg_mode: str,
+    *,
+    eta: float | None = None,
     **extra: Tensor | None,
 ) -> Tensor:
-    """Validate the common arguments; return advantages broadcast to (B, T)."""
-    _check_choice("loss_agg_mode", loss_agg_mode, AGG_MODES)
+    """Validate the common arguments; return advantages broadcast to (B, T).
+
+    With ``eta``, also refuse |A|/eta > MAX_ADV_OVER_ETA (exp(A/eta) would overflow float32).
+    """
+    choice("loss_agg_mode", loss_agg_mode, AGG_MODES)
     if log_prob.dim() != 2:
         raise ValueError(f"log_prob must have shape (B, T), got shape {tuple(log_prob.shape)}.")
     shape = log_prob.shape
@@ -75,22 +114,20 @@ def _check_inputs(
             raise ValueError(
                 f"{name} has shape {tuple(t.shape)} but log_prob has shape {tuple(shape)}; they must match."
             )
-    if advantages.dim() == 1:
-        advantages = advantages.unsqueeze(-1)
-    try:
-        advantages = advantages.expand(shape)
-    except RuntimeError:
-        raise ValueError(
-            f"advantages has shape {tuple(advantages.shape)}, which does not broadcast to log_prob's "
-            f"shape {tuple(shape)}; pass (B, T), (B, 1) or (B,)."
-        ) from None
+    advantages = _broadcast_advantages(advantages, shape)
     for name, t in extra.items():
         if t is not None and t.shape != shape:
             raise ValueError(f"{name} has shape {tuple(t.shape)} but log_prob has shape {tuple(shape)}; they must match.")
     if not bool(response_mask.any()):
         raise ValueError("response_mask is all zero: there is no valid token to compute a loss on.")
-    if not bool(torch.isfinite(advantages).all()):
+    worst = float(advantages.detach().abs().max())  # NaN propagates through max: one check, one sync
+    if not math.isfinite(worst):
         raise ValueError("advantages contain NaN or inf; every advantage must be a finite number.")
+    if eta is not None and worst / eta > MAX_ADV_OVER_ETA:
+        raise ValueError(
+            f"max |advantage| / eta = {worst / eta:.4g} exceeds {MAX_ADV_OVER_ETA:g}: exp(A/eta) would overflow "
+            f"float32; raise eta (now {eta!r}) or scale the advantages down."
+        )
     return advantages
 
 
@@ -103,8 +140,7 @@ def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
 
 
 def _masked_means(mask: Tensor, prefix: str, **values: Tensor) -> dict[str, float]:
-    """Masked means of several (B, T) tensors as floats, with one stack and one sync (metrics are
-    computed on every call, so they must stay cheap next to the loss itself)."""
+    """Masked means of several (B, T) tensors as floats, with one stack and one sync."""
     stacked = torch.stack([v.float().expand_as(mask) for v in values.values()])
     means = ((stacked * mask).sum((1, 2)) / mask.sum()).tolist()
     return {f"{prefix}/{name}": val for name, val in zip(values, means)}
@@ -133,7 +169,7 @@ def aggregate(
     global_batch_size: float | None = None,
     dp_size: int = 1,
 ) -> Tensor:
-    """Reduce a (B, T) per-token loss to a scalar (verl's ``agg_loss``, baselines.md §1.3).
+    """Reduce a (B, T) per-token loss to a scalar (verl's ``agg_loss``; docs/research/baselines.md §1.3).
 
     With m the mask and N = sum(m):
 
@@ -147,13 +183,15 @@ def aggregate(
     ``global_batch_size`` / ``dp_size`` replace the local N / number of sequences under data
     parallelism, exactly as in verl >= 0.7 (``config.global_batch_info``).
     """
-    _check_choice("loss_agg_mode", loss_agg_mode, AGG_MODES)
+    choice("loss_agg_mode", loss_agg_mode, AGG_MODES)
     m = _mask(response_mask)
     if loss_agg_mode == "token-mean":
         n = m.sum() if batch_num_tokens is None else batch_num_tokens
-        return (loss_mat * m).sum() / n * dp_size
+        loss = (loss_mat * m).sum() / n
+        return loss * dp_size if dp_size != 1 else loss
     if loss_agg_mode == "token-sum":
-        return (loss_mat * m).sum() * dp_size
+        loss = (loss_mat * m).sum()
+        return loss * dp_size if dp_size != 1 else loss
     tokens_per_seq = m.sum(-1)
     seq_valid = (tokens_per_seq > 0).to(loss_mat.dtype)
     n_seq = seq_valid.sum() if global_batch_size is None else global_batch_size
@@ -168,43 +206,285 @@ def aggregate(
 
 
 # --------------------------------------------------------------------------------------
-# registry
+# the registry of objective specs
 # --------------------------------------------------------------------------------------
 
 LossFn = Callable[..., tuple[Tensor, dict[str, float]]]
-LOSS_REGISTRY: dict[str, LossFn] = {}
+
+#: Inputs beyond the common four that an objective may need; the caller supplies them.
+EXTRA_INPUTS: dict[str, str] = {
+    "entropy": "(B, T) full-vocabulary entropy of the current policy at each token (no gradient needed)",
+    "ref_log_prob": "(B, T) log-probs of the sampled tokens under the reference policy pi_ref",
+    "log_z": "(B,) learned log-partition log Z(x) of each row's prompt; carries a gradient",
+    "generator": "a torch.Generator for the objective's random choices (reproducibility)",
+}
+#: Where an objective applies: ``any`` batch of sampled responses (LLM trainers, the bandit), or
+#: ``finite`` action spaces only, whose rows must enumerate every action (the bandit's exact mode).
+SCOPES: tuple[str, ...] = ("any", "finite")
+# Keyword arguments every loss takes that are neither hyperparameters nor extra inputs.
+_PLUMBING = ("weights", "agg_kwargs", "compute_metrics", "check")
 
 
-def register_loss(name: str) -> Callable[[LossFn], LossFn]:
-    """Decorator: register an objective under ``name`` (a duplicate name is an error)."""
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """Everything a caller needs to know about an objective, so that no caller tests its name.
+
+    Attributes:
+        name: registry key.
+        loss: the loss function (the module's signature).
+        hparams: dataclass of the keyword-only hyperparameters; constructing it validates them.
+        needs: extra inputs the caller must pass (keys of :data:`EXTRA_INPUTS`).
+        scope: one of :data:`SCOPES`.
+        loss_agg_mode: the aggregation the objective defines for itself (FlowRL: a mean over
+            sequences), which callers use instead of their configured one; None = the caller's.
+        anchored: the minimiser is a distribution anchored to the behaviour policy,
+            pi_old * exp(A/eta) / Z (LAD), rather than the argmax of A: the bandit keeps pi_old
+            fixed for these (so the optimum is its target) and runs the others on-policy.
+        temperature: maps a target temperature eta to this objective's hyperparameters so that its
+            optimum is the distribution pi ∝ pi_0 exp(A/eta) (LAD: eta itself; FlowRL: beta = 1/eta);
+            None = the objective maximises A and has no target distribution.
+    """
+
+    name: str
+    loss: LossFn
+    hparams: type
+    needs: frozenset[str] = frozenset()
+    scope: str = "any"
+    loss_agg_mode: str | None = None
+    anchored: bool = False
+    temperature: Callable[[float], dict[str, Any]] | None = None
+
+    @property
+    def hparam_names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(self.hparams))
+
+    def defaults(self) -> dict[str, Any]:
+        """The hyperparameters' defaults, as a dict."""
+        return dataclasses.asdict(self.hparams())
+
+    def make_hparams(self, values: Mapping[str, Any] | None = None, where: str = ""):
+        """A validated hyperparameter instance from ``values`` (defaults for missing keys).
+
+        An unknown key raises ValueError listing the valid ones; ``where`` prefixes the names
+        in the message (e.g. ``"objective.lad."``).
+        """
+        values = dict(values or {})
+        for key in values:
+            if key not in self.hparam_names:
+                raise ValueError(
+                    f"unknown hyperparameter {f'{where}{key}' if where else repr(key)} for objective {self.name!r}; "
+                    "valid choices are "
+                    f"{', '.join(self.hparam_names) or '(none)'}."
+                )
+        try:
+            return self.hparams(**values)
+        except (TypeError, ValueError) as e:  # a value of the wrong type reaching a comparison, or a bad value
+            raise ValueError(f"{where.rstrip('.') or f'objective {self.name!r}'}: {e}") from None
+
+    def aggregation(self, requested: str) -> str:
+        """The aggregation to use: the objective's own if it defines one, else ``requested``."""
+        return self.loss_agg_mode or requested
+
+
+OBJECTIVES: dict[str, ObjectiveSpec] = {}
+
+
+def register_objective(
+    name: str,
+    *,
+    hparams: type,
+    needs: Iterable[str] = (),
+    scope: str = "any",
+    loss_agg_mode: str | None = None,
+    anchored: bool = False,
+    temperature: Callable[[float], dict[str, Any]] | None = None,
+) -> Callable[[LossFn], LossFn]:
+    """Decorator: register a loss function and its spec under ``name``.
+
+    Checked here, once: the name is new; ``hparams`` is a dataclass whose every field has a
+    default and is a keyword-only parameter of the function with the same default (one set of
+    names and defaults); every need is a known extra input and a parameter of the function.
+    """
+    needs = frozenset(needs)
+    choice("scope", scope, SCOPES)
+    if loss_agg_mode is not None:
+        choice("loss_agg_mode", loss_agg_mode, AGG_MODES)
+    for need in needs:
+        choice("extra input", need, EXTRA_INPUTS)
+    if not dataclasses.is_dataclass(hparams):
+        raise TypeError(f"objective {name!r}: hparams must be a dataclass, got {hparams!r}.")
 
     def deco(fn: LossFn) -> LossFn:
-        if name in LOSS_REGISTRY:
+        if name in OBJECTIVES:
             raise ValueError(f"objective {name!r} is already registered.")
-        LOSS_REGISTRY[name] = fn
+        params = inspect.signature(fn).parameters
+        defaults = dataclasses.asdict(hparams())  # also proves every field has a default that validates
+        for key in (*defaults, *needs, *_PLUMBING):
+            p = params.get(key)
+            if p is None or p.kind is not inspect.Parameter.KEYWORD_ONLY:
+                raise TypeError(f"objective {name!r}: {fn.__name__} must take keyword-only argument {key!r}.")
+        for key, default in defaults.items():
+            if params[key].default != default:
+                raise TypeError(
+                    f"objective {name!r}: {fn.__name__}'s default {key}={params[key].default!r} differs from "
+                    f"{hparams.__name__}'s {default!r}; keep one default."
+                )
+        OBJECTIVES[name] = ObjectiveSpec(
+            name, fn, hparams, needs, scope, loss_agg_mode, anchored, temperature
+        )
         return fn
 
     return deco
 
 
-def get_loss(name: str) -> LossFn:
-    """Return the registered objective ``name``; an unknown name raises ValueError listing the names."""
+def unregister_objective(name: str) -> None:
+    """Remove ``name`` from the registry (for tests that register a temporary objective)."""
+    OBJECTIVES.pop(name, None)
+
+
+def objective_names(scope: str | None = None) -> tuple[str, ...]:
+    """Registered objective names, optionally only those of one scope (``any`` for sampled batches)."""
+    return tuple(n for n, s in OBJECTIVES.items() if scope is None or s.scope == scope)
+
+
+def get_objective(name: str) -> ObjectiveSpec:
+    """The spec of objective ``name``; an unknown name raises ValueError listing the names."""
     try:
-        return LOSS_REGISTRY[name]
+        return OBJECTIVES[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown objective {name!r}; valid choices are {', '.join(LOSS_REGISTRY)}.") from None
+        choice("objective", name, OBJECTIVES)
+        raise
+
+
+def get_loss(name: str) -> LossFn:
+    """Return the loss function of objective ``name`` (``get_objective(name).loss``)."""
+    return get_objective(name).loss
 
 
 def loss_hparams(name: str) -> dict[str, object]:
-    """Keyword-only hyperparameters of objective ``name`` with their defaults (for config validation)."""
-    import inspect
+    """Hyperparameters of objective ``name`` with their defaults."""
+    return get_objective(name).defaults()
 
-    sig = inspect.signature(get_loss(name))
-    return {
-        p.name: (None if p.default is inspect.Parameter.empty else p.default)
-        for p in sig.parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+
+# --------------------------------------------------------------------------------------
+# hyperparameter dataclasses (plain, typed, nestable; every field documented; self-validating)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LadTheoryHparams:
+    """Hyperparameters of LAD's theoretical objective (and the base of :class:`LadHparams`)."""
+
+    divergence: str = field(
+        default="js",
+        metadata={"help": "Generator f of the f-divergence: js (the paper's main choice), kl, rkl, jf, tv or hd."},
+    )
+    eta: float = field(
+        default=1.0,
+        metadata={"help": "Temperature of the advantage-induced distribution P_A ∝ exp(A/eta); > 0."},
+    )
+
+    def __post_init__(self):
+        choice("divergence", self.divergence, DIVERGENCE_NAMES)
+        positive("eta", self.eta)
+
+
+@dataclass
+class LadHparams(LadTheoryHparams):
+    """Hyperparameters of LAD's practical objective."""
+
+    level: str = field(
+        default="token",
+        metadata={
+            "help": "token: per-token ratio and advantage (a drop-in for per-token PPO losses); sequence: "
+            "log r is the response's summed token log-ratio and A its mean advantage."
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        choice("level", self.level, LEVELS)
+
+
+@dataclass
+class ClipHparams:
+    """PPO's ratio clip range [1 - clip_ratio_low, 1 + clip_ratio_high]."""
+
+    clip_ratio_low: float = field(default=0.2, metadata={"help": "Lower clip epsilon; > 0."})
+    clip_ratio_high: float = field(default=0.2, metadata={"help": "Upper clip epsilon (DAPO: 0.28); > 0."})
+
+    def __post_init__(self):
+        positive("clip_ratio_low", self.clip_ratio_low)
+        positive("clip_ratio_high", self.clip_ratio_high)
+
+
+@dataclass
+class GrpoHparams(ClipHparams):
+    """Hyperparameters of the GRPO / PPO clipped surrogate."""
+
+    clip_ratio_c: float | None = field(
+        default=3.0,
+        metadata={"help": "Dual-clip constant c > 1 bounding negative-advantage losses at -A*c; None disables it."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        greater("clip_ratio_c", self.clip_ratio_c, 1.0, "(None disables the dual clip)", allow_none=True)
+
+
+@dataclass
+class EntAdvHparams(GrpoHparams):
+    """Hyperparameters of EntAdv (the clip fields are GRPO's)."""
+
+    alpha: float = field(default=0.4, metadata={"help": "Entropy scale alpha in psi = min(alpha * H, |A| / kappa); > 0."})
+    kappa: float = field(default=2.0, metadata={"help": "kappa > 1 caps psi at |A| / kappa so the sign of A is kept."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        positive("alpha", self.alpha)
+        greater("kappa", self.kappa, 1.0, "so that the shaped advantage keeps the sign of A")
+
+
+@dataclass
+class KlCovHparams:
+    """Hyperparameters of KL-Cov (verl's names)."""
+
+    kl_cov_ratio: float = field(
+        default=0.0002, metadata={"help": "Fraction of valid tokens, those of largest covariance, penalised; > 0."}
+    )
+    ppo_kl_coef: float = field(default=0.1, metadata={"help": "Coefficient of the |log pi - log pi_old| penalty; >= 0."})
+
+    def __post_init__(self):
+        positive("kl_cov_ratio", self.kl_cov_ratio)
+        positive("ppo_kl_coef", self.ppo_kl_coef, allow_zero=True)
+
+
+@dataclass
+class ClipCovHparams(ClipHparams):
+    """Hyperparameters of Clip-Cov (verl's names; the clip fields are PPO's)."""
+
+    clip_cov_ratio: float = field(default=0.0002, metadata={"help": "Fraction of valid tokens whose loss is zeroed; > 0."})
+    clip_cov_lb: float = field(default=1.0, metadata={"help": "Lower covariance bound of the tokens eligible for zeroing."})
+    clip_cov_ub: float = field(default=5.0, metadata={"help": "Upper covariance bound (> clip_cov_lb)."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        positive("clip_cov_ratio", self.clip_cov_ratio)
+        greater("clip_cov_ub", self.clip_cov_ub, self.clip_cov_lb, "(clip_cov_lb)")
+
+
+@dataclass
+class FlowRLHparams:
+    """Hyperparameters of FlowRL."""
+
+    beta: float = field(default=15.0, metadata={"help": "Reward scale beta of the target pi ∝ pi_ref exp(beta A); > 0."})
+    is_weight_cap: float | None = field(
+        default=10.0, metadata={"help": "Upper cap of the sequence importance weight; None = uncapped."}
+    )
+
+    def __post_init__(self):
+        positive("beta", self.beta)
+        positive("is_weight_cap", self.is_weight_cap, allow_none=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -216,7 +496,7 @@ def _sequence_sum(x: Tensor, mask: Tensor) -> Tensor:
     return (x * mask).sum(-1, keepdim=True)
 
 
-@register_loss("lad")
+@register_objective("lad", hparams=LadHparams, anchored=True, temperature=lambda eta: {"eta": eta})
 def lad_loss(
     old_log_prob: Tensor,
     log_prob: Tensor,
@@ -229,29 +509,38 @@ def lad_loss(
     level: str = "token",
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
+    compute_metrics: bool = True,
+    check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """LAD's practical objective (DESIGN.md §1; the paper's Eq. (8) per the SB3 port [D]).
+    """LAD's practical objective (docs/design.md, "The method"; the paper's Eq. (8)).
 
         L = E_{y~pi_old}[ exp(A/eta) * f(u) ],   log u = (log pi_theta - log pi_old) - A/eta
 
-    Its gradient with respect to log pi_theta is the weight ``r * f'(u)`` (the per-token
-    autograd gradient before aggregation), which grows a high-advantage response only
-    until r reaches exp(A/eta) and then pushes back. Everything is formed in log space:
-    exp(A/eta) * f(u) is bounded by r * polylog(u) for every generator here, so it stays
-    finite for |A/eta| <= 50 and log-ratios in [-20, 20] (no clamp is needed or applied).
+    Its gradient with respect to log pi_theta is the weight ``w = r * f'(u)`` (the per-token
+    gradient before aggregation; descent moves log pi by -w). At r = 1 it is a transformed
+    advantage. Where the weight changes sign depends on f'(u) = 0: at r = exp(A/eta) for the
+    generators with f'(1) = 0 (jf, tv, hd, js), so that a high-advantage response is grown only
+    until r reaches exp(A/eta) and then pushed back; at r = exp(A/eta - 1) for kl; never for rkl
+    (-1/u < 0: weighted maximum likelihood). A linear term c(u - 1) added to f would move that
+    point without changing the divergence or the minimiser. On a softmax the expected logit
+    gradient is pi(y)[f'(u_y) - E_pi f'(u)], so the brake acts relative to the other responses.
+
+    Numerics (docs/design.md, "Numerics"): the log-ratio is clamped to [-20, 20] (per token, or
+    the summed log-ratio of a response at the sequence level) and log u to [-80, 80], with zero
+    gradient beyond, as beyond PPO's clip; max |A|/eta must be <= MAX_ADV_OVER_ETA = 80 (checked
+    up front). Inside that range exp(A/eta) * f(u) and its gradient are finite in float32, and the
+    gradient is computed from f' (``Divergence.scaled``), exact to float32 rounding.
 
     Args:
         old_log_prob, log_prob, advantages, response_mask: (B, T) tensors (see module doc).
         loss_agg_mode: how token losses become a scalar (:func:`aggregate`).
-        divergence: generator f, one of ``lad_ref.divergences.DIVERGENCE_NAMES`` (paper's main: js).
-        eta: temperature of the advantage-induced distribution P_A ∝ exp(A/eta); > 0.
-        level: ``"token"``: r is the per-token ratio and A the token's advantage (a drop-in for
-            verl's per-token PPO loss; the paper does not say which level its LLM code uses).
-            ``"sequence"``: log r is the sum of the response's token log-ratios, A the mean of
-            its token advantages; the sequence loss is written onto each valid token, so
-            ``seq-mean-token-mean`` gives the plain mean over responses.
+        divergence, eta, level: see :class:`LadHparams`. ``level="sequence"``: log r is the sum of
+            the response's token log-ratios, A the mean of its token advantages; the sequence loss
+            is written onto each valid token, so ``seq-mean-token-mean`` gives the plain mean over
+            responses. (The paper does not say which level its LLM code uses.)
         weights: optional (B,) or (B, T) multiplier of the per-token loss.
         agg_kwargs: extra keyword arguments for :func:`aggregate`.
+        compute_metrics, check: see the module doc.
 
     Returns:
         (loss, metrics) with metrics ``lad/ratio_mean``, ``lad/weight_mean`` (mean r f'(u)),
@@ -259,30 +548,41 @@ def lad_loss(
         the opposite sign of the policy-gradient weight A: over-confidence suppression at work),
         ``lad/log_u_mean``.
     """
+    if check:
+        LadHparams(divergence, eta, level)
+        adv = _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, eta=eta).float()
+    else:
+        adv = _broadcast_advantages(advantages, log_prob.shape).float()
     div = get_divergence(divergence)
-    _check_positive("eta", eta)
-    _check_choice("level", level, LEVELS)
-    adv = _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode).float()
-    m = _mask(response_mask)
     log_ratio = log_prob.float() - old_log_prob.float()
     a = adv / eta
     if level == "sequence":
+        m = _mask(response_mask)
         tokens = m.sum(-1, keepdim=True).clamp(min=1.0)
-        log_ratio = _sequence_sum(log_ratio, m).expand_as(m)
-        a = (_sequence_sum(a, m) / tokens).expand_as(m)
+        log_ratio = _sequence_sum(log_ratio, m)
+        a = _sequence_sum(a, m) / tokens
+    log_ratio = log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     log_u = log_ratio - a
-    loss_mat = torch.exp(a) * div.f(log_u)
+    loss_mat = div.scaled(log_u, a).expand(response_mask.shape)
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
+    if not compute_metrics:
+        return loss, {}
+    m = _mask(response_mask)
     with torch.no_grad():
-        ratio = torch.exp(log_ratio)
-        w = ratio * div.f_prime(log_u)
+        log_u = log_u.detach()
+        ratio = torch.exp(log_ratio.detach())
+        # the weight the gradient uses: f' at log u clamped as in Divergence.scaled (finite everywhere)
+        w = ratio * div.f_prime(log_u.clamp(-LOG_U_MAX, LOG_U_MAX))
         # LAD minimises, so descent raises log pi where -w > 0; policy gradient raises it where A > 0.
         flipped = ((-w) * adv < 0).float()
         metrics = _masked_means(m, "lad", ratio_mean=ratio, weight_mean=w, weight_flip_frac=flipped, log_u_mean=log_u)
     return loss, metrics
 
 
-@register_loss("lad_theory")
+@register_objective(
+    "lad_theory", hparams=LadTheoryHparams, scope="finite", anchored=True,
+    temperature=lambda eta: {"eta": eta},
+)
 def lad_theory_loss(
     old_log_prob: Tensor,
     log_prob: Tensor,
@@ -294,39 +594,47 @@ def lad_theory_loss(
     eta: float = 1.0,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
+    compute_metrics: bool = True,
+    check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """LAD's theoretical objective D_f(P_pi || P_A) over a FINITE action space (lad_paper.md (a)2).
+    """LAD's theoretical objective D_f(P_pi || P_A) over a FINITE action space (docs/research/paper.md §1).
 
         P_pi(y) = (pi_theta(y)/pi_old(y)) / Z_pi,   P_A(y) = exp(A(y)/eta) / Z_A,
         L = sum_y P_A(y) * f( P_pi(y) / P_A(y) )
 
     Each unmasked row of the (B, T) tensors is one action y, and the rows together must
     enumerate the whole action space (B actions, T = 1 in the bandit): both normalisers are
-    sums over them, which is why this objective cannot be used for an LLM. ``loss_agg_mode``
-    is accepted for the common signature but unused (the divergence is a sum over actions),
-    and ``weights`` must be None.
+    sums over them, which is why this objective cannot be used for an LLM (scope ``finite``).
+    ``loss_agg_mode`` and ``agg_kwargs`` are accepted for the common signature but unused (the
+    divergence is a sum over actions), and ``weights`` must be None: the sum is exact whatever
+    pi_old is. The gradient comes from f' (``Divergence.scaled``), as LAD's.
     """
+    if check:
+        LadTheoryHparams(divergence, eta)
+        adv = _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, eta=eta).float()
+        if weights is not None:
+            raise ValueError("lad_theory takes no weights: it sums over every action exactly.")
+    else:
+        adv = _broadcast_advantages(advantages, log_prob.shape).float()
     div = get_divergence(divergence)
-    _check_positive("eta", eta)
-    adv = _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode).float()
-    if weights is not None:
-        raise ValueError("lad_theory takes no weights: it sums over every action exactly.")
-    valid = response_mask.bool()
+    valid = response_mask.bool().flatten()
     neg_inf = torch.tensor(-math.inf)
-    log_p_pi = torch.where(valid, log_prob.float() - old_log_prob.float(), neg_inf).flatten()
-    log_p_a = torch.where(valid, adv / eta, neg_inf).flatten()
+    log_p_pi = torch.where(valid, (log_prob.float() - old_log_prob.float()).flatten(), neg_inf)
+    log_p_a = torch.where(valid, adv.flatten() / eta, neg_inf)
     log_p_pi = log_p_pi - torch.logsumexp(log_p_pi, 0)
     log_p_a = log_p_a - torch.logsumexp(log_p_a, 0)
-    keep = valid.flatten()
-    p_a = torch.exp(log_p_a[keep])
-    loss = (p_a * div.f(log_p_pi[keep] - log_p_a[keep])).sum()
+    # masked actions: log u = 0 and scale exp(-inf) = 0 contribute exactly 0 (no boolean indexing)
+    log_u = torch.where(valid, log_p_pi - log_p_a, 0.0)
+    loss = div.scaled(log_u, log_p_a).sum()
+    if not compute_metrics:
+        return loss, {}
     with torch.no_grad():
-        tv = 0.5 * (torch.exp(log_p_pi[keep]) - p_a).abs().sum()
+        tv = 0.5 * (torch.exp(log_p_pi) - torch.exp(log_p_a)).abs().sum()
     return loss, {"lad_theory/tv_p_pi_p_a": tv.item()}
 
 
 # --------------------------------------------------------------------------------------
-# advantage-maximising baselines (baselines.md §1)
+# advantage-maximising baselines (docs/research/baselines.md)
 # --------------------------------------------------------------------------------------
 
 
@@ -334,9 +642,10 @@ def kl_penalty(log_prob: Tensor, ref_log_prob: Tensor, kind: str = "low_var_kl")
     """Per-token KL(pi_theta || pi_ref) estimate, (B, T) (verl ``kl_penalty``).
 
     ``low_var_kl`` (k3, Schulman 2020): exp(ref - lp) - (ref - lp) - 1, with the input clamped
-    to [-20, 20] and the output to [-10, 10] as verl does; ``kl`` (k1): lp - ref.
+    to [-20, 20] and the output to [-10, 10] as verl does; ``kl`` (k1): lp - ref. The trainers
+    add ``kl_coef * aggregate(kl_penalty(...))`` to any objective's loss, outside the objective.
     """
-    _check_choice("kl kind", kind, ("low_var_kl", "kl"))
+    choice("kl kind", kind, ("low_var_kl", "kl"))
     if kind == "kl":
         return log_prob.float() - ref_log_prob.float()
     d = (ref_log_prob.float() - log_prob.float()).clamp(-20.0, 20.0)
@@ -347,7 +656,7 @@ def _clipped_surrogate(
     log_ratio: Tensor, adv: Tensor, clip_ratio_low: float, clip_ratio_high: float, clip_ratio_c: float | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """PPO-clip per-token loss with verl's dual clip; returns (loss, ratio, clipped, dual_clipped)."""
-    ratio = torch.exp(log_ratio.clamp(-_LOG_RATIO_CLAMP, _LOG_RATIO_CLAMP))
+    ratio = torch.exp(log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     l1 = -adv * ratio
     l2 = -adv * ratio.clamp(1.0 - clip_ratio_low, 1.0 + clip_ratio_high)
     loss = torch.maximum(l1, l2)
@@ -359,14 +668,14 @@ def _clipped_surrogate(
     return torch.where(adv < 0, torch.minimum(loss, l3), loss), ratio, clipped, dual
 
 
-def _check_clip(clip_ratio_low: float, clip_ratio_high: float, clip_ratio_c: float | None) -> None:
-    _check_positive("clip_ratio_low", clip_ratio_low)
-    _check_positive("clip_ratio_high", clip_ratio_high)
-    if clip_ratio_c is not None and not clip_ratio_c > 1.0:
-        raise ValueError(f"clip_ratio_c must be > 1 (or None to disable dual-clip), got {clip_ratio_c!r}.")
+def _prepare(check: bool, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, **extra):
+    """Validate (when ``check``) and return the float32 advantages broadcast to (B, T)."""
+    if check:
+        return _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, **extra).float()
+    return _broadcast_advantages(advantages, log_prob.shape).float()
 
 
-@register_loss("grpo")
+@register_objective("grpo", hparams=GrpoHparams)
 def grpo_loss(
     old_log_prob: Tensor,
     log_prob: Tensor,
@@ -377,42 +686,37 @@ def grpo_loss(
     clip_ratio_low: float = 0.2,
     clip_ratio_high: float = 0.2,
     clip_ratio_c: float | None = 3.0,
-    ref_log_prob: Tensor | None = None,
-    kl_coef: float = 0.0,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
+    compute_metrics: bool = True,
+    check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """GRPO / PPO clipped surrogate (verl ``vanilla``; baselines.md §1.2).
+    """GRPO / PPO clipped surrogate (verl ``vanilla``; docs/research/baselines.md §1.2).
 
         L_t = max(-A r, -A clip(r, 1 - clip_ratio_low, 1 + clip_ratio_high))
         L_t = min(L_t, -A * clip_ratio_c)        where A < 0  (dual clip; None disables it)
-        L_t += kl_coef * k3(pi_theta, pi_ref)    when ref_log_prob is given
 
     The log-ratio is clamped to [-20, 20] before exp, as verl does. Dr.GRPO and DAPO are this
     loss with ``seq-mean-token-sum-norm`` (and mean-only advantages) or ``token-mean`` with
-    clip_ratio_high = 0.28, respectively.
+    clip_ratio_high = 0.28, respectively. A KL-to-reference term is the trainer's business
+    (:func:`kl_penalty`), added outside every objective alike.
     """
-    _check_clip(clip_ratio_low, clip_ratio_high, clip_ratio_c)
-    adv = _check_inputs(
-        old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, ref_log_prob=ref_log_prob
-    ).float()
-    m = _mask(response_mask)
+    if check:
+        GrpoHparams(clip_ratio_low, clip_ratio_high, clip_ratio_c)
+    adv = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
     log_ratio = log_prob.float() - old_log_prob.float()
     loss_mat, ratio, clipped, dual = _clipped_surrogate(log_ratio, adv, clip_ratio_low, clip_ratio_high, clip_ratio_c)
-    metrics = {}
-    if ref_log_prob is not None and kl_coef != 0.0:
-        kl = kl_penalty(log_prob, ref_log_prob)
-        loss_mat = loss_mat + kl_coef * kl
-        metrics.update(_masked_means(m, "grpo", kl=kl.detach()))
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
+    if not compute_metrics:
+        return loss, {}
     with torch.no_grad():
-        metrics.update(
-            _masked_means(m, "grpo", ratio_mean=ratio, clipfrac=clipped, clipfrac_lower=dual, ppo_kl=-log_ratio)
+        metrics = _masked_means(
+            _mask(response_mask), "grpo", ratio_mean=ratio, clipfrac=clipped, clipfrac_lower=dual, ppo_kl=-log_ratio
         )
     return loss, metrics
 
 
-@register_loss("entadv")
+@register_objective("entadv", hparams=EntAdvHparams, needs=("entropy",))
 def entadv_loss(
     old_log_prob: Tensor,
     log_prob: Tensor,
@@ -420,16 +724,18 @@ def entadv_loss(
     response_mask: Tensor,
     loss_agg_mode: str = "token-mean",
     *,
-    entropy: Tensor | None = None,
-    alpha: float = 0.4,
-    kappa: float = 2.0,
     clip_ratio_low: float = 0.2,
     clip_ratio_high: float = 0.2,
     clip_ratio_c: float | None = 3.0,
+    alpha: float = 0.4,
+    kappa: float = 2.0,
+    entropy: Tensor | None = None,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
+    compute_metrics: bool = True,
+    check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """EntAdv: entropy-shaped advantage inside the clipped surrogate (Cheng et al. 2025; baselines.md §1.6).
+    """EntAdv: entropy-shaped advantage inside the clipped surrogate (Cheng et al. 2025; docs/research/baselines.md §1.6).
 
         psi = min(alpha * H.detach(), |A| / kappa),   A' = A + psi,   then GRPO's clipped loss with A'.
 
@@ -438,21 +744,20 @@ def entadv_loss(
     ``entropies`` and verl's ``model_output["entropy"]``). Defaults alpha = 0.4, kappa = 2 are
     the GRPO values of a public reimplementation; not re-checked against the paper.
     """
-    if entropy is None:
-        raise ValueError("entadv needs entropy=(B, T) tensor of per-token policy entropies; got None.")
-    _check_clip(clip_ratio_low, clip_ratio_high, clip_ratio_c)
-    _check_positive("alpha", alpha)
-    if not kappa > 1.0:
-        raise ValueError(f"kappa must be > 1 so that the shaped advantage keeps the sign of A, got {kappa!r}.")
-    adv = _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, entropy=entropy).float()
-    m = _mask(response_mask)
+    if check:
+        if entropy is None:
+            raise ValueError("entadv needs entropy=(B, T) tensor of per-token policy entropies; got None.")
+        EntAdvHparams(clip_ratio_low, clip_ratio_high, clip_ratio_c, alpha, kappa)
+    adv = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, entropy=entropy)
     psi = torch.minimum(alpha * entropy.detach().float(), adv.abs() / kappa)
     shaped = adv + psi
     log_ratio = log_prob.float() - old_log_prob.float()
     loss_mat, ratio, clipped, _ = _clipped_surrogate(log_ratio, shaped, clip_ratio_low, clip_ratio_high, clip_ratio_c)
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
+    if not compute_metrics:
+        return loss, {}
     with torch.no_grad():
-        metrics = _masked_means(m, "entadv", psi_mean=psi, ratio_mean=ratio, clipfrac=clipped)
+        metrics = _masked_means(_mask(response_mask), "entadv", psi_mean=psi, ratio_mean=ratio, clipfrac=clipped)
     return loss, metrics
 
 
@@ -462,7 +767,7 @@ def _token_covariance(adv: Tensor, log_prob: Tensor, m: Tensor) -> Tensor:
     return (adv - _masked_mean(adv, m)) * (lp - _masked_mean(lp, m))
 
 
-@register_loss("kl_cov")
+@register_objective("kl_cov", hparams=KlCovHparams)
 def kl_cov_loss(
     old_log_prob: Tensor,
     log_prob: Tensor,
@@ -474,8 +779,10 @@ def kl_cov_loss(
     ppo_kl_coef: float = 0.1,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
+    compute_metrics: bool = True,
+    check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """KL-Cov (Cui et al. 2025, verl ``kl_cov``; baselines.md §1.4). No ratio clipping at all.
+    """KL-Cov (Cui et al. 2025, verl ``kl_cov``; docs/research/baselines.md §1.4). No ratio clipping at all.
 
         L_t = -A r                                     for every valid token, and
         L_t = -A r + ppo_kl_coef * |lp - lp_old|       for the top k = max(1, floor(N * kl_cov_ratio))
@@ -484,8 +791,9 @@ def kl_cov_loss(
     As in verl, the ratio is not clamped and the covariance is taken over the tensors given
     (a micro-batch, in a data-parallel run). Default ppo_kl_coef = 0.1 is verl's config default.
     """
-    _check_positive("kl_cov_ratio", kl_cov_ratio)
-    adv = _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode).float()
+    if check:
+        KlCovHparams(kl_cov_ratio, ppo_kl_coef)
+    adv = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
     m = _mask(response_mask)
     log_ratio = log_prob.float() - old_log_prob.float()
     ratio = torch.exp(log_ratio)
@@ -499,6 +807,8 @@ def kl_cov_loss(
     penalised = penalised.view_as(log_ratio)
     loss_mat = -adv * ratio + torch.where(penalised, ppo_kl_coef * log_ratio.abs(), torch.zeros_like(ratio))
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
+    if not compute_metrics:
+        return loss, {}
     with torch.no_grad():
         metrics = _masked_means(
             m, "kl_cov", ratio_mean=ratio, penalised_frac=penalised, ppo_kl_abs=log_ratio.abs()
@@ -506,7 +816,7 @@ def kl_cov_loss(
     return loss, metrics
 
 
-@register_loss("clip_cov")
+@register_objective("clip_cov", hparams=ClipCovHparams, needs=("generator",))
 def clip_cov_loss(
     old_log_prob: Tensor,
     log_prob: Tensor,
@@ -514,28 +824,29 @@ def clip_cov_loss(
     response_mask: Tensor,
     loss_agg_mode: str = "token-mean",
     *,
+    clip_ratio_low: float = 0.2,
+    clip_ratio_high: float = 0.2,
     clip_cov_ratio: float = 0.0002,
     clip_cov_lb: float = 1.0,
     clip_cov_ub: float = 5.0,
-    clip_ratio_low: float = 0.2,
-    clip_ratio_high: float = 0.2,
     generator: torch.Generator | None = None,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
+    compute_metrics: bool = True,
+    check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """Clip-Cov (Cui et al. 2025, verl ``clip_cov``; baselines.md §1.5).
+    """Clip-Cov (Cui et al. 2025, verl ``clip_cov``; docs/research/baselines.md §1.5).
 
     1. PPO clipped surrogate max(-A r, -A clip(r)) (no dual clip, ratio not clamped, as verl);
     2. cov_t = (A - mean A)(lp - mean lp) over valid tokens;
     3. candidates: valid tokens not already clipped by PPO with clip_cov_lb < cov < clip_cov_ub;
     4. n = max(1, floor(clip_cov_ratio * N)) candidates drawn uniformly at random (``generator``
-       makes the draw reproducible) get their loss multiplied by 0: no gradient.
+       makes the draw reproducible; None = torch's global generator) get their loss multiplied
+       by 0: no gradient.
     """
-    _check_positive("clip_cov_ratio", clip_cov_ratio)
-    _check_clip(clip_ratio_low, clip_ratio_high, None)
-    if not clip_cov_lb < clip_cov_ub:
-        raise ValueError(f"clip_cov_lb must be < clip_cov_ub, got {clip_cov_lb!r} and {clip_cov_ub!r}.")
-    adv = _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode).float()
+    if check:
+        ClipCovHparams(clip_ratio_low, clip_ratio_high, clip_cov_ratio, clip_cov_lb, clip_cov_ub)
+    adv = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
     m = _mask(response_mask)
     ratio = torch.exp(log_prob.float() - old_log_prob.float())
     l1 = -adv * ratio
@@ -551,48 +862,59 @@ def clip_cov_loss(
         keep[chosen[:, 0], chosen[:, 1]] = 0.0
     loss_mat = torch.maximum(l1, l2) * keep
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
+    if not compute_metrics:
+        return loss, {}
     with torch.no_grad():
         metrics = _masked_means(m, "clip_cov", ratio_mean=ratio, clipfrac=clipped, zeroed_frac=1.0 - keep)
     return loss, metrics
 
 
-@register_loss("flowrl")
+FLOWRL_AGG_MODE = "seq-mean-token-mean"
+
+
+@register_objective(
+    "flowrl", hparams=FlowRLHparams, needs=("log_z", "ref_log_prob"), loss_agg_mode=FLOWRL_AGG_MODE,
+    temperature=lambda eta: {"beta": 1.0 / eta},
+)
 def flowrl_loss(
     old_log_prob: Tensor,
     log_prob: Tensor,
     advantages: Tensor,
     response_mask: Tensor,
-    loss_agg_mode: str = "seq-mean-token-mean",
+    loss_agg_mode: str = FLOWRL_AGG_MODE,
     *,
-    log_z: Tensor | None = None,
-    ref_log_prob: Tensor | None = None,
     beta: float = 15.0,
     is_weight_cap: float | None = 10.0,
+    log_z: Tensor | None = None,
+    ref_log_prob: Tensor | None = None,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
+    compute_metrics: bool = True,
+    check: bool = True,
 ) -> tuple[Tensor, dict[str, float]]:
-    """FlowRL trajectory balance with a learned log Z (Zhu et al. 2025; baselines.md §1.7).
+    """FlowRL trajectory balance with a learned log Z (Zhu et al. 2025; docs/research/baselines.md §1.7).
 
         delta_i = log Z(x_i) + mean_t lp_it - beta * mean_t A_it - mean_t lp_ref_it
         w_i     = min(exp(sum_t (lp_it - lp_old_it)), is_weight_cap), detached
-        L_i     = w_i * delta_i^2
+        L       = mean_i  w_i * delta_i^2
 
     Means and sums are over the response's valid tokens (log pi / |y|, as the recipe). The
     importance weight is capped as in the verl-recipe version (clamp(max=10)); the original
-    repo's clip(1 - eps, 1 + eps) is computed but unused there. L_i is written onto each valid
-    token, so the default ``seq-mean-token-mean`` gives FlowRL's plain batch mean. ``log_z`` (B,)
+    repo's clip(1 - eps, 1 + eps) is computed but unused there. FlowRL is a mean over
+    SEQUENCES: whatever ``loss_agg_mode`` says, the loss is aggregated with
+    ``seq-mean-token-mean`` (its spec's ``loss_agg_mode``; a token-mean would weight each
+    response by its length). ``agg_kwargs``' ``global_batch_size`` still applies. ``log_z`` (B,)
     carries the gradient into the log Z head; ``ref_log_prob`` (B, T) is pi_ref.
     """
-    if log_z is None or ref_log_prob is None:
-        raise ValueError("flowrl needs log_z=(B,) and ref_log_prob=(B, T) tensors; got None.")
-    _check_positive("beta", beta)
-    if is_weight_cap is not None:
-        _check_positive("is_weight_cap", is_weight_cap)
-    adv = _check_inputs(
-        old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, ref_log_prob=ref_log_prob
-    ).float()
-    if log_z.shape not in ((log_prob.shape[0],), (log_prob.shape[0], 1)):
-        raise ValueError(f"log_z must have shape ({log_prob.shape[0]},), got {tuple(log_z.shape)}.")
+    if check:
+        if log_z is None or ref_log_prob is None:
+            raise ValueError("flowrl needs log_z=(B,) and ref_log_prob=(B, T) tensors; got None.")
+        FlowRLHparams(beta, is_weight_cap)
+        if log_z.shape not in ((log_prob.shape[0],), (log_prob.shape[0], 1)):
+            raise ValueError(f"log_z must have shape ({log_prob.shape[0]},), got {tuple(log_z.shape)}.")
+    adv = _prepare(
+        check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, ref_log_prob=ref_log_prob
+    )
     m = _mask(response_mask)
     tokens = m.sum(-1).clamp(min=1.0)
 
@@ -601,12 +923,14 @@ def flowrl_loss(
 
     delta = log_z.float().flatten() + mmean(log_prob) - beta * mmean(adv) - mmean(ref_log_prob)
     with torch.no_grad():
-        w = torch.exp(((log_prob.float() - old_log_prob.float()) * m).sum(-1).clamp(max=_LOG_RATIO_CLAMP))
+        w = torch.exp(((log_prob.float() - old_log_prob.float()) * m).sum(-1).clamp(max=LOG_RATIO_CLAMP))
         if is_weight_cap is not None:
             w = w.clamp(max=is_weight_cap)
     seq_loss = w * delta.square()
     loss_mat = seq_loss.unsqueeze(-1).expand_as(m)
-    loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
+    loss = aggregate(_apply_weights(loss_mat, weights), response_mask, FLOWRL_AGG_MODE, **(agg_kwargs or {}))
+    if not compute_metrics:
+        return loss, {}
     with torch.no_grad():
         metrics = {
             "flowrl/delta_abs_mean": delta.abs().mean().item(),
@@ -616,4 +940,7 @@ def flowrl_loss(
     return loss, metrics
 
 
-LOSS_NAMES: tuple[str, ...] = tuple(LOSS_REGISTRY)
+#: Names of the objectives lad_ref ships (objective_names() also lists ones registered later).
+LOSS_NAMES: tuple[str, ...] = tuple(OBJECTIVES)
+#: Old name of the registry, kept for importers; it maps names to specs now.
+LOSS_REGISTRY = OBJECTIVES

@@ -1,5 +1,6 @@
 """The paper's bandit experiment: LAD recovers the trimodal target, GRPO collapses onto one arm."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -74,15 +75,16 @@ def test_bandit_calls_the_registry_functions(monkeypatch):
     import lad_ref.losses as losses
 
     calls = []
-    real = losses.LOSS_REGISTRY["lad"]
+    spec = losses.OBJECTIVES["lad"]
 
     def spy(*a, **k):
-        calls.append(k.get("divergence"))
-        return real(*a, **k)
+        calls.append((k.get("divergence"), k.get("check")))
+        return spec.loss(*a, **k)
 
-    monkeypatch.setitem(losses.LOSS_REGISTRY, "lad", spy)
+    monkeypatch.setitem(losses.OBJECTIVES, "lad", dataclasses.replace(spec, loss=spy))
     train_bandit([BanditRun("lad", "hd")], steps=3, progress=False)
-    assert calls == ["hd"] * 3
+    # one checked call before training, then the hot loop without re-validation
+    assert calls == [("hd", True)] + [("hd", False)] * 3
     assert get_loss("grpo") is losses.grpo_loss
 
 

@@ -141,11 +141,11 @@ def hparams(args, rec):
             **clip,
             "clip_ratio_c": args.clip_ratio_c,
             "entropy": rec["entropies"],
-            "alpha": args.entadv_alpha,
-            "kappa": args.entadv_kappa,
+            "alpha": args.alpha,
+            "kappa": args.kappa,
         }
     if args.objective == "kl_cov":
-        return {"kl_cov_ratio": args.kl_cov_ratio, "ppo_kl_coef": args.kl_cov_coef}
+        return {"kl_cov_ratio": args.kl_cov_ratio, "ppo_kl_coef": args.ppo_kl_coef}
     if args.objective == "clip_cov":
         gen = torch.Generator()
         gen.set_state(rec["gen_state"])
@@ -171,8 +171,8 @@ def expected_loss(args, rec):
         mode, kw, divisor = "token-mean", {"batch_num_tokens": window_tokens}, 1
     elif args.loss_type == "bnpo":
         mode, kw, divisor = "token-mean", {}, accum
-    elif args.loss_type == "grpo":
-        mode, kw, divisor = "seq-mean-token-mean", {}, accum
+    elif args.loss_type == "grpo":  # TRL: mean over all B rows of each row's token mean
+        mode, kw, divisor = "seq-mean-token-mean", {"global_batch_size": mask.shape[0]}, accum
     elif args.loss_type == "dr_grpo":  # sum / (B * max_completion_length)
         mode, kw, divisor = "token-sum", {}, accum * mask.shape[0] * args.max_completion_length
     else:
@@ -296,6 +296,40 @@ def test_flowrl_and_unknown_objectives_fail_clearly(tmp_path):
         make_args(tmp_path, loss_type="cispo")
     with pytest.raises(ValueError, match="entropy bonus"):
         make_args(tmp_path, entropy_coef=0.01)
+
+
+def test_grpo_loss_type_divides_by_all_rows_as_trl(tiny_model_path, dataset, tmp_path):
+    """loss_type='grpo': TRL averages the per-row token means over ALL rows, fully masked ones included
+    (trl/trainer/grpo_trainer.py, ``loss_type == "grpo"``); with 2 of 8 rows masked lad_ref divided by 6."""
+    args = make_args(tmp_path, objective="grpo", loss_type="grpo", gradient_accumulation_steps=2)
+    trainer = LadGRPOTrainer(model=tiny_model_path, reward_funcs=char_reward, args=args, train_dataset=dataset)
+    g = torch.Generator().manual_seed(0)
+    mat = torch.rand(8, 5, generator=g)
+    mask = torch.ones(8, 5)
+    mask[1] = 0
+    mask[6] = 0
+    mask[3, 2:] = 0
+    trainer.current_gradient_accumulation_steps = 2  # set by TRL's training loop; the window of 2 micro-batches
+    mode, kw, divisor = trainer.aggregation({}, "train", batch_size=8)
+    ours = aggregate(mat, mask, mode, **kw) / divisor
+    trl_grpo = ((mat * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean() / 2
+    torch.testing.assert_close(ours, trl_grpo)
+
+
+def test_objective_fields_are_the_hparam_dataclasses_names(tmp_path):
+    """Every hyperparameter of every objective TRL can run is a LadGRPOConfig field (same default) or TRL's own."""
+    import dataclasses
+
+    from lad_ref.integrations.trl import TRL_SUPPLIED_HPARAMS, trl_objectives
+    from lad_ref.losses import get_objective
+
+    fields = {f.name: f.default for f in dataclasses.fields(LadGRPOConfig)}
+    for name in trl_objectives():
+        for key, default in get_objective(name).defaults().items():
+            assert key in TRL_SUPPLIED_HPARAMS or fields[key] == default, (name, key)
+    assert "kl_cov_coef" not in fields and fields["ppo_kl_coef"] == 0.1  # verl's name
+    with pytest.raises(ValueError, match=r"level='sequence' applies to objective 'lad' only; got objective 'grpo'"):
+        make_args(tmp_path, objective="grpo", level="sequence")
 
 
 def test_plain_grpo_config_rejected(tiny_model_path, tmp_path):

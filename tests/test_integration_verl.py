@@ -133,12 +133,24 @@ def test_hparams_read_from_attributes_or_dict_keys():
 
 
 def test_bad_hparams_fail_clearly():
-    with pytest.raises(ValueError, match="unknown policy_loss.divergence 'kl2'; valid choices are"):
+    with pytest.raises(ValueError, match="policy_loss: unknown divergence 'kl2'; valid choices are"):
         lad_verl.LadPolicyLossConfig(divergence="kl2")
     with pytest.raises(ValueError, match="eta must be a finite number > 0"):
         lad_verl.lad_hparams_from_config({"policy_loss": {"eta": 0.0}})
-    with pytest.raises(ValueError, match="unknown policy_loss.level"):
+    with pytest.raises(ValueError, match="policy_loss: unknown level 'batch'"):
         lad_verl.lad_hparams_from_config({"policy_loss": {"level": "batch"}})
+
+
+def test_policy_loss_config_fields_are_lad_hparams():
+    """One set of names: verl's LadPolicyLossConfig has LadHparams' fields, defaults and checks."""
+    import dataclasses
+
+    from lad_ref.losses import LadHparams
+
+    ours = {f.name: f.default for f in dataclasses.fields(lad_verl.LadPolicyLossConfig)}
+    for f in dataclasses.fields(LadHparams):
+        assert ours[f.name] == f.default
+    assert issubclass(lad_verl.LadPolicyLossConfig, LadHparams)
 
 
 def test_hydra_target_instantiates_lad_fields():

@@ -56,7 +56,7 @@ def test_parse_value_yaml_scalars():
     [
         ({"rollout.temprature": 0.5}, ["unknown config key 'rollout.temprature'", "did you mean 'temperature'", "top_p"]),
         ({"objective.name": "ppo"}, ["objective.name='ppo'", "lad, grpo, entadv, kl_cov, clip_cov, flowrl"]),
-        ({"objective.lad.divergence": "kll"}, ["divergence='kll'", "kl, rkl, jf, tv, hd, js"]),
+        ({"objective.lad.divergence": "kll"}, ["objective.lad: unknown divergence 'kll'", "kl, rkl, jf, tv, hd, js"]),
         ({"objective.loss_agg_mode": "mean"}, ["loss_agg_mode='mean'", "token-mean"]),
         ({"objective.advantage_estimator": "ppo"}, ["advantage_estimator='ppo'", "grpo, drgrpo, rloo"]),
         ({"objective.lad.temperature": 1}, ["objective.lad.temperature is not a hyperparameter of lad", "divergence, eta, level"]),
@@ -93,7 +93,7 @@ def test_main_fails_before_any_work(tmp_path, capsys):
     code = train_mod.main(["--config", str(CONFIGS / "toy.yaml"), "--divergence", "foo", "--output-dir", str(out)])
     assert code == 2
     err = capsys.readouterr().err
-    assert "divergence='foo'" in err and "js" in err
+    assert "unknown divergence 'foo'" in err and "js" in err
     assert not out.exists()  # nothing was created
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import json
 from pathlib import Path
 
@@ -49,16 +49,15 @@ def read_rows(run: Path):
 def test_trainer_and_bandit_use_the_same_loss_objects(monkeypatch, cache, tmp_path):
     import lad_ref.bandit.train as bandit_train
 
-    assert train_mod.get_loss is losses.get_loss is bandit_train.get_loss
+    assert train_mod.get_objective is losses.get_objective is bandit_train.get_objective
     calls = []
-    real = losses.LOSS_REGISTRY["grpo"]
+    spec = losses.OBJECTIVES["grpo"]
 
-    @functools.wraps(real)  # keeps the signature: the config reads hyperparameters from it
     def spy(*args, **kwargs):
-        calls.append(kwargs["loss_agg_mode"])
-        return real(*args, **kwargs)
+        calls.append(args[4] if len(args) > 4 else kwargs["loss_agg_mode"])
+        return spec.loss(*args, **kwargs)
 
-    monkeypatch.setitem(losses.LOSS_REGISTRY, "grpo", spy)
+    monkeypatch.setitem(losses.OBJECTIVES, "grpo", dataclasses.replace(spec, loss=spy))
     assert train_mod.main(fast_args(cache, tmp_path / "run", "--objective", "grpo", "--steps", "1")) == 0
     # one call on a dummy batch when the config is validated, then
     # 1 step x 2 epochs x (16 / 8) minibatches x (8 / 4) micro-batches

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from lad_ref.bandit.train import MODES, OBJECTIVES, BanditRun, sweep_runs, train_bandit, validate_schedule
+from lad_ref.bandit.train import MODES, BanditRun, sweep_runs, train_bandit, validate_schedule
 from lad_ref.divergences import DIVERGENCE_NAMES
+from lad_ref.losses import objective_names
 
 DEFAULTS = {
     "objective": "lad",
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(defaults: the paper's bandit settings, Adam lr 5e-3, 4000 steps, eta 1).",
     )
     p.add_argument("--config", type=Path, help="YAML file whose keys are any of the long options below")
-    p.add_argument("--objective", choices=OBJECTIVES, help="objective of lad_ref.losses (default lad)")
+    p.add_argument("--objective", choices=objective_names(), help="objective of lad_ref.losses (default lad)")
     p.add_argument("--divergence", choices=DIVERGENCE_NAMES, help="f-divergence for lad (default js)")
     p.add_argument("--eta", type=float, help="temperature of the target P_A ∝ exp(A/eta) (default 1)")
     p.add_argument("--steps", type=int, help="Adam steps (default 4000)")
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, dest="seed", help="one seed (default 0)")
     p.add_argument("--seeds", type=int, nargs="+", help="several seeds: one run per seed")
     p.add_argument("--refresh-old-every", type=int, dest="refresh_old_every",
-                   help="LAD: refresh pi_old to the current policy every N steps (default 0 = never)")
+                   help="LAD (lad, lad_theory): refresh pi_old to the current policy every N steps (default 0 = never)")
     p.add_argument("--all", action="store_true", default=None,
                    help="run every objective once and LAD with every divergence")
     p.add_argument("--json", action="store_true", help="print one JSON object per run per line; no progress bar")

@@ -6,7 +6,7 @@ The advantage of arm a is the centred log of a mixture of three Gaussians over t
 
 so the advantage-induced target P_A ∝ exp(A/eta) = p^(1/eta) is the mixture itself at eta = 1,
 sharper for eta < 1 and flatter for eta > 1. The means, widths and weights are not given by the
-paper (lad_paper.md (c)); these are our choice: three well separated modes of unequal weight, so
+paper (docs/research/paper.md §3); these are our choice: three well separated modes of unequal weight, so
 that the advantage maximiser has a unique best arm (the centre of the heaviest mode).
 """
 

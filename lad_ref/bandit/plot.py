@@ -11,21 +11,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from lad_ref.style import method_color  # noqa: E402
 
-MATCHERS = ("lad", "lad_theory", "flowrl")
-
 
 def plot_policies(results: list[dict], path: str | Path, title: str | None = None) -> Path:
     """Target P_A (grey bars) and each run's final policy over arms.
 
     Two panels when both kinds are present: distribution matchers (LAD, FlowRL) on the target's
-    scale, and advantage maximisers on [0, 1], where their collapse onto one arm shows.
+    scale, and advantage maximisers on [0, 1], where their collapse onto one arm shows. Which is
+    which comes from each result's ``matches_distribution`` (the objective's spec, via train_bandit).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     groups = [
-        ("distribution matching (LAD, FlowRL)", [r for r in results if r["objective"] in MATCHERS]),
+        ("distribution matching (LAD, FlowRL)", [r for r in results if r["matches_distribution"]]),
         ("advantage maximisation (GRPO and regularised variants)",
-         [r for r in results if r["objective"] not in MATCHERS]),
+         [r for r in results if not r["matches_distribution"]]),
     ]
     groups = [g for g in groups if g[1]]
     fig, axes = plt.subplots(1, len(groups), figsize=(6.5 * len(groups), 4.2), squeeze=False)
@@ -37,7 +36,7 @@ def plot_policies(results: list[dict], path: str | Path, title: str | None = Non
         for r in runs:
             label = r["label"] if r["label"] not in seen else None
             seen.add(r["label"])
-            style = ":" if r["objective"] == "lad_theory" else "-"
+            style = ":" if r["scope"] == "finite" else "-"  # the theoretical objective, dotted
             ax.plot(arms, r["probs"], style, color=method_color(r["label"]), lw=1.5, label=label)
         top = max(max(r["max_prob"] for r in runs), max(target))
         ax.set_ylim(0, min(1.02, top * 1.25))

@@ -5,19 +5,33 @@ one (R, K) tensor optimised by one Adam (Adam keeps per-element state, so this i
 independent optimisers). Every objective is called through ``lad_ref.losses.get_loss`` with the
 bandit as the (B, T) = (arms, 1) special case: no bandit-only copy of any loss exists.
 
-Behaviour policy pi_old, per kind of objective:
+Nothing here tests an objective's name: what the bandit does for each run follows the
+objective's spec (``lad_ref.losses.get_objective``):
 
-* LAD (``lad``, ``lad_theory``) matches P_pi = (pi/pi_old)/Z to P_A = exp(A/eta)/Z_A, whose
-  solution is pi* ∝ pi_old exp(A/eta). With pi_old FIXED (uniform) that is the target itself.
-  If pi_old were refreshed to the current policy every step, each refresh would move the target
-  to pi_old exp(A/eta): after n refreshes pi ∝ exp(n A/eta), i.e. mirror ascent on E[A] with a
-  sharpening temperature eta/n that converges to the best arm, the very collapse LAD avoids.
-  (``refresh_old_every`` > 0 shows this.)
-* Advantage maximisers (``grpo``, ``entadv``, ``kl_cov``, ``clip_cov``) run on-policy:
-  pi_old = the current policy (detached) each step. With a fixed pi_old their ratio clip would
-  zero the gradient as soon as r left [1 - eps, 1 + eps], freezing them.
-* ``flowrl`` runs on-policy too, with a uniform reference policy and a learned scalar log Z per
-  run; beta defaults to 1/eta so that its optimum pi ∝ exp(beta A) is the same target as LAD's.
+* ``spec.anchored`` (LAD: ``lad``, ``lad_theory``): the optimum is pi_old exp(A/eta)/Z, so
+  pi_old is kept FIXED (uniform) and the optimum is the target itself. If pi_old were refreshed
+  to the current policy every step, each refresh would move the target to pi_old exp(A/eta):
+  after n refreshes pi ∝ exp(n A/eta), i.e. mirror ascent on E[A] with a sharpening temperature
+  eta/n that converges to the best arm, the very collapse LAD avoids (``refresh_old_every`` > 0
+  shows this).
+* the other objectives (advantage maximisers; FlowRL) run on-policy: pi_old = the current policy
+  (detached) each step. With a fixed pi_old a ratio clip would zero the gradient as soon as r
+  left [1 - eps, 1 + eps], freezing them.
+* ``spec.temperature`` maps the run's ``eta`` onto the objective's hyperparameters (LAD: eta;
+  FlowRL: beta = 1/eta, so that its optimum pi ∝ pi_ref exp(beta A) is the same target as LAD's);
+  ``divergence`` goes to objectives that have that hyperparameter.
+* ``spec.needs``: the bandit supplies every extra input: the policy's entropy, a seeded
+  generator per run, a learned scalar log Z per run and a uniform reference policy.
+* ``spec.scope == "finite"`` (``lad_theory``): the objective sums over every arm itself, so it
+  runs in exact mode only and takes no weights (refreshed pi_old or not). With pi_old refreshed
+  every step it does not sharpen like the practical loss: P_pi is uniform at every refresh and
+  the exact sum weighs all arms alike where ``lad`` weighs them by pi_old (one deterministic
+  exact run of 1500 steps: lad_theory(js) kept 3 modes, TV to the target 0.22; lad(js) collapsed,
+  max probability 0.92).
+* ``spec.loss_agg_mode``: the objective's own aggregation, else token-mean.
+
+Loss calls in the training loop pass ``compute_metrics=False, check=False``: every run is
+validated, and its loss called once with the checks on, before the first step.
 
 Modes: ``exact`` sums over all K arms with weights pi_old(a) (rows weighted by K pi_old(a) under
 token-mean aggregation, so the loss is the expectation under pi_old exactly); ``sampled`` draws
@@ -30,18 +44,20 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from lad_ref.bandit.env import TrimodalBandit
+from lad_ref.checks import choice, positive, positive_int
 from lad_ref.divergences import DIVERGENCE_NAMES
-from lad_ref.losses import LOSS_NAMES, get_loss, loss_hparams
+from lad_ref.losses import LOSS_NAMES, ObjectiveSpec, get_objective, objective_names
 from lad_ref.metrics import kl_divergence, modes_recovered, tv_distance
 from lad_ref.threads import torch_threads
 
 MODES: tuple[str, ...] = ("exact", "sampled")
-DISTRIBUTION_MATCHERS: tuple[str, ...] = ("lad", "lad_theory")
+#: The objectives lad_ref ships (``objective_names()`` also lists ones registered later).
 OBJECTIVES: tuple[str, ...] = LOSS_NAMES
 
 
@@ -70,46 +86,51 @@ class BanditRun:
     refresh_old_every: int = 0
     hparams: dict = field(default_factory=dict)
 
+    @property
+    def spec(self) -> ObjectiveSpec:
+        return get_objective(self.objective)
+
     def validate(self) -> None:
         """Raise ValueError (one sentence, naming the value and the choices) for a bad setting."""
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; valid choices are {', '.join(OBJECTIVES)}.")
-        if self.divergence not in DIVERGENCE_NAMES:
+        spec = self.spec  # an unknown objective raises here, listing the registered ones
+        choice("divergence", self.divergence, DIVERGENCE_NAMES)
+        choice("mode", self.mode, MODES)
+        positive("eta", self.eta)
+        if self.mode == "sampled":
+            positive_int("samples", self.samples)
+        if spec.scope == "finite" and self.mode != "exact":
             raise ValueError(
-                f"unknown divergence {self.divergence!r}; valid choices are {', '.join(DIVERGENCE_NAMES)}."
+                f"objective {self.objective!r} sums over every arm (scope 'finite'), so it needs mode 'exact', "
+                "not 'sampled'."
             )
-        if self.mode not in MODES:
-            raise ValueError(f"unknown mode {self.mode!r}; valid choices are {', '.join(MODES)}.")
-        if not (isinstance(self.eta, (int, float)) and math.isfinite(self.eta) and self.eta > 0):
-            raise ValueError(f"eta must be a finite number > 0, got {self.eta!r}.")
-        if self.mode == "sampled" and (not isinstance(self.samples, int) or self.samples < 1):
-            raise ValueError(f"samples must be an integer >= 1, got {self.samples!r}.")
-        if self.objective == "lad_theory" and self.mode != "exact":
-            raise ValueError("objective 'lad_theory' sums over every arm, so it needs mode 'exact', not 'sampled'.")
-        if self.refresh_old_every < 0:
-            raise ValueError(f"refresh_old_every must be >= 0, got {self.refresh_old_every!r}.")
-        known = loss_hparams(self.objective)
-        for key in self.hparams:
-            if key not in known:
-                raise ValueError(
-                    f"unknown hyperparameter {key!r} for objective {self.objective!r}; valid choices are "
-                    f"{', '.join(known)}."
-                )
+        positive_int("refresh_old_every", self.refresh_old_every, allow_zero=True)
+        self.objective_hparams()
+
+    def objective_hparams(self) -> dict[str, Any]:
+        """The objective's validated hyperparameters: its defaults, then divergence and the target
+        temperature mapped from this run's ``divergence`` and ``eta``, then ``hparams``."""
+        spec = self.spec
+        values: dict[str, Any] = {}
+        if "divergence" in spec.hparam_names:
+            values["divergence"] = self.divergence
+        if spec.temperature is not None:
+            values.update(spec.temperature(self.eta))
+        values.update(self.hparams)
+        return asdict(spec.make_hparams(values))
 
     @property
     def matches_distribution(self) -> bool:
-        return self.objective in DISTRIBUTION_MATCHERS
+        """Whether the objective has a target distribution (LAD, FlowRL) rather than maximising A."""
+        return self.spec.temperature is not None
 
     def label(self) -> str:
-        div = f"({self.divergence})" if self.matches_distribution else ""
+        div = f"({self.divergence})" if "divergence" in self.spec.hparam_names else ""
         return f"{self.objective}{div}"
 
 
 def validate_schedule(steps: int, lr: float) -> None:
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}.")
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}.")
+    positive_int("steps", steps)
+    positive("lr", lr)
 
 
 def train_bandit(
@@ -159,59 +180,66 @@ def _train(runs, steps, lr, bandit, progress, record_every, callback) -> list[di
     opt = torch.optim.Adam([logits, log_z], lr=lr)
     old_lp = log_uniform.repeat(n_runs, 1)  # pi_old of the LAD runs (rows of other runs unused)
     gens = [torch.Generator().manual_seed(run.seed) for run in runs]
-    fns = [get_loss(run.objective) for run in runs]
+    specs = [run.spec for run in runs]
+    hparams = [run.objective_hparams() for run in runs]
+    agg_modes = [spec.aggregation("token-mean") for spec in specs]
     targets = [bandit.target(run.eta) for run in runs]
     histories: list[list] = [[] for _ in runs]
     masks = {b: torch.ones(b, 1, dtype=torch.bool) for b in {k} | {r.samples for r in runs if r.mode == "sampled"}}
     k_scale = torch.tensor(float(k))
 
-    def kwargs_for(j: int, run: BanditRun, log_pi_j: torch.Tensor, rows: torch.Tensor | None) -> dict:
-        kw = dict(run.hparams)
-        if run.matches_distribution:
-            kw.update(divergence=run.divergence, eta=run.eta)
-        elif run.objective == "entadv":
+    def extra_inputs(j: int, spec: ObjectiveSpec, log_pi_j: torch.Tensor, n: int) -> dict:
+        extra = {}
+        if "entropy" in spec.needs:
             p = log_pi_j.detach().exp()
-            n = k if rows is None else len(rows)
-            kw["entropy"] = (-(p * log_pi_j.detach()).sum()).expand(n, 1)
-        elif run.objective == "clip_cov":
-            kw["generator"] = gens[j]
-        elif run.objective == "flowrl":
-            n = k if rows is None else len(rows)
-            # the reference policy is uniform, so every row's log pi_ref is -log K
-            kw.update(log_z=log_z[j].expand(n), ref_log_prob=log_uniform[0].expand(n, 1))
-            kw.setdefault("beta", 1.0 / run.eta)
-        return kw
+            extra["entropy"] = (-(p * log_pi_j.detach()).sum()).expand(n, 1)
+        if "generator" in spec.needs:
+            extra["generator"] = gens[j]
+        if "log_z" in spec.needs:
+            extra["log_z"] = log_z[j].expand(n)
+        if "ref_log_prob" in spec.needs:  # the reference policy is uniform: every row's log pi_ref is -log K
+            extra["ref_log_prob"] = log_uniform[0].expand(n, 1)
+        return extra
 
-    def run_loss(j: int, run: BanditRun, log_pi_j: torch.Tensor) -> torch.Tensor:
-        if run.matches_distribution:
-            behaviour = old_lp[j]
-        else:
-            behaviour = log_pi_j.detach()
+    def run_loss(j: int, run: BanditRun, log_pi_j: torch.Tensor, check: bool = False) -> torch.Tensor:
+        spec = specs[j]
+        behaviour = old_lp[j] if spec.anchored else log_pi_j.detach()
         if run.mode == "exact":
-            lp, old, a, rows = log_pi_j.unsqueeze(-1), behaviour.unsqueeze(-1), col_adv, None
-            uniform_old = run.matches_distribution and run.refresh_old_every == 0
-            weights = None if uniform_old else behaviour.exp().unsqueeze(-1) * k_scale
+            lp, old, a = log_pi_j.unsqueeze(-1), behaviour.unsqueeze(-1), col_adv
+            # a finite-scope objective sums over the arms exactly; a fixed uniform pi_old weighs them equally
+            exact_without_weights = spec.scope == "finite" or (spec.anchored and run.refresh_old_every == 0)
+            weights = None if exact_without_weights else behaviour.exp().unsqueeze(-1) * k_scale
         else:
             rows = torch.multinomial(behaviour.exp(), run.samples, replacement=True, generator=gens[j])
             lp, old, a, weights = log_pi_j[rows].unsqueeze(-1), behaviour[rows].unsqueeze(-1), col_adv[rows], None
-        mask = masks[lp.shape[0]]
-        kw = kwargs_for(j, run, log_pi_j, rows)
-        if weights is not None:
-            kw["weights"] = weights
-        loss, _ = fns[j](old, lp, a, mask, "token-mean", **kw)
+        n = lp.shape[0]
+        loss, _ = spec.loss(
+            old, lp, a, masks[n], agg_modes[j], **hparams[j], **extra_inputs(j, spec, log_pi_j, n),
+            weights=weights, compute_metrics=False, check=check,
+        )
         return loss
+
+    # every run's loss once with the checks on (shapes, extra inputs, |A|/eta range), before any step;
+    # sampled runs draw from a cloned generator so that the training draws are unchanged
+    with torch.no_grad():
+        log_pi = torch.log_softmax(logits, dim=-1)
+        saved = [g.get_state() for g in gens]
+        for j, run in enumerate(runs):
+            run_loss(j, run, log_pi[j], check=True)
+        for g, state in zip(gens, saved):
+            g.set_state(state)
 
     start = time.perf_counter()
     bar = tqdm(range(steps), desc="bandit", disable=not progress, mininterval=0.5)
     for step in bar:
         log_pi = torch.log_softmax(logits, dim=-1)
-        total = sum(run_loss(j, run, log_pi[j]) for j, run in enumerate(runs))
+        total = torch.stack([run_loss(j, run, log_pi[j]) for j, run in enumerate(runs)]).sum()
         opt.zero_grad(set_to_none=True)
         total.backward()
         opt.step()
         with torch.no_grad():
             for j, run in enumerate(runs):
-                if run.matches_distribution and run.refresh_old_every and (step + 1) % run.refresh_old_every == 0:
+                if specs[j].anchored and run.refresh_old_every and (step + 1) % run.refresh_old_every == 0:
                     old_lp[j] = torch.log_softmax(logits[j], -1)
             if record_every and ((step + 1) % record_every == 0 or step == 0):
                 probs = torch.softmax(logits.double(), -1)
@@ -230,6 +258,8 @@ def _train(runs, steps, lr, bandit, progress, record_every, callback) -> list[di
                 **{key: val for key, val in asdict(run).items() if key != "hparams"},
                 "hparams": dict(run.hparams),
                 "label": run.label(),
+                "matches_distribution": run.matches_distribution,
+                "scope": specs[j].scope,
                 "steps": steps,
                 "lr": lr,
                 "tv_to_target": float(tv_distance(p, t)),
@@ -247,14 +277,14 @@ def _train(runs, steps, lr, bandit, progress, record_every, callback) -> list[di
 
 
 def sweep_runs(mode: str = "exact", eta: float = 1.0, seeds: tuple[int, ...] = (0,), samples: int = 64) -> list[BanditRun]:
-    """``--all``: every objective once, and LAD (practical and theoretical) with every divergence."""
+    """``--all``: every registered objective once, and those with a divergence once per divergence
+    (finite-scope objectives only in exact mode)."""
     runs = []
     for seed in seeds:
-        for obj in OBJECTIVES:
-            if obj in DISTRIBUTION_MATCHERS:
-                if obj == "lad_theory" and mode != "exact":
-                    continue
-                runs += [BanditRun(obj, d, eta, mode, samples, seed) for d in DIVERGENCE_NAMES]
-            else:
-                runs.append(BanditRun(obj, "js", eta, mode, samples, seed))
+        for name in objective_names():
+            spec = get_objective(name)
+            if spec.scope == "finite" and mode != "exact":
+                continue
+            divergences = DIVERGENCE_NAMES if "divergence" in spec.hparam_names else ("js",)
+            runs += [BanditRun(name, d, eta, mode, samples, seed) for d in divergences]
     return runs

@@ -1,4 +1,4 @@
-"""Adapters that plug lad_ref's losses into distributed RL engines (DESIGN.md §2).
+"""Adapters that plug lad_ref's losses into distributed RL engines (docs/design.md, "Layers").
 
 * :mod:`lad_ref.integrations.trl`: ``LadGRPOTrainer`` / ``LadGRPOConfig``, a subclass of TRL 1.16.0's
   ``GRPOTrainer`` whose loss is :func:`lad_ref.losses.get_loss` (``pip install -e ".[trl]"``).

@@ -13,7 +13,7 @@ advantages, DeepSpeed/FSDP through accelerate, logging, checkpoints) is TRL's, u
                              train_dataset=dataset)
     trainer.train()
 
-How the loss is formed (``_compute_loss``, baselines.md §2.2)
+How the loss is formed (``_compute_loss``, docs/research/baselines.md §2.2)
 -------------------------------------------------------------
 1. Current per-token log-probs (and entropies, when the objective, ``top_entropy_quantile`` or
    ``log_entropy`` need them) come from TRL's own ``_get_per_token_logps_and_entropies`` (a 3-tuple
@@ -66,10 +66,18 @@ How the loss is formed (``_compute_loss``, baselines.md §2.2)
    processes, plus ``policy_loss``, ``entropy`` and ``kl`` (as TRL names them) go to
    ``self._metrics[mode]`` and appear in the trainer's logs.
 
-Objectives: ``lad`` (any divergence, eta, token or sequence level), ``grpo``, ``entadv`` (TRL's entropies),
-``kl_cov`` and ``clip_cov``. **FlowRL is not supported here**: it needs a learned log Z head on the
-prompt's hidden states that shares the optimizer; use lad_ref's own LLM trainer for it.
+Objectives: every registered objective of scope ``any`` whose extra inputs this trainer can supply
+(``TRL_SUPPLIES``: TRL's per-token entropies and a seeded generator), read from its spec
+(``lad_ref.losses.get_objective``): ``lad`` (any divergence, eta, token or sequence level), ``grpo``,
+``entadv``, ``kl_cov`` and ``clip_cov``. **FlowRL is not supported here**: it needs a learned log Z head
+on the prompt's hidden states that shares the optimizer; use lad_ref's own LLM trainer for it.
 ``lad_theory`` needs every action enumerated and is for finite action spaces only.
+
+Hyperparameters: LadGRPOConfig's objective fields carry exactly the names, defaults and help of the
+objectives' hyperparameter dataclasses (``LadHparams``, ``EntAdvHparams``, ...; verl's names:
+``ppo_kl_coef``, ``clip_cov_ratio``, ...). The clip range ``clip_ratio_low`` / ``clip_ratio_high`` is
+TRL's ``epsilon`` / ``epsilon_high``. An objective registered later runs with its dataclass defaults
+for any hyperparameter LadGRPOConfig has no field for.
 
 Not wired in (rejected with a clear error at config time): TRL's entropy bonus (``entropy_coef``,
 ``use_adaptive_entropy``; LAD needs none), ``importance_sampling_level="sequence"`` (use
@@ -84,6 +92,7 @@ module **raises ImportError unless TRL is exactly 1.16.0**, the version the ``[t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -94,8 +103,20 @@ from typing import Any
 import torch
 
 from lad_ref.advantages import ESTIMATORS, compute_advantages
-from lad_ref.divergences import DIVERGENCE_NAMES
-from lad_ref.losses import AGG_MODES, LEVELS, aggregate, get_loss, kl_penalty
+from lad_ref.checks import choice, positive
+from lad_ref.losses import (
+    AGG_MODES,
+    EXTRA_INPUTS,
+    ClipCovHparams,
+    EntAdvHparams,
+    KlCovHparams,
+    LadHparams,
+    aggregate,
+    get_loss,
+    get_objective,
+    kl_penalty,
+    objective_names,
+)
 
 #: The TRL version this adapter is written and tested against (the ``[trl]`` extra pins it).
 SUPPORTED_TRL_VERSION = "1.16.0"
@@ -129,13 +150,41 @@ check_trl_version(getattr(_trl, "__version__", "unknown"))
 
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
-#: Objectives this trainer can optimise (a subset of lad_ref.losses.LOSS_NAMES).
-TRL_OBJECTIVES: tuple[str, ...] = ("lad", "grpo", "entadv", "kl_cov", "clip_cov")
-_UNSUPPORTED = {
-    "flowrl": "FlowRL needs a learned log Z head (an MLP on the prompt's hidden states trained with the policy), "
-    "which GRPOTrainer has no place for; use lad_ref's own LLM trainer (python -m lad_ref.llm.train)",
-    "lad_theory": "lad_theory sums over every action and is for finite action spaces (the bandit) only",
-}
+#: Extra inputs (lad_ref.losses.EXTRA_INPUTS) this trainer supplies: TRL's entropies and a seeded generator.
+TRL_SUPPLIES: frozenset[str] = frozenset({"entropy", "generator"})
+#: Hyperparameters TRL itself provides, under its own names.
+TRL_SUPPLIED_HPARAMS: dict[str, str] = {"clip_ratio_low": "epsilon_low", "clip_ratio_high": "epsilon_high"}
+
+
+def trl_objectives() -> tuple[str, ...]:
+    """The registered objectives LadGRPOTrainer can optimise (scope ``any``, extra inputs it can supply)."""
+    return tuple(n for n in objective_names(scope="any") if get_objective(n).needs <= TRL_SUPPLIES)
+
+
+def _unsupported_reason(name: str) -> str | None:
+    """Why objective ``name`` cannot run in GRPOTrainer (None if it can), from its spec."""
+    spec = get_objective(name)
+    if spec.scope != "any":
+        return f"{name} sums over every action and is for finite action spaces (the bandit) only"
+    missing = sorted(spec.needs - TRL_SUPPLIES)
+    if missing:
+        what = "; ".join(f"{m}: {EXTRA_INPUTS[m]}" for m in missing)
+        return (
+            f"{name} needs inputs GRPOTrainer cannot supply ({what}); FlowRL needs a learned log Z head (an MLP on "
+            "the prompt's hidden states trained with the policy); use lad_ref's own LLM trainer "
+            "(python -m lad_ref.llm.train)"
+        )
+    return None
+
+
+#: Objectives this trainer can optimise, among those lad_ref ships.
+TRL_OBJECTIVES: tuple[str, ...] = trl_objectives()
+
+
+def _from(hparams: type, name: str, **kwargs: Any) -> Any:
+    """A LadGRPOConfig field with the default and help of hyperparameter ``name`` of ``hparams``."""
+    (f,) = [f for f in dataclasses.fields(hparams) if f.name == name]
+    return field(default=f.default, metadata={"help": f"{hparams.__name__}: {f.metadata['help']}"}, **kwargs)
 #: loss_agg_mode="auto": TRL loss_type -> lad_ref aggregation (dapo additionally uses the window's token count).
 LOSS_TYPE_TO_AGG: dict[str, str] = {
     "dapo": "token-mean",
@@ -155,7 +204,11 @@ class LadGRPOConfig(GRPOConfig):
         > Parameters that choose the objective
 
         objective (`str`, *optional*, defaults to `"lad"`):
-            lad_ref objective to optimise: `"lad"`, `"grpo"`, `"entadv"`, `"kl_cov"` or `"clip_cov"`.
+            lad_ref objective to optimise: `"lad"`, `"grpo"`, `"entadv"`, `"kl_cov"` or `"clip_cov"` (any registered
+            objective of scope `any` whose extra inputs are in `TRL_SUPPLIES`).
+
+        The objective fields below have the names, defaults and meaning of the objectives' hyperparameter
+        dataclasses in lad_ref.losses; each objective reads only its own.
         divergence (`str`, *optional*, defaults to `"js"`):
             LAD only. Generator f of the f-divergence between the policy- and advantage-induced distributions:
             `"js"` (the paper's main choice), `"kl"`, `"rkl"`, `"jf"`, `"tv"`, `"hd"`.
@@ -173,10 +226,10 @@ class LadGRPOConfig(GRPOConfig):
 
         clip_ratio_c (`float` or `None`, *optional*, defaults to `3.0`):
             grpo/entadv: dual-clip constant for negative advantages (verl's); None disables it (TRL's behaviour).
-        entadv_alpha (`float`, *optional*, defaults to `0.4`), entadv_kappa (`float`, *optional*, defaults to `2.0`):
+        alpha (`float`, *optional*, defaults to `0.4`), kappa (`float`, *optional*, defaults to `2.0`):
             entadv: psi = min(alpha * H, |A| / kappa) is added to A.
-        kl_cov_ratio (`float`, *optional*, defaults to `0.0002`), kl_cov_coef (`float`, *optional*, defaults to `0.1`):
-            kl_cov: fraction of tokens (top covariance) penalised, and the |log r| penalty coefficient.
+        kl_cov_ratio (`float`, *optional*, defaults to `0.0002`), ppo_kl_coef (`float`, *optional*, defaults to `0.1`):
+            kl_cov: fraction of tokens (top covariance) penalised, and the |log r| penalty coefficient (verl's names).
         clip_cov_ratio (`float`, *optional*, defaults to `0.0002`), clip_cov_lb (`float`, *optional*, defaults to
         `1.0`), clip_cov_ub (`float`, *optional*, defaults to `5.0`):
             clip_cov: fraction of tokens whose gradient is dropped, drawn among those with lb < cov < ub.
@@ -199,27 +252,9 @@ class LadGRPOConfig(GRPOConfig):
             "(FlowRL is not supported through TRL: it needs a learned log Z head).",
         },
     )
-    divergence: str = field(
-        default="js",
-        metadata={
-            "help": "LAD only. f-divergence generator: 'js' (the paper's main choice), 'kl', 'rkl', 'jf', 'tv' "
-            "or 'hd'. The paper finds the strict divergences (tv, hd, js) better than kl, rkl, jf on reasoning.",
-        },
-    )
-    eta: float = field(
-        default=1.0,
-        metadata={
-            "help": "LAD only. Temperature of the advantage-induced distribution P_A ∝ exp(A/eta); > 0. The paper "
-            "reports eta in {0.5, ..., 16} to be robust.",
-        },
-    )
-    level: str = field(
-        default="token",
-        metadata={
-            "help": "LAD only. 'token': per-token ratio and advantage (a drop-in for the per-token PPO loss); "
-            "'sequence': log r is the response's summed token log-ratio.",
-        },
-    )
+    divergence: str = _from(LadHparams, "divergence")
+    eta: float = _from(LadHparams, "eta")
+    level: str = _from(LadHparams, "level")
     loss_agg_mode: str = field(
         default="auto",
         metadata={
@@ -237,47 +272,14 @@ class LadGRPOConfig(GRPOConfig):
             "padded completion length of the micro-batch.",
         },
     )
-    clip_ratio_c: float | None = field(
-        default=3.0,
-        metadata={
-            "help": "grpo/entadv: dual-clip constant c > 1 bounding the loss of negative-advantage tokens at -A*c "
-            "(verl's default, https://huggingface.co/papers/1912.09729). None disables it, as TRL's own loss does.",
-        },
-    )
-    entadv_alpha: float = field(
-        default=0.4,
-        metadata={
-            "help": "entadv: entropy scale alpha in psi = min(alpha * H, |A| / kappa) "
-            "(https://huggingface.co/papers/2506.14758; 0.4 is the GRPO value of a public reimplementation).",
-        },
-    )
-    entadv_kappa: float = field(
-        default=2.0,
-        metadata={"help": "entadv: kappa > 1 caps psi at |A| / kappa so the sign of A is kept."},
-    )
-    kl_cov_ratio: float = field(
-        default=0.0002,
-        metadata={
-            "help": "kl_cov: fraction of valid tokens, those of largest covariance (A - mean A)(log p - mean log p), "
-            "that get the |log r| penalty (https://huggingface.co/papers/2505.22617; verl's default).",
-        },
-    )
-    kl_cov_coef: float = field(
-        default=0.1,
-        metadata={"help": "kl_cov: coefficient of the |log pi - log pi_old| penalty (verl's ppo_kl_coef)."},
-    )
-    clip_cov_ratio: float = field(
-        default=0.0002,
-        metadata={"help": "clip_cov: fraction of valid tokens whose loss is zeroed (verl's default)."},
-    )
-    clip_cov_lb: float = field(
-        default=1.0,
-        metadata={"help": "clip_cov: lower covariance bound of the tokens eligible for zeroing."},
-    )
-    clip_cov_ub: float = field(
-        default=5.0,
-        metadata={"help": "clip_cov: upper covariance bound of the tokens eligible for zeroing."},
-    )
+    clip_ratio_c: float | None = _from(EntAdvHparams, "clip_ratio_c")
+    alpha: float = _from(EntAdvHparams, "alpha")
+    kappa: float = _from(EntAdvHparams, "kappa")
+    kl_cov_ratio: float = _from(KlCovHparams, "kl_cov_ratio")
+    ppo_kl_coef: float = _from(KlCovHparams, "ppo_kl_coef")
+    clip_cov_ratio: float = _from(ClipCovHparams, "clip_cov_ratio")
+    clip_cov_lb: float = _from(ClipCovHparams, "clip_cov_lb")
+    clip_cov_ub: float = _from(ClipCovHparams, "clip_cov_ub")
     advantage_estimator: str | None = field(
         default=None,
         metadata={
@@ -299,66 +301,61 @@ class LadGRPOConfig(GRPOConfig):
         validate_lad_config(self)
 
 
-def _fail(what: str, value: Any, choices) -> None:
-    raise ValueError(f"unknown {what} {value!r}; valid choices are {', '.join(map(str, choices))}.")
+def _objective_fields() -> dict[str, Any]:
+    """LadGRPOConfig's objective fields (its own fields named like some objective's hyperparameter;
+    not GRPOConfig's, whose ``beta`` is TRL's KL coefficient, not FlowRL's beta) -> default."""
+    names = {n for obj in objective_names() for n in get_objective(obj).hparam_names}
+    trl_own = {f.name for f in dataclasses.fields(GRPOConfig)}
+    return {f.name: f.default for f in dataclasses.fields(LadGRPOConfig) if f.name in names - trl_own}
 
 
-def _positive(what: str, value: Any) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{what} must be a finite number > 0, got {value!r}.")
+def objective_hparams(args: LadGRPOConfig, epsilon_low: float, epsilon_high: float) -> dict[str, Any]:
+    """The active objective's validated hyperparameters, read by field name from ``args`` (TRL's
+    epsilon for the clip range; the dataclass default for a name LadGRPOConfig has no field for)."""
+    spec = get_objective(args.objective)
+    supplied = {"epsilon_low": epsilon_low, "epsilon_high": epsilon_high}
+    fields = _objective_fields()
+    values = {}
+    for name in spec.hparam_names:
+        if name in TRL_SUPPLIED_HPARAMS:
+            values[name] = supplied[TRL_SUPPLIED_HPARAMS[name]]
+        elif name in fields:
+            values[name] = getattr(args, name)
+    return dataclasses.asdict(spec.make_hparams(values))
 
 
 def validate_lad_config(args: LadGRPOConfig) -> None:
     """Check every LAD field and the TRL options this trainer cannot honour; one clear sentence per error."""
-    if args.objective in _UNSUPPORTED:
-        raise ValueError(
-            f"objective {args.objective!r} is not supported by LadGRPOTrainer: {_UNSUPPORTED[args.objective]}. "
-            f"Valid objectives are {', '.join(TRL_OBJECTIVES)}."
-        )
-    if args.objective not in TRL_OBJECTIVES:
-        _fail("objective", args.objective, TRL_OBJECTIVES)
-    if args.divergence not in DIVERGENCE_NAMES:
-        _fail("divergence", args.divergence, DIVERGENCE_NAMES)
-    _positive("eta", args.eta)
-    if args.level not in LEVELS:
-        _fail("level", args.level, LEVELS)
-    if args.level != "token" and args.objective != "lad":
-        raise ValueError(
-            f"level={args.level!r} applies to objective 'lad' only; got objective {args.objective!r}."
-        )
-    if args.loss_agg_mode != "auto" and args.loss_agg_mode not in AGG_MODES:
-        _fail("loss_agg_mode", args.loss_agg_mode, ("auto",) + AGG_MODES)
+    if args.objective in objective_names():
+        reason = _unsupported_reason(args.objective)
+        if reason is not None:
+            raise ValueError(
+                f"objective {args.objective!r} is not supported by LadGRPOTrainer: {reason}. "
+                f"Valid objectives are {', '.join(trl_objectives())}."
+            )
+    choice("objective", args.objective, trl_objectives())
+    eps_high = args.epsilon if args.epsilon_high is None else args.epsilon_high
+    objective_hparams(args, args.epsilon, eps_high)  # validates the active objective's fields
+    spec = get_objective(args.objective)
+    for name, default in _objective_fields().items():
+        value = getattr(args, name)
+        if name not in spec.hparam_names and value != default:
+            owners = [n for n in objective_names() if name in get_objective(n).hparam_names]
+            raise ValueError(
+                f"{name}={value!r} applies to objective {' / '.join(map(repr, owners))} only; got objective "
+                f"{args.objective!r} (leave {name} at its default {default!r})."
+            )
+    if args.loss_agg_mode != "auto":
+        choice("loss_agg_mode", args.loss_agg_mode, ("auto",) + AGG_MODES)
     if args.loss_agg_mode == "auto" and args.loss_type not in LOSS_TYPE_TO_AGG:
         raise ValueError(
             f"loss_agg_mode='auto' maps TRL's loss_type to an aggregation, but loss_type={args.loss_type!r} names a "
             f"TRL-only objective; use loss_type in {', '.join(LOSS_TYPE_TO_AGG)} or set loss_agg_mode to one of "
             f"{', '.join(AGG_MODES)}."
         )
-    if args.loss_scale_factor is not None:
-        _positive("loss_scale_factor", args.loss_scale_factor)
-    if args.clip_ratio_c is not None and not args.clip_ratio_c > 1.0:
-        raise ValueError(
-            f"clip_ratio_c must be > 1 (or None to disable dual-clip), got {args.clip_ratio_c!r}."
-        )
-    _positive("entadv_alpha", args.entadv_alpha)
-    if not args.entadv_kappa > 1.0:
-        raise ValueError(
-            f"entadv_kappa must be > 1 so the shaped advantage keeps the sign of A, got {args.entadv_kappa!r}."
-        )
-    _positive("kl_cov_ratio", args.kl_cov_ratio)
-    _positive("clip_cov_ratio", args.clip_cov_ratio)
-    if not args.clip_cov_lb < args.clip_cov_ub:
-        raise ValueError(
-            f"clip_cov_lb must be < clip_cov_ub, got {args.clip_cov_lb!r} and {args.clip_cov_ub!r}."
-        )
+    positive("loss_scale_factor", args.loss_scale_factor, allow_none=True)
     if args.advantage_estimator is not None:
-        if args.advantage_estimator not in ESTIMATORS:
-            _fail("advantage_estimator", args.advantage_estimator, (None,) + ESTIMATORS)
+        choice("advantage_estimator", args.advantage_estimator, (None,) + ESTIMATORS)
         if args.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
                 "advantage_estimator recomputes advantages from the weighted sum of the rewards, so it needs "
@@ -405,7 +402,7 @@ class LadGRPOTrainer(GRPOTrainer):
         validate_lad_config(args)  # again: fields may have been edited after construction
         super().__init__(model, reward_funcs, args, *pos, **kwargs)
         self._lad_rewards_per_func: torch.Tensor | None = None
-        #: seeded generator of clip_cov's random token choice (reproducible per process)
+        #: seeded generator of the objective's random choices (clip_cov's tokens), reproducible per process
         self.clip_cov_generator = torch.Generator().manual_seed(
             int(args.seed) + int(self.accelerator.process_index)
         )
@@ -413,7 +410,7 @@ class LadGRPOTrainer(GRPOTrainer):
         #: True when every batch is trained on by the very parameters that generated (and scored) it, so
         #: r = pi_theta / pi_old = 1 on every token (TRL then also skips old log-probs unless vLLM IS is on)
         self.ratio_is_one = args.gradient_accumulation_steps % generate_every == 0
-        if self.ratio_is_one and args.objective == "lad":
+        if self.ratio_is_one and get_objective(args.objective).anchored:
             logger.warning(
                 "LadGRPOTrainer: gradient_accumulation_steps (%d) is a multiple of steps_per_generation * "
                 "num_iterations (%d), so no optimizer step happens between generating a batch and training on it "
@@ -424,7 +421,7 @@ class LadGRPOTrainer(GRPOTrainer):
             )
 
     # ------------------------------------------------------------------------------------------------
-    # per-row rewards and group ids, carried through TRL's shuffle (baselines.md §2.2)
+    # per-row rewards and group ids, carried through TRL's shuffle (docs/research/baselines.md §2.2)
     # ------------------------------------------------------------------------------------------------
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -470,32 +467,14 @@ class LadGRPOTrainer(GRPOTrainer):
     # ------------------------------------------------------------------------------------------------
 
     def objective_kwargs(self, entropies: torch.Tensor | None) -> dict[str, Any]:
-        """Keyword-only hyperparameters of ``args.objective`` for :func:`lad_ref.losses.get_loss`."""
-        a = self.args
-        if a.objective == "lad":
-            return {"divergence": a.divergence, "eta": a.eta, "level": a.level}
-        clip = {"clip_ratio_low": self.epsilon_low, "clip_ratio_high": self.epsilon_high}
-        if a.objective == "grpo":
-            return {**clip, "clip_ratio_c": a.clip_ratio_c}
-        if a.objective == "entadv":
-            return {
-                **clip,
-                "clip_ratio_c": a.clip_ratio_c,
-                "entropy": entropies,
-                "alpha": a.entadv_alpha,
-                "kappa": a.entadv_kappa,
-            }
-        if a.objective == "kl_cov":
-            return {"kl_cov_ratio": a.kl_cov_ratio, "ppo_kl_coef": a.kl_cov_coef}
-        if a.objective == "clip_cov":
-            return {
-                **clip,
-                "clip_cov_ratio": a.clip_cov_ratio,
-                "clip_cov_lb": a.clip_cov_lb,
-                "clip_cov_ub": a.clip_cov_ub,
-                "generator": self.clip_cov_generator,
-            }
-        raise ValueError(f"unknown objective {a.objective!r}; valid choices are {', '.join(TRL_OBJECTIVES)}.")
+        """Hyperparameters and extra inputs of ``args.objective`` for its loss, read from its spec."""
+        spec = get_objective(self.args.objective)
+        kwargs = objective_hparams(self.args, self.epsilon_low, self.epsilon_high)
+        if "entropy" in spec.needs:
+            kwargs["entropy"] = entropies
+        if "generator" in spec.needs:
+            kwargs["generator"] = self.clip_cov_generator
+        return kwargs
 
     def aggregation(self, inputs: dict, mode: str, batch_size: int) -> tuple[str, dict[str, Any], float]:
         """``(loss_agg_mode, agg_kwargs, divisor)``: the aggregation and the gradient-accumulation scaling.
@@ -524,6 +503,9 @@ class LadGRPOTrainer(GRPOTrainer):
                 {"loss_scale_factor": self.max_completion_length, "global_batch_size": batch_size},
                 accum,
             )
+        if self.loss_type == "grpo":
+            # TRL: mean over ALL B rows of each row's token mean (a fully masked row counts, with 0)
+            return mode_name, {"global_batch_size": batch_size}, accum
         return mode_name, {}, accum
 
     def _compute_loss(self, model, inputs):
@@ -536,7 +518,9 @@ class LadGRPOTrainer(GRPOTrainer):
         logits_to_keep = completion_ids.size(1)
         mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
 
-        need_entropy = a.objective == "entadv" or self.top_entropy_quantile < 1.0 or a.log_entropy
+        need_entropy = (
+            "entropy" in get_objective(a.objective).needs or self.top_entropy_quantile < 1.0 or a.log_entropy
+        )
         logps, entropies, aux_loss = self._get_per_token_logps_and_entropies(
             model,
             input_ids,
@@ -643,6 +627,9 @@ __all__ = [
     "LOSS_TYPE_TO_AGG",
     "SUPPORTED_TRL_VERSION",
     "TRL_OBJECTIVES",
+    "TRL_SUPPLIES",
+    "objective_hparams",
+    "trl_objectives",
     "LadGRPOConfig",
     "LadGRPOTrainer",
     "check_trl_version",

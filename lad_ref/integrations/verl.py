@@ -24,12 +24,14 @@ on ``import verl`` in two ways (``verl/__init__.py``), either of which is enough
 
 Hyperparameters
 ---------------
-``divergence``, ``eta`` and ``level`` are read from ``config.policy_loss`` (attribute or mapping key;
-absent or ``None`` -> lad_ref's defaults ``js``, ``1.0``, ``token``). verl builds the actor config by
+``divergence``, ``eta`` and ``level`` (the fields of :class:`lad_ref.losses.LadHparams`, which also
+validates them) are read from ``config.policy_loss`` (attribute or mapping key; absent or ``None`` ->
+the dataclass defaults ``js``, ``1.0``, ``token``). verl builds the actor config by
 instantiating ``policy_loss`` with Hydra from its ``_target_``, and verl's own ``PolicyLossConfig`` has
 no such fields: ``+actor_rollout_ref.actor.policy_loss.divergence=js`` alone fails with
 ``PolicyLossConfig.__init__() got an unexpected keyword argument 'divergence'``. Point the target at
-:class:`LadPolicyLossConfig` (a subclass that adds the three fields and validates them)::
+:class:`LadPolicyLossConfig` (verl's config and ``LadHparams`` in one class: the same fields, defaults
+and checks as everywhere else in lad_ref)::
 
     actor_rollout_ref.actor.policy_loss._target_=lad_ref.integrations.verl.LadPolicyLossConfig \\
     actor_rollout_ref.actor.policy_loss.loss_mode=lad \\
@@ -49,8 +51,8 @@ raises an ImportError naming the ``[verl]`` extra.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
-import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,8 +60,7 @@ from typing import Any
 
 import torch
 
-from lad_ref.divergences import DIVERGENCE_NAMES
-from lad_ref.losses import LEVELS, lad_loss, loss_hparams
+from lad_ref.losses import LadHparams, get_objective, lad_loss
 
 __all__ = [
     "LOSS_NAME",
@@ -74,8 +75,9 @@ SUPPORTED_VERL_VERSION = "0.9.1"
 #: The name under which the loss is registered (``policy_loss.loss_mode``).
 LOSS_NAME = "lad"
 
-_HPARAMS = ("divergence", "eta", "level")
-_DEFAULTS: dict[str, Any] = {k: v for k, v in loss_hparams("lad").items() if k in _HPARAMS}
+_SPEC = get_objective(LOSS_NAME)
+_HPARAMS = _SPEC.hparam_names
+_DEFAULTS: dict[str, Any] = _SPEC.defaults()
 # Keys of verl's ``config.global_batch_info`` that lad_ref.losses.aggregate understands (all of them in 0.9.1).
 _AGG_KEYS = ("dp_size", "batch_num_tokens", "global_batch_size", "loss_scale_factor")
 _INSTALL_HINT = 'pip install -e ".[verl]"  (pins verl==' + SUPPORTED_VERL_VERSION + ")"
@@ -91,17 +93,6 @@ def _get(section: Any, key: str) -> Any:
         except Exception:  # a Mapping whose get() raises on unknown keys
             return None
     return getattr(section, key, None)
-
-
-def _validate(divergence: Any, eta: Any, level: Any) -> None:
-    if divergence not in DIVERGENCE_NAMES:
-        raise ValueError(
-            f"unknown policy_loss.divergence {divergence!r}; valid choices are {', '.join(DIVERGENCE_NAMES)}."
-        )
-    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not math.isfinite(eta) or eta <= 0:
-        raise ValueError(f"policy_loss.eta must be a finite number > 0, got {eta!r}.")
-    if level not in LEVELS:
-        raise ValueError(f"unknown policy_loss.level {level!r}; valid choices are {', '.join(LEVELS)}.")
 
 
 def lad_hparams_from_config(config: Any) -> dict[str, Any]:
@@ -120,8 +111,7 @@ def lad_hparams_from_config(config: Any) -> dict[str, Any]:
             out["eta"] = float(out["eta"])
         except ValueError:
             pass
-    _validate(out["divergence"], out["eta"], out["level"])
-    return out
+    return dataclasses.asdict(_SPEC.make_hparams(out, where="policy_loss."))
 
 
 def compute_policy_loss_lad(
@@ -133,11 +123,11 @@ def compute_policy_loss_lad(
     config: Any = None,
     rollout_is_weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """LAD policy loss in verl's registered-loss signature (baselines.md §2.1).
+    """LAD policy loss in verl's registered-loss signature (docs/research/baselines.md §2.1).
 
         L = E_{y~pi_old}[ exp(A/eta) * f(u) ],   log u = (log pi_theta - log pi_old) - A/eta
 
-    computed by :func:`lad_ref.losses.lad_loss` (see its docstring and DESIGN.md §1).
+    computed by :func:`lad_ref.losses.lad_loss` (see its docstring and docs/design.md, "The method").
 
     Args:
         old_log_prob: (B, T) log-probs under the behaviour policy (verl's ``old_log_probs``).
@@ -225,27 +215,24 @@ except ImportError:  # verl absent or broken: nothing to subclass; register() re
 if _PolicyLossConfig is not None:
 
     @dataclass
-    class LadPolicyLossConfig(_PolicyLossConfig):
-        """verl's ``PolicyLossConfig`` plus LAD's hyperparameters (validated at construction).
+    class LadPolicyLossConfig(_PolicyLossConfig, LadHparams):
+        """verl's ``PolicyLossConfig`` plus LAD's hyperparameters: the fields of
+        :class:`lad_ref.losses.LadHparams` (``divergence``, ``eta``, ``level``), validated at construction
+        by that dataclass.
 
         Select it with ``actor_rollout_ref.actor.policy_loss._target_=lad_ref.integrations.verl.LadPolicyLossConfig``.
-
-        Args:
-            divergence: generator f of the f-divergence: js (the paper's main), kl, rkl, jf, tv, hd.
-            eta: temperature of the advantage-induced distribution P_A ∝ exp(A/eta); > 0.
-            level: ``token`` (per-token ratio, a drop-in for verl's per-token losses) or ``sequence``.
         """
 
         loss_mode: str = LOSS_NAME
-        divergence: str = _DEFAULTS["divergence"]
-        eta: float = _DEFAULTS["eta"]
-        level: str = _DEFAULTS["level"]
 
         def __post_init__(self):
-            parent = getattr(super(), "__post_init__", None)
+            parent = getattr(_PolicyLossConfig, "__post_init__", None)
             if parent is not None:
-                parent()
-            _validate(self.divergence, self.eta, self.level)
+                parent(self)
+            try:
+                LadHparams.__post_init__(self)
+            except ValueError as e:
+                raise ValueError(f"policy_loss: {e}") from None
 
     __all__.append("LadPolicyLossConfig")
 

@@ -16,10 +16,12 @@ raises :class:`ConfigError` with one sentence naming the value and the valid cho
 any model is loaded. The resolved config (objective hyperparameters filled with the loss
 function's defaults) is written to ``<output_dir>/config.yaml``.
 
-Objective hyperparameters live in one free-form mapping per objective (``objective.lad``,
-``objective.grpo``, ...) whose valid keys are read from the loss function's keyword-only
-signature (``lad_ref.losses.loss_hparams``). The loss module is thus the single source of
-truth for names and defaults; a config cannot drift from it.
+Objective hyperparameters live in one mapping per objective (``objective.lad``,
+``objective.grpo``, ...; ``objective.custom.<name>`` for an objective registered outside
+lad_ref.losses) whose keys, defaults and checks are the objective's hyperparameter dataclass
+(``lad_ref.losses.get_objective(name).hparams``). The loss module is thus the single source of
+truth for names, defaults and valid values; a config cannot drift from it. Which objectives a
+sampled LLM batch can use, and what the trainer must supply them, is read from the same spec.
 """
 
 from __future__ import annotations
@@ -178,7 +180,10 @@ class RolloutConfig:
 class ObjectiveConfig:
     """The policy objective (any of lad_ref.losses) and the advantage that feeds it."""
 
-    name: str = field(default="lad", metadata={"help": "lad, grpo, entadv, kl_cov, clip_cov or flowrl."})
+    name: str = field(
+        default="lad",
+        metadata={"help": "A registered objective of scope 'any': lad, grpo, entadv, kl_cov, clip_cov, flowrl, ..."},
+    )
     loss_agg_mode: str = field(
         default="token-mean",
         metadata={"help": "token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm, token-sum."},
@@ -197,6 +202,10 @@ class ObjectiveConfig:
         default_factory=dict, metadata={"help": "clip_cov: clip_cov_ratio, clip_cov_lb, clip_cov_ub, clip ratios."}
     )
     flowrl: dict[str, Any] = field(default_factory=dict, metadata={"help": "flowrl: beta, is_weight_cap."})
+    custom: dict[str, dict[str, Any]] = field(
+        default_factory=dict,
+        metadata={"help": "Hyperparameters of objectives registered outside lad_ref.losses, keyed by objective name."},
+    )
     logz_head_layers: int = field(default=3, metadata={"help": "flowrl: layers of the log Z MLP head."})
 
 
@@ -298,17 +307,14 @@ SCHEDULES = ("constant", "linear", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
 TINY_ARCHITECTURES = ("qwen2", "llama")
-# Objectives a sampled LLM batch can use: lad_theory needs the whole action space (bandit only).
-LLM_OBJECTIVES = ("lad", "grpo", "entadv", "kl_cov", "clip_cov", "flowrl")
-# Loss keyword arguments the trainer supplies itself; they are not config hyperparameters.
+# Loss keyword arguments the trainer supplies itself (besides the spec's extra inputs, see
+# lad_ref.losses.EXTRA_INPUTS); they are not config hyperparameters.
 TRAINER_SUPPLIED = {
-    "entropy": "the trainer computes it from the current logits",
-    "log_z": "the trainer's log Z head supplies it",
-    "ref_log_prob": "the trainer supplies it from the reference policy",
     "kl_coef": "set objective.kl_coef instead",
-    "generator": "the trainer passes a seeded generator",
     "weights": "the trainer supplies it",
     "agg_kwargs": "the trainer supplies it",
+    "compute_metrics": "the trainer supplies it",
+    "check": "the trainer supplies it",
 }
 
 
@@ -475,45 +481,64 @@ def _positive(key: str, value, allow_zero: bool = False) -> None:
         raise ConfigError(f"{key}={value!r} must be {'>= 0' if allow_zero else '> 0'}.")
 
 
-def objective_hparams(cfg: Config) -> dict[str, Any]:
-    """The active objective's hyperparameters: the loss function's defaults, overridden by the config.
+def objective_section(o: ObjectiveConfig) -> dict[str, Any]:
+    """The mapping holding the active objective's hyperparameters (``objective.<name>`` for the
+    objectives lad_ref ships, else ``objective.custom.<name>``)."""
+    if _has_own_section(o.name):
+        return getattr(o, o.name)
+    return o.custom.setdefault(o.name, {})
 
-    Raises ConfigError for a key the loss does not take, listing the keys it does take.
-    """
-    from lad_ref.losses import loss_hparams
+
+def _has_own_section(name: str) -> bool:
+    return name != "custom" and name in {f.name for f in dataclasses.fields(ObjectiveConfig)}
+
+
+def objective_hparams(cfg: Config) -> dict[str, Any]:
+    """The active objective's hyperparameters: its dataclass defaults, overridden by the config,
+    validated by the dataclass. Raises ConfigError for a key it does not take (listing the keys
+    it does take) or a bad value."""
+    from lad_ref.losses import EXTRA_INPUTS, get_objective
 
     name = cfg.objective.name
-    defaults = {k: v for k, v in loss_hparams(name).items() if k not in TRAINER_SUPPLIED}
-    given = getattr(cfg.objective, name)
+    spec = get_objective(name)
+    where = "objective." if _has_own_section(name) else "objective.custom."
+    given = objective_section(cfg.objective)
+    valid = spec.hparam_names
     for k in given:
-        if k in TRAINER_SUPPLIED:
-            raise ConfigError(f"objective.{name}.{k} cannot be set in the config: {TRAINER_SUPPLIED[k]}.")
-        if k not in defaults:
+        if k in EXTRA_INPUTS or k in TRAINER_SUPPLIED:
+            why = TRAINER_SUPPLIED.get(k, f"the trainer supplies it ({EXTRA_INPUTS.get(k)})")
+            raise ConfigError(f"{where}{name}.{k} cannot be set in the config: {why}.")
+        if k not in valid:
             raise ConfigError(
-                f"objective.{name}.{k} is not a hyperparameter of {name}{_hint(k, defaults)}; "
-                f"valid keys are {', '.join(sorted(defaults))}."
+                f"{where}{name}.{k} is not a hyperparameter of {name}{_hint(k, valid)}; "
+                f"valid keys are {', '.join(sorted(valid))}."
             )
-    return {**defaults, **given}
+    try:
+        return dataclasses.asdict(spec.make_hparams(given, where=f"{where}{name}."))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _smoke_test_objective(cfg: Config, hparams: dict[str, Any]) -> None:
-    """Call the loss once on a dummy batch so that a bad hyperparameter value fails now, not at step 1."""
+    """Call the loss once on a dummy batch, with every extra input its spec needs, so that a bad
+    combination fails now, not at step 1."""
     import torch
 
-    from lad_ref.losses import get_loss
+    from lad_ref.losses import get_objective
 
+    spec = get_objective(cfg.objective.name)
     lp = torch.zeros(2, 3)
-    extra = {}
-    if cfg.objective.name == "entadv":
-        extra["entropy"] = torch.ones(2, 3)
-    if cfg.objective.name == "flowrl":
-        extra.update(log_z=torch.zeros(2), ref_log_prob=lp.clone())
-    if cfg.objective.name == "clip_cov":
-        extra["generator"] = torch.Generator().manual_seed(0)
+    dummies = {
+        "entropy": lambda: torch.ones(2, 3),
+        "ref_log_prob": lambda: lp.clone(),
+        "log_z": lambda: torch.zeros(2),
+        "generator": lambda: torch.Generator().manual_seed(0),
+    }
+    extra = {need: dummies[need]() for need in spec.needs}
     try:
-        get_loss(cfg.objective.name)(
-            old_log_prob=lp, log_prob=lp.clone(), advantages=torch.tensor([1.0, -1.0]),
-            response_mask=torch.ones(2, 3), loss_agg_mode=cfg.objective.loss_agg_mode, **hparams, **extra,
+        spec.loss(
+            lp, lp.clone(), torch.tensor([1.0, -1.0]), torch.ones(2, 3),
+            spec.aggregation(cfg.objective.loss_agg_mode), **hparams, **extra,
         )
     except ValueError as e:
         raise ConfigError(f"objective.{cfg.objective.name}: {e}") from None
@@ -524,23 +549,20 @@ def _smoke_test_objective(cfg: Config, hparams: dict[str, Any]) -> None:
 def validate(cfg: Config) -> Config:
     """Check every choice and range; fill the active objective's hyperparameters. Returns cfg (mutated)."""
     from lad_ref.advantages import ESTIMATORS
-    from lad_ref.divergences import DIVERGENCE_NAMES
-    from lad_ref.losses import AGG_MODES, LEVELS, LOSS_NAMES
+    from lad_ref.losses import AGG_MODES, objective_names
 
     o = cfg.objective
-    valid_objectives = [n for n in LLM_OBJECTIVES if n in LOSS_NAMES]
-    _choice("objective.name", o.name, valid_objectives)
+    # objectives of scope "finite" (lad_theory) need every action enumerated: not for a sampled LLM batch
+    _choice("objective.name", o.name, objective_names(scope="any"))
     _choice("objective.loss_agg_mode", o.loss_agg_mode, AGG_MODES)
     _choice("objective.advantage_estimator", o.advantage_estimator, ESTIMATORS)
     _positive("objective.kl_coef", o.kl_coef, allow_zero=True)
     _positive("objective.logz_head_layers", o.logz_head_layers)
     hp = objective_hparams(cfg)
-    if "divergence" in hp:
-        _choice(f"objective.{o.name}.divergence", hp["divergence"], DIVERGENCE_NAMES)
-    if "level" in hp:
-        _choice(f"objective.{o.name}.level", hp["level"], LEVELS)
     _smoke_test_objective(cfg, hp)
-    setattr(o, o.name, hp)
+    section = objective_section(o)
+    section.clear()
+    section.update(hp)
 
     _choice("device", cfg.device, DEVICES)
     if cfg.threads is not None:

@@ -209,7 +209,7 @@ def count_parameters(model, trainable_only: bool = False) -> int:
 
 
 class LogZHead(nn.Module):
-    """FlowRL's learned log-partition log Z(x) (baselines.md §1.7, verl-recipe ``ProjZModule``).
+    """FlowRL's learned log-partition log Z(x) (docs/research/baselines.md §1.7, verl-recipe ``ProjZModule``).
 
         log Z(x) = MLP( mean over prompt tokens of the last-layer hidden states )
 

@@ -18,7 +18,9 @@ One RL step, top to bottom (see :func:`train`):
 6. push the new weights to the rollout engine (vLLM only); log; evaluate / checkpoint every N.
 
 The loss is ``lad_ref.losses.get_loss(objective.name)``: the very function objects the bandit
-uses (tests/test_llm_train.py checks the identity). Micro-batch losses are normalised by the
+uses (tests/test_llm_train.py checks the identity). What the objective needs (entropy, pi_ref,
+a log Z head, a seeded generator) and how it aggregates are read from its spec
+(``lad_ref.losses.get_objective``), never from its name. Micro-batch losses are normalised by the
 *minibatch's* token (or sequence) count through ``aggregate``'s ``batch_num_tokens`` /
 ``global_batch_size`` (verl's global-batch normalisation), so gradient accumulation gives
 exactly the gradient of the whole minibatch.
@@ -51,6 +53,7 @@ from lad_ref.llm.config import (
     help_epilog,
     load_yaml,
     merge_overrides,
+    objective_section,
     parse_dotted_args,
     resolve,
     save_yaml,
@@ -69,7 +72,7 @@ from lad_ref.llm.model import (
 from lad_ref.llm.rollout import RolloutBatch, build_rollout, sequence_log_probs, sub_seed
 from lad_ref.llm.sft import prepare_start_policy
 from lad_ref.llm.tasks import DataError, build_task
-from lad_ref.losses import aggregate, get_loss, kl_penalty
+from lad_ref.losses import aggregate, get_loss, get_objective, kl_penalty
 from lad_ref.threads import torch_threads
 
 DATA_SEED_TAG, ROLLOUT_SEED_TAG, SHUFFLE_SEED_TAG, LOSS_SEED_TAG = 10, 11, 12, 13
@@ -155,8 +158,10 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
                   old_log_prob, ref_log_prob, advantages, loss_fn, hparams) -> dict:
     o, obj = cfg.optim, cfg.objective
     temp = cfg.rollout.temperature
-    need_entropy = obj.name == "entadv"
-    need_hidden = obj.name == "flowrl"
+    spec = get_objective(obj.name)  # what the objective needs is read from its spec, never from its name
+    need_entropy = "entropy" in spec.needs
+    need_hidden = "log_z" in spec.needs
+    agg_mode = spec.aggregation(obj.loss_agg_mode)  # FlowRL: its own mean over sequences
     n = len(batch)
     stats = []
     for epoch in range(o.epochs):
@@ -177,25 +182,26 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
                 extra = {}
                 if need_entropy:
                     extra["entropy"] = out["entropy"]
-                if obj.name == "flowrl":
+                if "log_z" in spec.needs:
                     lp_len = micro.prompt_ids.shape[1]
                     extra["log_z"] = logz_head(out["hidden"][:, :lp_len], micro.prompt_mask)
+                if "ref_log_prob" in spec.needs:
                     extra["ref_log_prob"] = ref_log_prob[idx]
-                if obj.name == "clip_cov":
+                if "generator" in spec.needs:
                     extra["generator"] = torch.Generator().manual_seed(sub_seed(cfg.seed, LOSS_SEED_TAG, step, epoch, ms))
                 loss, metrics = loss_fn(
                     old_log_prob=old_log_prob[idx],
                     log_prob=out["log_prob"],
                     advantages=advantages[idx],
                     response_mask=micro.response_mask,
-                    loss_agg_mode=obj.loss_agg_mode,
+                    loss_agg_mode=agg_mode,
                     agg_kwargs=agg_kwargs,
                     **hparams,
                     **extra,
                 )
                 if obj.kl_coef > 0:
                     kl = kl_penalty(out["log_prob"], ref_log_prob[idx])
-                    loss = loss + obj.kl_coef * aggregate(kl, micro.response_mask, obj.loss_agg_mode, **agg_kwargs)
+                    loss = loss + obj.kl_coef * aggregate(kl, micro.response_mask, agg_mode, **agg_kwargs)
                     metrics["train/kl_ref"] = float((kl.detach() * micro.response_mask).sum() / micro.response_mask.sum())
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
@@ -238,8 +244,9 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     quiet_transformers()
     device = ckpt.pick_device(cfg.device)
     ckpt.seed_everything(cfg.seed)
-    loss_fn = get_loss(cfg.objective.name)
-    hparams = getattr(cfg.objective, cfg.objective.name)
+    spec = get_objective(cfg.objective.name)
+    loss_fn = get_loss(spec.name)
+    hparams = objective_section(cfg.objective)
     save_yaml(cfg, run / "config.yaml")
 
     # ---- start policy: SFT warm start (cached by config hash) or the given checkpoint ----
@@ -260,11 +267,11 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
         model = PeftModel.from_pretrained(base, str(last), is_trainable=True).train()
     else:
         model = load_causal_lm(last or start_path, cfg.model, device)
-    need_ref = cfg.objective.kl_coef > 0 or cfg.objective.name == "flowrl"
+    need_ref = cfg.objective.kl_coef > 0 or "ref_log_prob" in spec.needs
     # With LoRA the reference is the base with adapters disabled: no second copy in memory.
     ref_model = load_causal_lm(start_path, cfg.model, device, trainable=False) if need_ref and not is_peft(model) else None
     logz_head = None
-    if cfg.objective.name == "flowrl":
+    if "log_z" in spec.needs:  # FlowRL's learned log Z(x): an MLP head on the prompt's hidden states
         with torch.random.fork_rng():
             torch.manual_seed(sub_seed(cfg.seed, LOSS_SEED_TAG))
             logz_head = LogZHead(model.config.hidden_size, cfg.objective.logz_head_layers).to(device)
