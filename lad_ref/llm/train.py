@@ -26,16 +26,22 @@ exactly the gradient of the whole minibatch.
 Every random draw is a pure function of (seed, step, ...) (``rollout.sub_seed``), so a run
 is reproducible on CPU and ``--resume`` continues bit-for-bit. A non-finite loss or gradient
 stops the run before the optimizer step, leaving the last good checkpoint intact, and the
-process exits with status 1.
+process exits with status 1. SIGTERM (a scheduler's notice before preemption) or Ctrl-C during
+RL finishes the current step, checkpoints it, prints where and how to resume, and exits with
+128 + the signal number; a second Ctrl-C stops at once. During set-up (SFT, the start
+evaluation) either signal stops at once with one line saying what to rerun.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import platform
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -77,6 +83,38 @@ DATA_SEED_TAG, ROLLOUT_SEED_TAG, SHUFFLE_SEED_TAG, LOSS_SEED_TAG = 10, 11, 12, 1
 
 class NonFiniteLossError(RuntimeError):
     """The loss or the gradient norm became NaN/inf; the run stops before the optimizer step."""
+
+
+class StopSignals:
+    """Turn SIGTERM / SIGINT into a request to stop after the current RL step.
+
+    The loop polls ``received`` once per step, so a step is never cut in half: the checkpoint
+    written at the stop is exactly the state an uninterrupted run has after that step. A second
+    SIGINT raises KeyboardInterrupt (the user insists). Handlers are installed only in the main
+    thread (Python's rule) and the previous ones are restored on exit.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: signal.Signals | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum)
+        print(f"\n[lad_ref] {self.received.name} received: finishing this RL step, then writing a checkpoint "
+              "(Ctrl-C again to stop at once).", file=sys.stderr)
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
 
 
 # ======================================================================================
@@ -251,7 +289,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     (run / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n")
 
     # ---- model, reference model, log Z head, optimizer, schedule ----
-    last = ckpt.latest_checkpoint(run) if resume else None
+    last = ckpt.latest_checkpoint(run, verify=True) if resume else None
     tokenizer = load_tokenizer(start_path, cfg.model.trust_remote_code)
     if last is not None and cfg.model.lora.enabled:
         from peft import PeftModel
@@ -314,7 +352,9 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     last_eval = start_eval
     last_saved = start_step
     G = cfg.rollout.group_size
+    stop = StopSignals()
     try:
+        stop.install()
         for step in bar:
             t0 = time.time()
             examples = prompts_for_step(task.train, step, cfg.rollout.prompts_per_step, cfg.seed)
@@ -367,6 +407,14 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
             if step % cfg.checkpoint.every == 0 or step == cfg.optim.steps or step == stop_after:
                 _save(run, step, model, tokenizer, optimizer, scheduler, logz_head, cfg)
                 last_saved = step
+            if stop.received is not None and step < cfg.optim.steps:
+                if last_saved != step:
+                    _save(run, step, model, tokenizer, optimizer, scheduler, logz_head, cfg)
+                bar.close()
+                print(f"[lad_ref] stopped by {stop.received.name} after RL step {step}/{cfg.optim.steps}; checkpoint "
+                      f"{run / ckpt.CKPT_DIR / f'step_{step:06d}'}; continue with: python -m lad_ref.llm.train "
+                      f"--resume {run}", file=sys.stderr)
+                return {"interrupted": step, "signal": stop.received.name}
             if stop_after is not None and step >= stop_after and step < cfg.optim.steps:
                 bar.close()
                 return {"interrupted": step}
@@ -374,10 +422,9 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
         bar.close()
         good = ckpt.latest_checkpoint(run)
         where = f"the last good checkpoint is {good}" if good else "no checkpoint had been written yet"
-        raise NonFiniteLossError(
-            f"{e}; the run stopped and {where} (last saved step {last_saved}); lower optim.lr or check the rewards, "
-            f"then continue with --resume {run}."
-        ) from None
+        raise NonFiniteLossError(f"{e}; the run stopped before the optimizer step and {where}. {nan_advice(cfg, run)}") from None
+    finally:
+        stop.restore()
     bar.close()
 
     # ---- final evaluation, results.json, plots ----
@@ -401,6 +448,16 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     return results
 
 
+def nan_advice(cfg: Config, run: Path) -> str:
+    """What a user can do after a NaN: --resume cannot change the settings that cause one."""
+    hp = getattr(cfg.objective, cfg.objective.name, None) or {}
+    knobs = [f"a lower --optim.lr (now {cfg.optim.lr:g})"]
+    if "eta" in hp:  # exp(A/eta) grows fast as eta shrinks
+        knobs.append(f"a larger --objective.{cfg.objective.name}.eta (now {hp['eta']:g})")
+    return (f"--resume cannot change these settings, so start a new run (another --output-dir, or --overwrite "
+            f"{run}) with {' or '.join(knobs)}; if the rewards or data can be non-finite, fix them first.")
+
+
 def _load_start(cfg: Config, start_path: str, device):
     """The start policy, for a resumed run whose start_eval.json went missing."""
     return load_causal_lm(start_path, cfg.model, device, trainable=False)
@@ -415,7 +472,11 @@ def _save(run, step, model, tokenizer, optimizer, scheduler, logz_head, cfg):
 # CLI
 # ======================================================================================
 
-# Fields a resumed run may change: they do not alter what has been computed so far.
+# Fields a resumed run may change: they do not alter what has been computed so far. Each change is
+# applied and recorded in DIR/resume_log.jsonl (old -> new) and DIR/config.yaml holds the new value.
+# optim.steps may only grow past the last checkpoint; it also stretches the learning-rate schedule
+# of the remaining steps (it is computed from the total), which the log line says.
+# Every other field is refused with the list of these.
 RESUMABLE_OVERRIDES = ("optim.steps", "logging.", "checkpoint.", "eval.every", "device", "threads", "sft.cache_dir")
 
 
@@ -428,7 +489,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="YAML config file (e.g. llm/configs/toy.yaml); fields not set keep their defaults.")
     p.add_argument("--resume", metavar="DIR", help="Continue the run in DIR from its last checkpoint (uses DIR/config.yaml).")
-    p.add_argument("--overwrite", action="store_true", help="Allow a non-empty --output-dir (nothing is deleted).")
+    p.add_argument("--overwrite", action="store_true",
+                   help="Start afresh in a non-empty --output-dir: its files move into DIR/overwritten/<time>/ "
+                        "(nothing is deleted).")
     p.add_argument("--stop-after", type=int, metavar="N",
                    help="Stop after RL step N, checkpointed, as if interrupted (for testing --resume).")
     p.add_argument("--no-progress", action="store_true", help="Hide progress bars (same as --logging.progress_bar false).")
@@ -454,33 +517,99 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
         run = Path(args.resume)
         if not (run / "config.yaml").is_file():
             raise ConfigError(f"--resume {str(run)!r} is not a run folder: it has no config.yaml.")
-        data = merge_overrides(load_yaml(run / "config.yaml"), overrides)
+        if "output_dir" in overrides and Path(str(overrides["output_dir"])).resolve() != run.resolve():
+            raise ConfigError(
+                f"--output-dir {overrides['output_dir']!r} differs from --resume {str(run)!r}; a run is resumed in its "
+                "own folder (drop --output-dir, or copy the folder first and resume the copy)."
+            )
+        saved = load_yaml(run / "config.yaml")
+        data = merge_overrides(copy.deepcopy(saved), overrides)
         data["output_dir"] = str(run)
-        return args, validate(from_dict(data))
+        cfg = validate(from_dict(data))
+        last = ckpt.latest_checkpoint(run)
+        done = int(last.name.split("_")[1]) if last is not None else 0
+        if cfg.optim.steps < done:
+            raise ConfigError(
+                f"--optim.steps {cfg.optim.steps} is below the run's last checkpoint (step {done}); a resumed run "
+                f"only continues, so pass --optim.steps >= {done} or start a new run."
+            )
+        before, after = _flatten(to_dict(validate(from_dict({**saved, "output_dir": str(run)})))), _flatten(to_dict(cfg))
+        args.resume_changes = {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+        return args, cfg
     return args, resolve(args.config, overrides)
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args, cfg = parse(argv)
-        if args.print_config:
-            import yaml
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
-            print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-            return 0
-        task = build_task(cfg)  # reads every data file: bad data fails here, before any training
-        run = ckpt.prepare_run_dir(cfg.output_dir, resume=bool(args.resume), overwrite=args.overwrite)
-        if cfg.rollout.backend == "vllm":
-            ckpt.pick_device("cuda")  # fails early with a clear message on a CPU machine
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _record_resume(run: Path, changes: dict) -> None:
+    row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changed": changes}
+    if "optim.steps" in changes:
+        row["note"] = "optim.steps changed: the learning-rate schedule of the remaining steps follows the new total"
+    with open(run / "resume_log.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    if changes:
+        print("[lad_ref] resumed with " + ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changes.items())
+              + f" (recorded in {run / 'resume_log.jsonl'})", file=sys.stderr)
+
+
+def _interrupt_during_setup(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    lock = None
+    # SIGTERM during set-up (SFT, start evaluation) stops at once like Ctrl-C; the RL loop installs
+    # its own handlers that finish the step and checkpoint it (StopSignals).
+    old_term = signal.signal(signal.SIGTERM, _interrupt_during_setup) if threading.current_thread() is threading.main_thread() else None
     try:
-        train(cfg, task, run, resume=bool(args.resume), stop_after=args.stop_after)
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        try:
+            args, cfg = parse(argv)
+            if args.print_config:
+                import yaml
+
+                print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+                return 0
+            task = build_task(cfg)  # reads every data file: bad data fails here, before any training
+            if cfg.rollout.backend == "vllm":
+                ckpt.pick_device("cuda")  # fails early with a clear message on a CPU machine
+            run = ckpt.prepare_run_dir(cfg.output_dir, resume=bool(args.resume), overwrite=args.overwrite)
+            lock = ckpt.RunLock(run).__enter__()  # before anything in the folder is moved or written
+            if args.overwrite and not args.resume:
+                ckpt.archive_previous_run(run)
+            if args.resume:
+                _record_resume(run, getattr(args, "resume_changes", {}))
+        except (ConfigError, DataError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        try:
+            result = train(cfg, task, run, resume=bool(args.resume), stop_after=args.stop_after)
+        except NonFiniteLossError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as e:
+            name = str(e) or "SIGINT"
+            if ckpt.latest_checkpoint(run) is not None:
+                hint = f"continue with: python -m lad_ref.llm.train --resume {run}"
+            else:
+                hint = "no RL checkpoint exists yet: rerun the same command (a finished SFT warm start is cached)"
+            print(f"\n[lad_ref] stopped by {name} before the current step finished; {hint}", file=sys.stderr)
+            return 128 + signal.Signals[name].value
+        if "signal" in result:
+            return 128 + signal.Signals[result["signal"]].value
+        return 0
+    finally:
+        if lock is not None:
+            lock.__exit__(None, None, None)
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 if __name__ == "__main__":

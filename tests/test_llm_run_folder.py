@@ -1,0 +1,202 @@
+"""Run folders that cannot mix or lose runs: --overwrite, the writer lock, interruption by signal,
+torn metrics lines, unreadable checkpoints, and what --resume may change."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+from test_llm_train import ROOT, fast_args, read_rows, strip_times
+
+from lad_ref.llm import checkpoint as ckpt
+from lad_ref.llm import train as train_mod
+from lad_ref.llm.config import ConfigError
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("sft_cache")
+
+
+def ckpt_names(run: Path) -> list[str]:
+    return sorted(p.name for p in (run / "checkpoints").iterdir())
+
+
+@pytest.mark.slow
+def test_overwrite_moves_the_old_run_aside(cache, tmp_path):
+    """The issue's repro: an old run with higher-numbered checkpoints must not survive in checkpoints/."""
+    run = tmp_path / "run"
+    assert train_mod.main(fast_args(cache, run, "--objective", "lad", "--steps", "4", "--checkpoint.every", "2")) == 0
+    assert ckpt_names(run) == ["step_000002", "step_000004"]
+    assert train_mod.main(fast_args(cache, run, "--objective", "grpo", "--steps", "3", "--checkpoint.every", "1",
+                                    "--overwrite")) == 0
+    assert ckpt_names(run) == ["step_000002", "step_000003"]  # keep_last 2 of the NEW run only
+    assert ckpt.load_trainer_state(run / "checkpoints" / "step_000003")["config"]["objective"]["name"] == "grpo"
+    assert [r["step"] for r in read_rows(run)] == [0, 1, 2, 3]
+    (archived,) = (run / "overwritten").iterdir()
+    assert ckpt_names(archived) == ["step_000002", "step_000004"]  # nothing of the old run is lost
+    assert "lad" in (archived / "config.yaml").read_text()
+    assert ckpt.latest_checkpoint(run).name == "step_000003"
+
+
+def test_non_empty_folder_is_refused_without_overwrite(cache, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("mine")
+    assert train_mod.main(fast_args(cache, run, "--objective", "grpo")) == 2
+    assert "--overwrite" in capsys.readouterr().err and (run / "keep.txt").read_text() == "mine"
+
+
+def test_read_only_output_folder_fails_before_any_work(cache, tmp_path, capsys):
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        assert train_mod.main(fast_args(cache, ro / "run", "--objective", "grpo")) == 2
+        assert "not writable" in capsys.readouterr().err
+    finally:
+        ro.chmod(0o700)
+
+
+def test_a_second_writer_is_refused(cache, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    with ckpt.RunLock(run):
+        assert train_mod.main(fast_args(cache, run, "--objective", "grpo", "--overwrite")) == 2
+    err = capsys.readouterr().err
+    assert f"process {os.getpid()}" in err and "another --output-dir" in err
+    with ckpt.RunLock(run):  # released on exit: the same folder can be locked again
+        pass
+
+
+def test_torn_last_metrics_line_is_dropped_with_a_warning(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n{"step": 1}\n{"step": 2, "train/rew')
+    with pytest.warns(UserWarning, match="line 3 is torn"):
+        assert ckpt.read_metrics(tmp_path) == [{"step": 0}, {"step": 1}]
+    (tmp_path / "metrics.jsonl").write_text('{"step": 0}\n{"st\n{"step": 2}\n')
+    with pytest.raises(ConfigError, match="line 2 is not valid JSON"):
+        ckpt.read_metrics(tmp_path)
+
+
+@pytest.mark.slow
+def test_sigterm_between_checkpoints_checkpoints_and_resumes_identically(monkeypatch, cache, tmp_path, capsys):
+    """SIGTERM during step 2 of 4 (checkpoints only every 4): the step finishes, is checkpointed,
+    one line says how to resume, exit 143; the resumed run equals an uninterrupted one."""
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    args = ("--objective", "lad", "--checkpoint.every", "4")
+    assert train_mod.main(fast_args(cache, full, *args)) == 0
+
+    real_update = train_mod.update_policy
+
+    def update_then_signal(cfg, step, *a, **k):
+        out = real_update(cfg, step, *a, **k)
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step, as a scheduler's would
+        return out
+
+    monkeypatch.setattr(train_mod, "update_policy", update_then_signal)
+
+    def reached_the_test(signum, frame):  # only if the trainer installed no handler of its own
+        raise AssertionError("SIGTERM was not handled by the trainer")
+
+    old = signal.signal(signal.SIGTERM, reached_the_test)
+    try:
+        code = train_mod.main(fast_args(cache, cut, *args))
+    finally:
+        assert signal.getsignal(signal.SIGTERM) is reached_the_test  # the trainer restored what it found
+        signal.signal(signal.SIGTERM, old)
+    assert code == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    (line,) = [x for x in err.splitlines() if x.startswith("[lad_ref] stopped by SIGTERM")]
+    assert "after RL step 2/4" in line and f"--resume {cut}" in line and "step_000002" in line
+    assert ckpt_names(cut) == ["step_000002"] and not (cut / "results.json").exists()
+
+    monkeypatch.setattr(train_mod, "update_policy", real_update)
+    # a torn metrics line written as the process died must not block the resume
+    with open(cut / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 3, "train/rew')
+    with pytest.warns(UserWarning, match="torn"):
+        assert train_mod.main(["--resume", str(cut), "--no-progress"]) == 0
+    assert json.loads((cut / "results.json").read_text()) == json.loads((full / "results.json").read_text())
+    assert strip_times(read_rows(cut)) == strip_times(read_rows(full))
+
+
+@pytest.mark.slow
+def test_corrupt_latest_checkpoint_falls_back_to_the_previous(cache, tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    args = ("--objective", "grpo", "--checkpoint.every", "1", "--checkpoint.keep_last", "3")
+    assert train_mod.main(fast_args(cache, full, *args)) == 0
+    assert train_mod.main(fast_args(cache, cut, *args, "--stop-after", "3")) == 0
+    weights = cut / "checkpoints" / "step_000003" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a copy cut short
+    with pytest.warns(UserWarning, match=r"step_000003 is unreadable .*model\.safetensors"):
+        assert train_mod.main(["--resume", str(cut), "--no-progress"]) == 0
+    assert json.loads((cut / "results.json").read_text()) == json.loads((full / "results.json").read_text())
+
+
+@pytest.mark.slow
+def test_resume_rules(cache, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_mod.main(fast_args(cache, run, "--objective", "grpo", "--stop-after", "2")) == 0
+    capsys.readouterr()
+    assert train_mod.main(["--resume", str(run), "--output-dir", str(tmp_path / "elsewhere")]) == 2
+    assert "differs from --resume" in capsys.readouterr().err and not (tmp_path / "elsewhere").exists()
+    assert train_mod.main(["--resume", str(run), "--optim.steps", "1"]) == 2
+    assert "below the run's last checkpoint (step 2)" in capsys.readouterr().err
+    assert train_mod.main(["--resume", str(run), "--optim.lr", "1e-5"]) == 2
+    assert "cannot be changed when resuming" in capsys.readouterr().err
+    assert train_mod.main(["--resume", str(run), "--optim.steps", "5", "--no-progress"]) == 0
+    (entry,) = [json.loads(x) for x in (run / "resume_log.jsonl").read_text().splitlines()]
+    assert entry["changed"]["optim.steps"] == [4, 5] and "schedule" in entry["note"]
+    assert "steps: 5" in (run / "config.yaml").read_text()
+    assert [r["step"] for r in read_rows(run)] == [0, 1, 2, 3, 4, 5]
+
+
+def test_nan_advice_names_settings_a_user_can_change(tmp_path):
+    from lad_ref.llm.config import resolve
+
+    cfg = resolve(str(ROOT / "llm" / "configs" / "toy.yaml"), {"objective.name": "lad"})
+    advice = train_mod.nan_advice(cfg, tmp_path)
+    assert "--resume cannot change" in advice and "--optim.lr" in advice and "--objective.lad.eta" in advice
+    cfg = resolve(str(ROOT / "llm" / "configs" / "toy.yaml"), {"objective.name": "grpo"})
+    assert "eta" not in train_mod.nan_advice(cfg, tmp_path)
+
+
+@pytest.mark.slow
+def test_real_sigint_in_a_subprocess(cache, tmp_path):
+    """A real signal from outside: Ctrl-C (SIGINT) once the run is in RL gives exit 130, a
+    checkpoint at the step it was in, and a resumable folder."""
+    run = tmp_path / "run"
+    args = fast_args(cache, run, "--objective", "grpo", "--steps", "40", "--checkpoint.every", "100")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "lad_ref.llm.train", *args], cwd=ROOT, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(r.get("step", 0) >= 1 for r in _rows(run)):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if x.startswith("[lad_ref] stopped by SIGINT")]
+    step = int(line.split("after RL step ")[1].split("/")[0])
+    assert ckpt_names(run) == [f"step_{step:06d}"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a clean stop leaves no torn line behind
+        assert ckpt.read_metrics(run)[-1]["step"] == step
+
+
+def _rows(run: Path) -> list[dict]:
+    try:
+        return ckpt.read_metrics(run)
+    except Exception:  # the file may be mid-write while we poll
+        return []
