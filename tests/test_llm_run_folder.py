@@ -200,3 +200,70 @@ def _rows(run: Path) -> list[dict]:
         return ckpt.read_metrics(run)
     except Exception:  # the file may be mid-write while we poll
         return []
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"optim.betas": [0.9, 2]}, "optim.betas=[0.9, 2.0] must hold two numbers in [0, 1)"),
+        ({"optim.min_lr_ratio": -1}, "optim.min_lr_ratio=-1.0 must be between 0 and 1"),
+        ({"eval.temperature": 0}, "eval.temperature=0.0 must be > 0"),
+        ({"model.tiny.num_heads": 0}, "model.tiny.num_heads=0 must be > 0"),
+        ({"eval.top_p": 1.5}, "eval.top_p=1.5 must be in (0, 1]"),
+    ],
+)
+def test_bad_values_fail_in_validation_with_one_sentence(override, message):
+    """Each of these used to pass validation and fail later with a torch/transformers traceback."""
+    from lad_ref.llm.config import resolve
+
+    with pytest.raises(ConfigError) as e:
+        resolve(str(ROOT / "llm" / "configs" / "toy.yaml"), override)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cuda_without_a_gpu_fails_before_any_work(cache, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert train_mod.main(fast_args(cache, tmp_path / "run", "--device", "cuda")) == 2
+    assert "no CUDA GPU is visible" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_yaml_numbers_follow_yaml_1_2(tmp_path):
+    from lad_ref.llm.config import load_yaml, parse_value
+
+    assert parse_value("1e-8") == 1e-8 and parse_value("5e-1") == 0.5 and parse_value("-2E+3") == -2000.0
+    assert parse_value("1_000") == 1000 and parse_value("3") == 3 and parse_value("js") == "js"
+    assert parse_value("[0.9, 1e-3]") == [0.9, 1e-3]
+    f = tmp_path / "c.yaml"
+    f.write_text("objective:\n  lad:\n    eta: 5e-1\noptim:\n  lr: 5e-1\n")
+    data = load_yaml(f)
+    assert data["objective"]["lad"]["eta"] == 0.5 and isinstance(data["objective"]["lad"]["eta"], float)
+    f.write_bytes(b"optim:\n  lr: \xff\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_yaml(f)
+
+
+def test_non_utf8_data_file_names_file_and_line(tmp_path):
+    from lad_ref.llm.tasks import DataError, read_records
+
+    f = tmp_path / "d.jsonl"
+    f.write_bytes(b'{"prompt": "a", "answer": "1"}\n{"prompt": "\xe9", "answer": "2"}\n')
+    with pytest.raises(DataError, match=r"d\.jsonl' line 2 is not UTF-8"):
+        read_records(f, ["prompt", "answer"])
+
+
+@pytest.mark.slow
+def test_evaluate_cli_bad_input_fails_before_evaluating(cache, tmp_path, capsys):
+    from lad_ref.llm import evaluate as evaluate_mod
+
+    run = tmp_path / "run"
+    assert train_mod.main(fast_args(cache, run, "--objective", "grpo", "--steps", "1")) == 0
+    capsys.readouterr()
+    assert evaluate_mod.main(["--run", str(run), "--num-samples", "0", "--no-progress"]) == 2
+    assert "eval.num_samples=0 must be > 0" in capsys.readouterr().err
+    assert evaluate_mod.main(["--run", str(run), "--output", str(tmp_path / "missing" / "x.json"), "--no-progress"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert evaluate_mod.main(["--run", str(run), "--temperature", "0", "--no-progress"]) == 2
+    assert "eval.temperature=0" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -423,10 +424,32 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     d[parts[-1]] = value
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's float rule: ``5e-1`` and ``1e-8`` are numbers.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``5.0e-1``), so ``eta: 5e-1`` would
+    arrive as the string "5e-1" while ``lr: 5.0e-1`` is a number. The extra resolver below is
+    YAML 1.2's core-schema float pattern; it runs after 1.1's, so every other scalar keeps its
+    meaning (as OmegaConf's loader does for the same reason).
+    """
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text with YAML 1.2 numbers (see :class:`_Yaml12Loader`)."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def parse_value(text: str) -> Any:
     """A command-line value, parsed as a YAML scalar/list (``1`` -> int, ``true`` -> bool, ``null`` -> None)."""
     try:
-        return yaml.safe_load(text) if text != "" else ""
+        return yaml_load(text) if text != "" else ""
     except yaml.YAMLError:
         return text
 
@@ -436,7 +459,9 @@ def load_yaml(path: str | Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist.")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}).") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -548,6 +573,8 @@ def validate(cfg: Config) -> Config:
     m = cfg.model
     _choice("model.dtype", m.dtype, MODEL_DTYPES)
     _choice("model.tiny.architecture", m.tiny.architecture, TINY_ARCHITECTURES)
+    for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_position_embeddings"):
+        _positive(f"model.tiny.{k}", getattr(m.tiny, k))
     if m.tiny.hidden_size % m.tiny.num_heads or m.tiny.num_heads % m.tiny.num_kv_heads:
         raise ConfigError(
             f"model.tiny: hidden_size={m.tiny.hidden_size} must be divisible by num_heads={m.tiny.num_heads}, "
@@ -585,11 +612,23 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(
             f"optim.micro_batch_size={op.micro_batch_size} must divide optim.mini_batch_size={op.mini_batch_size}."
         )
-    if len(op.betas) != 2:
-        raise ConfigError(f"optim.betas={op.betas!r} must hold two numbers.")
+    if len(op.betas) != 2 or not all(0.0 <= b < 1.0 for b in op.betas):
+        raise ConfigError(f"optim.betas={op.betas!r} must hold two numbers in [0, 1).")
+    _positive("optim.weight_decay", op.weight_decay, allow_zero=True)
+    _positive("optim.warmup_steps", op.warmup_steps, allow_zero=True)
+    if not 0.0 <= op.min_lr_ratio <= 1.0:
+        raise ConfigError(f"optim.min_lr_ratio={op.min_lr_ratio!r} must be between 0 and 1 (a fraction of the peak lr).")
 
+    for key, top_p in (("rollout.top_p", r.top_p), ("eval.top_p", cfg.eval.top_p)):
+        if not 0.0 < top_p <= 1.0:
+            raise ConfigError(f"{key}={top_p!r} must be in (0, 1] (1 = off).")
     e = cfg.eval
     _positive("eval.num_samples", e.num_samples)
+    _positive("eval.temperature", e.temperature)  # 0 would mean greedy: not sampling, so avg@k/pass@k lose meaning
+    _positive("eval.top_k", e.top_k, allow_zero=True)
+    _positive("eval.batch_size", e.batch_size)
+    if e.max_new_tokens is not None:
+        _positive("eval.max_new_tokens", e.max_new_tokens)
     _positive("eval.every", e.every, allow_zero=True)
     for k in e.pass_ks:
         if not 1 <= k <= e.num_samples:

@@ -577,9 +577,10 @@ def main(argv: list[str] | None = None) -> int:
 
                 print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
                 return 0
-            task = build_task(cfg)  # reads every data file: bad data fails here, before any training
+            ckpt.pick_device(cfg.device)  # a requested GPU that is not there fails now, not after SFT
             if cfg.rollout.backend == "vllm":
                 ckpt.pick_device("cuda")  # fails early with a clear message on a CPU machine
+            task = build_task(cfg)  # reads every data file: bad data fails here, before any training
             run = ckpt.prepare_run_dir(cfg.output_dir, resume=bool(args.resume), overwrite=args.overwrite)
             lock = ckpt.RunLock(run).__enter__()  # before anything in the folder is moved or written
             if args.overwrite and not args.resume:
