@@ -267,3 +267,53 @@ def test_evaluate_cli_bad_input_fails_before_evaluating(cache, tmp_path, capsys)
     assert "does not exist" in capsys.readouterr().err
     assert evaluate_mod.main(["--run", str(run), "--temperature", "0", "--no-progress"]) == 2
     assert "eval.temperature=0" in capsys.readouterr().err
+
+
+def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(folder))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_every_metrics_row_once_across_a_resume(cache, tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    args = ("--objective", "lad", "--logging.report_to", "[tensorboard]")
+    assert train_mod.main(fast_args(cache, full, *args)) == 0
+    rows = read_rows(full)
+    tb = _tensorboard_scalars(full / "tensorboard")
+    assert [s for s, _ in tb["train/reward_mean"]] == [1, 2, 3, 4]
+    assert [v for _, v in tb["train/reward_mean"]] == pytest.approx([r["train/reward_mean"] for r in rows[1:]])
+    assert [s for s, _ in tb["eval/avg_at_k"]] == [0, 4]
+    assert tb["eval/avg_at_k"][-1][1] == pytest.approx(rows[-1]["eval/avg_at_k"])
+
+    # interrupted after step 3 with its checkpoint lost: steps 3.. are redone and must not appear twice
+    assert train_mod.main(fast_args(cache, cut, *args, "--checkpoint.every", "1", "--stop-after", "3")) == 0
+    import shutil
+
+    shutil.rmtree(cut / "checkpoints" / "step_000003")
+    assert train_mod.main(["--resume", str(cut), "--no-progress"]) == 0
+    again = _tensorboard_scalars(cut / "tensorboard")
+    assert [s for s, _ in again["train/reward_mean"]] == [1, 2, 3, 4]
+    assert [v for _, v in again["train/reward_mean"]] == pytest.approx([v for _, v in tb["train/reward_mean"]])
+
+
+def test_report_to_is_checked_before_any_work(cache, tmp_path, capsys):
+    assert train_mod.main(fast_args(cache, tmp_path / "run", "--logging.report_to", "[tensorbord]")) == 2
+    err = capsys.readouterr().err
+    assert "'tensorbord'" in err and "valid choices are none, tensorboard, wandb, trackio" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_wandb_offline_run_is_written_into_the_run_folder(cache, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    assert train_mod.main(fast_args(cache, run, "--objective", "grpo", "--steps", "2",
+                                    "--logging.report_to", "[wandb]")) == 0
+    run_id = (run / "wandb_run_id.txt").read_text().strip()
+    assert any(p.name.endswith(run_id) for p in (run / "wandb").iterdir())

@@ -247,6 +247,11 @@ class LoggingConfig:
     log_every: int = field(default=1, metadata={"help": "Write a metrics.jsonl line every N steps."})
     progress_bar: bool = field(default=True, metadata={"help": "tqdm bars with live reward and accuracy."})
     plots: bool = field(default=True, metadata={"help": "Write plots/*.png at the end of the run."})
+    report_to: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Trackers beside metrics.jsonl: any of tensorboard, wandb, trackio ([] or [none]: none)."},
+    )
+    project: str = field(default="lad_ref", metadata={"help": "wandb / trackio project name."})
 
 
 @dataclass
@@ -636,6 +641,11 @@ def validate(cfg: Config) -> Config:
     _positive("checkpoint.every", cfg.checkpoint.every)
     _positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
     _positive("logging.log_every", cfg.logging.log_every)
+    from lad_ref.llm.tracking import check_report_to
+
+    problem = check_report_to(cfg.logging.report_to)
+    if problem:
+        raise ConfigError(problem)
     _positive("sft.steps", cfg.sft.steps, allow_zero=True)
     return cfg
 

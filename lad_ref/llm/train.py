@@ -35,6 +35,7 @@ evaluation) either signal stops at once with one line saying what to rerun.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -75,6 +76,7 @@ from lad_ref.llm.model import (
 from lad_ref.llm.rollout import RolloutBatch, build_rollout, sequence_log_probs, sub_seed
 from lad_ref.llm.sft import prepare_start_policy
 from lad_ref.llm.tasks import DataError, build_task
+from lad_ref.llm.tracking import Tracker
 from lad_ref.losses import aggregate, get_loss, kl_penalty
 from lad_ref.threads import torch_threads
 
@@ -267,11 +269,12 @@ def train(cfg: Config, task, run: Path, *, resume: bool = False, stop_after: int
 
     ``cfg.threads`` applies for the duration of the run only (the caller's setting is restored).
     """
-    with torch_threads(cfg.threads or None):
-        return _train(cfg, task, run, resume=resume, stop_after=stop_after, progress=progress)
+    with torch_threads(cfg.threads or None), contextlib.ExitStack() as closing:
+        return _train(cfg, task, run, resume=resume, stop_after=stop_after, progress=progress, closing=closing)
 
 
-def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None, progress: bool | None) -> dict:
+def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None, progress: bool | None,
+           closing: contextlib.ExitStack) -> dict:
     progress = cfg.logging.progress_bar if progress is None else progress
     quiet_transformers()
     device = ckpt.pick_device(cfg.device)
@@ -333,6 +336,8 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     rollout = build_rollout(cfg, tokenizer, model, start_path)
     if last is not None:
         rollout.sync_weights(model)
+    tracker = closing.enter_context(Tracker(cfg.logging.report_to, run, project=cfg.logging.project,
+                                            config=to_dict(cfg), resume_step=start_step if resume else None))
 
     # ---- evaluation of the start policy (kept in start_eval.json so a resume reuses it) ----
     if resume and (run / "start_eval.json").exists() and any(r.get("step") == 0 for r in ckpt.read_metrics(run)):
@@ -342,6 +347,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
                                         task, task.eval, cfg, progress=progress)
         (run / "start_eval.json").write_text(json.dumps(start_eval, indent=2) + "\n")
         ckpt.append_metrics(run, {"step": 0, **{f"eval/{k}": v for k, v in start_eval.items()}})
+        tracker.log({"step": 0, **{f"eval/{k}": v for k, v in start_eval.items()}})
     if progress:
         print(f"[lad_ref] {cfg.objective.name}: {count_parameters(model)} parameters, start "
               + ", ".join(f"{k}={start_eval[k]:.3f}" for k in HEADLINE), file=sys.stderr)
@@ -401,6 +407,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
                 row.update({f"eval/{k}": v for k, v in last_eval.items()})
             if step % cfg.logging.log_every == 0 or "eval/avg_at_k" in row or step == cfg.optim.steps:
                 ckpt.append_metrics(run, row)
+                tracker.log(row)
             bar.set_postfix(reward=f"{row['train/reward_mean']:.2f}", acc=f"{row['train/accuracy']:.2f}",
                             eval_acc=f"{last_eval['avg_at_k']:.2f}")
 
@@ -433,6 +440,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     if rows and rows[-1].get("step") == cfg.optim.steps:
         rows[-1].update({f"eval/{k}": v for k, v in final_eval.items()})
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tracker.log({"step": cfg.optim.steps, **{f"eval/{k}": v for k, v in final_eval.items()}})
     results = {"start": start_eval, "final": final_eval}
     (run / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     with open(run / "final_samples.jsonl", "w") as fh:
