@@ -317,3 +317,25 @@ def test_wandb_offline_run_is_written_into_the_run_folder(cache, tmp_path, monke
                                     "--logging.report_to", "[wandb]")) == 0
     run_id = (run / "wandb_run_id.txt").read_text().strip()
     assert any(p.name.endswith(run_id) for p in (run / "wandb").iterdir())
+
+
+@pytest.mark.slow
+def test_run_folder_alone_resumes_and_evaluates_its_start(tmp_path):
+    """With the SFT cache emptied after the run started, resume and `evaluate --checkpoint start`
+    use the run's own copy: no silent second SFT, same results as an uninterrupted run."""
+    import shutil
+
+    from lad_ref.llm import evaluate as evaluate_mod
+
+    cache = tmp_path / "cache"
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    assert train_mod.main(fast_args(cache, full, "--objective", "grpo")) == 0
+    assert train_mod.main(fast_args(cache, cut, "--objective", "grpo", "--stop-after", "2")) == 0
+    shutil.rmtree(cache)
+    assert train_mod.main(["--resume", str(cut), "--no-progress"]) == 0
+    assert not cache.exists()  # nothing was re-made in the cache
+    assert json.loads((cut / "results.json").read_text()) == json.loads((full / "results.json").read_text())
+    assert evaluate_mod.main(["--run", str(cut), "--checkpoint", "start", "--no-progress"]) == 0
+    start = json.loads((cut / "eval_start.json").read_text())
+    results = json.loads((cut / "results.json").read_text())
+    assert {k: start[k] for k in results["start"]} == results["start"]

@@ -39,7 +39,9 @@ import contextlib
 import copy
 import json
 import math
+import os
 import platform
+import shutil
 import signal
 import sys
 import threading
@@ -66,6 +68,7 @@ from lad_ref.llm.config import (
 )
 from lad_ref.llm.evaluate import HEADLINE, evaluate_policy
 from lad_ref.llm.model import (
+    TINY,
     LogZHead,
     count_parameters,
     is_peft,
@@ -283,8 +286,8 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     hparams = getattr(cfg.objective, cfg.objective.name)
     save_yaml(cfg, run / "config.yaml")
 
-    # ---- start policy: SFT warm start (cached by config hash) or the given checkpoint ----
-    start_path, start_info = prepare_start_policy(cfg, task, device, progress)
+    # ---- start policy: SFT warm start (cached by config hash, copied into the run) or the given checkpoint ----
+    start_path, start_info = start_policy(cfg, task, run, device, progress, resume)
     run_info = {
         "start_policy": start_path, "start": start_info, "device": str(device), "torch": torch.__version__,
         "python": platform.python_version(), "objective": cfg.objective.name,
@@ -466,6 +469,42 @@ def nan_advice(cfg: Config, run: Path) -> str:
             f"{run}) with {' or '.join(knobs)}; if the rewards or data can be non-finite, fix them first.")
 
 
+START_DIR = "start_policy"
+
+
+def start_policy(cfg: Config, task, run: Path, device, progress: bool, resume: bool) -> tuple[str, dict]:
+    """The policy RL starts from, as (path, info).
+
+    A start made in the SFT cache (the SFT warm start, or the tiny model's initial weights) is
+    linked (or copied) into ``DIR/start_policy``, so the run folder alone suffices to resume and
+    to evaluate its start: an emptied cache can neither block it nor silently re-run SFT. A
+    resumed run reads the start it recorded in run_info.json and fails with the path if it is gone.
+    """
+    info_file = run / "run_info.json"
+    if resume and info_file.exists():
+        info = json.loads(info_file.read_text())
+        path = Path(info["start_policy"])
+        if not (path / "config.json").exists():
+            raise ConfigError(f"the run's start policy {str(path)!r} (run_info.json) is missing; restore that folder "
+                              "or start a new run.")
+        return str(path), info["start"]
+    path, info = prepare_start_policy(cfg, task, device, progress)
+    if not (info.get("sft") or cfg.model.name_or_path == TINY):
+        return path, info  # a user's model folder: referenced, not copied
+    local = run / START_DIR
+    shutil.rmtree(local, ignore_errors=True)
+    shutil.copytree(path, local, copy_function=_link_or_copy)
+    return str(local), {**info, "cache_path": path}
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-link when the cache and the run share a file system (no extra disk), else copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def _load_start(cfg: Config, start_path: str, device):
     """The start policy, for a resumed run whose start_eval.json went missing."""
     return load_causal_lm(start_path, cfg.model, device, trainable=False)
@@ -603,6 +642,9 @@ def main(argv: list[str] | None = None) -> int:
         except NonFiniteLossError as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
+        except ConfigError as e:  # found only once the run folder is read (e.g. its start policy is gone)
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         except KeyboardInterrupt as e:
             name = str(e) or "SIGINT"
             if ckpt.latest_checkpoint(run) is not None:
