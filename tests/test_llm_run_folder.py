@@ -339,3 +339,25 @@ def test_run_folder_alone_resumes_and_evaluates_its_start(tmp_path):
     start = json.loads((cut / "eval_start.json").read_text())
     results = json.loads((cut / "results.json").read_text())
     assert {k: start[k] for k in results["start"]} == results["start"]
+
+
+def test_one_schedule_reproduces_both_former_ones_bit_for_bit():
+    """SFT and RL share warmup_then_decay; the SFT multipliers must equal the former SFT formula
+    exactly (cached SFT checkpoints depend on them), the RL ones the former RL formula."""
+    import math
+
+    from lad_ref.llm.schedule import warmup_then_decay
+
+    sft = warmup_then_decay(50, 600, "cosine", 0.1)
+    for u in range(0, 700, 7):
+        old = (u + 1) / 50 if u < 50 else 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, (u - 50) / 550)))
+        assert sft(u) == old
+    for schedule, m in (("linear", 0.0), ("cosine", 0.0), ("constant", 0.0), ("linear", 0.25)):
+        rl = warmup_then_decay(3, 40, schedule, m)
+        for u in range(45):
+            t = min(1.0, (u - 3) / 37)
+            shape = 1.0 if schedule == "constant" else (1.0 - t if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t)))
+            old = (u + 1) / 3 if u < 3 else (1.0 if schedule == "constant" else m + (1.0 - m) * shape)
+            assert rl(u) == old
+    with pytest.raises(ValueError, match="valid choices are constant, linear, cosine"):
+        warmup_then_decay(0, 10, "step", 0.0)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import random
 import shutil
 import sys
 import warnings
@@ -37,6 +36,7 @@ from pathlib import Path
 import torch
 
 from lad_ref.llm.config import ConfigError
+from lad_ref.llm.seeding import rng_state
 
 CKPT_DIR = "checkpoints"
 STATE_FILE = "trainer_state.pt"
@@ -144,46 +144,6 @@ class RunLock:
         if self._fh is not None:
             self._fh.close()  # closing releases the flock
             self._fh = None
-
-
-# --------------------------------------------------------------------------------------
-# RNG state
-# --------------------------------------------------------------------------------------
-
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    try:
-        import numpy as np
-
-        state["numpy"] = np.random.get_state()
-    except ImportError:  # pragma: no cover
-        pass
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "numpy" in state:
-        import numpy as np
-
-        np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        import numpy as np
-
-        np.random.seed(seed % 2**32)
-    except ImportError:  # pragma: no cover
-        pass
 
 
 # --------------------------------------------------------------------------------------

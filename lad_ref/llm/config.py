@@ -35,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from lad_ref.llm.schedule import SCHEDULES
+
 
 class ConfigError(ValueError):
     """A bad configuration value; the message is one sentence naming the value and the choices."""
@@ -300,7 +302,6 @@ ALIASES: dict[str, str] = {
 
 TASKS = ("digit_sum", "math", "code")
 BACKENDS = ("hf", "vllm")
-SCHEDULES = ("constant", "linear", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
 TINY_ARCHITECTURES = ("qwen2", "llama")

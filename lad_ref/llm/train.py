@@ -38,7 +38,6 @@ import argparse
 import contextlib
 import copy
 import json
-import math
 import os
 import platform
 import shutil
@@ -76,14 +75,14 @@ from lad_ref.llm.model import (
     load_tokenizer,
     quiet_transformers,
 )
-from lad_ref.llm.rollout import RolloutBatch, build_rollout, sequence_log_probs, sub_seed
+from lad_ref.llm.rollout import RolloutBatch, build_rollout, sequence_log_probs
+from lad_ref.llm.schedule import warmup_then_decay
+from lad_ref.llm.seeding import Tag, seed_everything, set_rng_state, sub_seed
 from lad_ref.llm.sft import prepare_start_policy
 from lad_ref.llm.tasks import DataError, build_task
 from lad_ref.llm.tracking import Tracker
 from lad_ref.losses import aggregate, get_loss, kl_penalty
 from lad_ref.threads import torch_threads
-
-DATA_SEED_TAG, ROLLOUT_SEED_TAG, SHUFFLE_SEED_TAG, LOSS_SEED_TAG = 10, 11, 12, 13
 
 
 class NonFiniteLossError(RuntimeError):
@@ -137,25 +136,9 @@ def prompts_for_step(examples: list, step: int, per_step: int, seed: int) -> lis
     out = []
     for p in range((step - 1) * per_step, step * per_step):
         epoch, i = divmod(p, n)
-        g = torch.Generator().manual_seed(sub_seed(seed, DATA_SEED_TAG, epoch))
+        g = torch.Generator().manual_seed(sub_seed(seed, Tag.DATA, epoch))
         out.append(examples[int(torch.randperm(n, generator=g)[i])])
     return out
-
-
-def lr_lambda(cfg: Config, total_updates: int):
-    """Linear warm-up, then constant / linear / cosine decay to ``min_lr_ratio`` of the peak."""
-    o = cfg.optim
-
-    def f(update: int) -> float:
-        if update < o.warmup_steps:
-            return (update + 1) / o.warmup_steps
-        if o.schedule == "constant":
-            return 1.0
-        t = min(1.0, (update - o.warmup_steps) / max(1, total_updates - o.warmup_steps))
-        shape = 1.0 - t if o.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
-        return o.min_lr_ratio + (1.0 - o.min_lr_ratio) * shape
-
-    return f
 
 
 @torch.no_grad()
@@ -203,7 +186,7 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
     n = len(batch)
     stats = []
     for epoch in range(o.epochs):
-        g = torch.Generator().manual_seed(sub_seed(cfg.seed, SHUFFLE_SEED_TAG, step, epoch))
+        g = torch.Generator().manual_seed(sub_seed(cfg.seed, Tag.SHUFFLE, step, epoch))
         order = torch.randperm(n, generator=g) if o.shuffle else torch.arange(n)
         for mb, start in enumerate(range(0, n, o.mini_batch_size)):
             mini = order[start:start + o.mini_batch_size]
@@ -225,7 +208,7 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
                     extra["log_z"] = logz_head(out["hidden"][:, :lp_len], micro.prompt_mask)
                     extra["ref_log_prob"] = ref_log_prob[idx]
                 if obj.name == "clip_cov":
-                    extra["generator"] = torch.Generator().manual_seed(sub_seed(cfg.seed, LOSS_SEED_TAG, step, epoch, ms))
+                    extra["generator"] = torch.Generator().manual_seed(sub_seed(cfg.seed, Tag.LOSS, step, epoch, ms))
                 loss, metrics = loss_fn(
                     old_log_prob=old_log_prob[idx],
                     log_prob=out["log_prob"],
@@ -281,7 +264,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     progress = cfg.logging.progress_bar if progress is None else progress
     quiet_transformers()
     device = ckpt.pick_device(cfg.device)
-    ckpt.seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     loss_fn = get_loss(cfg.objective.name)
     hparams = getattr(cfg.objective, cfg.objective.name)
     save_yaml(cfg, run / "config.yaml")
@@ -310,7 +293,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     logz_head = None
     if cfg.objective.name == "flowrl":
         with torch.random.fork_rng():
-            torch.manual_seed(sub_seed(cfg.seed, LOSS_SEED_TAG))
+            torch.manual_seed(sub_seed(cfg.seed, Tag.LOSS))
             logz_head = LogZHead(model.config.hidden_size, cfg.objective.logz_head_layers).to(device)
         if last is not None:
             ckpt.load_logz_head(last, logz_head)
@@ -322,13 +305,15 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     )
     batch_size = cfg.rollout.prompts_per_step * cfg.rollout.group_size
     total_updates = cfg.optim.steps * cfg.optim.epochs * (batch_size // cfg.optim.mini_batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_updates))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_then_decay(cfg.optim.warmup_steps, total_updates, cfg.optim.schedule, cfg.optim.min_lr_ratio)
+    )
     start_step = 0
     if last is not None:
         state = ckpt.load_trainer_state(last)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        ckpt.set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         start_step = state["step"]
         assert state["data_position"] == start_step * cfg.rollout.prompts_per_step
         ckpt.truncate_metrics(run, start_step)
@@ -370,7 +355,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
             batch = rollout.generate(
                 model, [e.prompt for e in examples], G, max_new_tokens=cfg.rollout.max_new_tokens,
                 temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
-                seed=sub_seed(cfg.seed, ROLLOUT_SEED_TAG, step),
+                seed=sub_seed(cfg.seed, Tag.ROLLOUT, step),
             ).to(device)
             rewards = torch.tensor([task.reward(examples[i // G], t) for i, t in enumerate(batch.texts)])
             group_ids = torch.arange(len(examples)).repeat_interleave(G)
