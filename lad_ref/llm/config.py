@@ -9,8 +9,9 @@ A run is described by one :class:`Config` (sections ``model``, ``data``, ``sft``
    ``--objective.lad.eta 2``) plus short aliases for the common ones (``--objective lad
    --divergence js --eta 1 --output-dir DIR``; see :data:`ALIASES`).
 
-Values are parsed as YAML scalars (``1`` is an int, ``true`` a bool, ``null`` None, ``[1, 2]``
-a list) and checked against the field's type. An unknown key, a value of the wrong type, an
+Values are parsed as YAML 1.2 scalars (``1`` is an int, ``5e-1`` a float, ``true`` a bool,
+``null`` None, ``[1, 2]`` a list) and checked against the field's type by OmegaConf's structured
+configs (the dataclasses below are the schema; see :func:`from_dict` for why OmegaConf). An unknown key, a value of the wrong type, an
 unknown objective / divergence / aggregation mode / estimator, or an invalid hyperparameter
 raises :class:`ConfigError` with one sentence naming the value and the valid choices, before
 any model is loaded. The resolved config (objective hyperparameters filled with the loss
@@ -27,13 +28,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from lad_ref.llm.schedule import SCHEDULES
 
@@ -338,70 +340,45 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(key: str, value: Any, tp) -> Any:
-    """Check ``value`` against annotation ``tp`` (ints are accepted for floats); raise ConfigError."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(key, value, a)
-            except ConfigError as e:
-                errors.append(e)
-        raise ConfigError(f"{key}={value!r} has the wrong type; expected {' or '.join(_type_name(a) for a in args)}.")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping of its fields, got {value!r}.")
-        return _build(tp, value, key)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}={value!r} has the wrong type; expected a list of {_type_name(item)}.")
-        return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}={value!r} has the wrong type; expected a mapping.")
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string; accept it as the number it is
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(f"{key}={value!r} has the wrong type; expected {_type_name(tp)}.")
+def _field_at(path: list[str]):
+    """(dataclass, field type) of the dotted ``path`` inside :class:`Config`, or (class, None) if unknown."""
+    cls = Config
+    for i, part in enumerate(path):
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            return cls, None
+        if i == len(path) - 1:
+            return cls, hints[part]
+        cls = hints[part]
+        if not dataclasses.is_dataclass(cls):
+            return cls, None
+    return cls, None
 
 
-def _build(cls, data: dict, prefix: str = ""):
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for k, v in data.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if k not in names:
-            where = f"in {prefix}" if prefix else "at the top level"
-            raise ConfigError(f"unknown config key {key!r}{_hint(k, names)}; valid keys {where} are {', '.join(names)}.")
-        kwargs[k] = _coerce(key, v, hints[k])
-    return cls(**kwargs)
+def _value_at(data: dict, path: list[str]) -> Any:
+    for part in path:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _one_sentence(e: OmegaConfBaseException, data: dict) -> ConfigError:
+    """OmegaConf's multi-line error as one sentence naming the key, the value and what is valid."""
+    key = str(getattr(e, "full_key", "") or "")
+    path = [p for p in key.replace("[", ".[").split(".") if p and not p.startswith("[")]
+    cls, tp = _field_at(path)
+    if isinstance(e, ConfigKeyError) or tp is None:
+        names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+        where = f"in {'.'.join(path[:-1])}" if len(path) > 1 else "at the top level"
+        return ConfigError(f"unknown config key {key!r}{_hint(path[-1] if path else key, names)}; "
+                           f"valid keys {where} are {', '.join(names)}.")
+    value = _value_at(data, path)
+    if typing.get_origin(tp) is list:
+        expected = f"a list of {_type_name(typing.get_args(tp)[0])}"
+    elif dataclasses.is_dataclass(tp):
+        expected = "a mapping of its fields"
+    else:
+        expected = " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None)) or _type_name(tp)
+    return ConfigError(f"{key}={value!r} has the wrong type; expected {expected}.")
 
 
 def to_dict(cfg) -> dict:
@@ -409,12 +386,21 @@ def to_dict(cfg) -> dict:
 
 
 def from_dict(data: dict) -> Config:
-    """Build a Config from a (possibly partial) nested dict; unknown keys and wrong types raise ConfigError."""
+    """Build a Config from a (possibly partial) nested dict; unknown keys and wrong types raise ConfigError.
+
+    The type checking and merging are OmegaConf's structured configs (the config library verl's
+    users write): the dataclasses below are the schema, ``OmegaConf.merge`` checks every key and
+    converts values the way YAML users expect ("3e-4" -> 3e-4 for a float, "no" -> False for a
+    bool), and :func:`_one_sentence` turns its errors into this project's one-sentence form.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}.")
-    return _build(Config, data)
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))
+    except OmegaConfBaseException as e:
+        raise _one_sentence(e, data) from None
 
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:
