@@ -361,3 +361,16 @@ def test_one_schedule_reproduces_both_former_ones_bit_for_bit():
             assert rl(u) == old
     with pytest.raises(ValueError, match="valid choices are constant, linear, cosine"):
         warmup_then_decay(0, 10, "step", 0.0)
+
+
+def test_sigterm_during_setup_stops_at_once_with_one_line(monkeypatch, cache, tmp_path, capsys):
+    def sft_interrupted(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not interrupt the set-up")
+
+    monkeypatch.setattr(train_mod, "prepare_start_policy", sft_interrupted)
+    before = signal.getsignal(signal.SIGTERM)
+    assert train_mod.main(fast_args(cache, tmp_path / "run", "--objective", "grpo")) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "stopped by SIGTERM" in err and "rerun the same command" in err and "Traceback" not in err
+    assert signal.getsignal(signal.SIGTERM) is before
