@@ -88,7 +88,8 @@ def test_toy_run_end_to_end(cache, tmp_path):
         for key in ("avg_at_k", "pass_at_k", "distinct_correct", "dist_3", "dist_1", "response_length"):
             assert key in results[split]
     info = json.loads((run / "run_info.json").read_text())
-    assert info["start"]["sft"] and Path(info["start_policy"]).parent == cache
+    assert info["start"]["sft"] and Path(info["start"]["cache_path"]).parent == cache
+    assert Path(info["start_policy"]) == run / "start_policy"  # the run folder holds its start
 
     # the standalone evaluator reproduces the final numbers (same seed -> same samples)
     assert evaluate_mod.main(["--run", str(run), "--no-progress"]) == 0

@@ -10,28 +10,40 @@ Run folder layout (``--output-dir DIR``)::
                                  tokenizer, logz_head.safetensors (flowrl), trainer_state.pt
     DIR/plots/*.png              reward, accuracy, distinct correct answers vs step
     DIR/results.json             {"start": {...}, "final": {...}} held-out metrics
+    DIR/resume_log.jsonl         one line per ``--resume``: the fields it changed, old -> new
+    DIR/.lock                    held (flock) by the process writing the run
+    DIR/overwritten/<time>/      an earlier run's files, moved aside by ``--overwrite``
 
 A checkpoint is written into ``.step_XXXXXX.tmp`` and renamed when complete, and older ones
 are pruned only after that, so an interrupted save (or a NaN) never destroys the last good
 checkpoint. ``trainer_state.pt`` holds the optimizer, scheduler, RNG states, the step and the
-data position: everything ``--resume`` needs to continue bit-for-bit on CPU.
+data position: everything ``--resume`` needs to continue bit-for-bit on CPU. A checkpoint that
+cannot be read (a truncated file after a crash mid-copy, a full disk) is skipped for the
+previous one with a warning naming the file; a torn last line of ``metrics.jsonl`` (the process
+died mid-write) is dropped with a warning.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
-import random
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
 import torch
 
 from lad_ref.llm.config import ConfigError
+from lad_ref.llm.seeding import rng_state
 
 CKPT_DIR = "checkpoints"
 STATE_FILE = "trainer_state.pt"
 LOGZ_FILE = "logz_head.safetensors"
+LOCK_FILE = ".lock"
+ARCHIVE_DIR = "overwritten"
+WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
 
 
 def pick_device(name: str) -> torch.device:
@@ -43,10 +55,13 @@ def pick_device(name: str) -> torch.device:
 
 
 def prepare_run_dir(output_dir: str | None, *, resume: bool, overwrite: bool) -> Path:
-    """Create (or accept) the run folder. Never deletes anything.
+    """Create (or accept) the run folder.
 
-    A non-empty folder is refused unless ``resume`` (continue it) or ``overwrite`` (write into it;
-    existing files are replaced only as the new run rewrites them).
+    A non-empty folder is refused unless ``resume`` (continue it) or ``overwrite``; an unwritable
+    one is refused before any work. With ``overwrite`` the caller takes the run's lock and then
+    calls :func:`archive_previous_run`: overwriting never deletes, and the old run's checkpoints can
+    neither be pruned in place of the new ones nor be mistaken for them by ``--resume`` /
+    ``evaluate --run``.
     """
     if not output_dir:
         raise ConfigError("no run folder given; pass --output-dir DIR (or --resume DIR).")
@@ -57,53 +72,78 @@ def prepare_run_dir(output_dir: str | None, *, resume: bool, overwrite: bool) ->
         if not (run / "config.yaml").is_file():
             raise ConfigError(f"--resume {str(run)!r} is not a run folder: it has no config.yaml.")
         return run
-    if run.exists() and any(run.iterdir()) and not overwrite:
+    if _previous_entries(run) and not overwrite:
         raise ConfigError(
             f"--output-dir {str(run)!r} is not empty; pass --resume {run} to continue that run, "
-            "--overwrite to write into it anyway, or choose a new folder."
+            "--overwrite to move its files into overwritten/ and start afresh, or choose a new folder."
         )
-    run.mkdir(parents=True, exist_ok=True)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+        probe = run / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--output-dir {str(run)!r} is not writable ({e.strerror}); choose a folder you can write to.") from None
     return run
 
 
-# --------------------------------------------------------------------------------------
-# RNG state
-# --------------------------------------------------------------------------------------
+def _previous_entries(run: Path) -> list[Path]:
+    return [p for p in run.iterdir() if p.name not in (ARCHIVE_DIR, LOCK_FILE)] if run.is_dir() else []
 
 
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    try:
-        import numpy as np
-
-        state["numpy"] = np.random.get_state()
-    except ImportError:  # pragma: no cover
-        pass
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "numpy" in state:
-        import numpy as np
-
-        np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def archive_previous_run(run: Path) -> Path | None:
+    """Move every entry of ``run`` (but earlier archives and the lock) into ``overwritten/<UTC time>/``."""
+    old = _previous_entries(run)
+    if not old:
+        return None
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    dest = run / ARCHIVE_DIR / stamp
+    dest.mkdir(parents=True)
+    for p in old:
+        os.rename(p, dest / p.name)
+    print(f"[lad_ref] --overwrite: the earlier run's {len(old)} entries moved to {dest}", file=sys.stderr)
+    return dest
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
-    try:
-        import numpy as np
+class RunLock:
+    """An exclusive ``flock`` on ``DIR/.lock`` for as long as a process writes the run.
 
-        np.random.seed(seed % 2**32)
-    except ImportError:  # pragma: no cover
-        pass
+    A second writer (a duplicate job, a resume started while the run still goes) fails at once
+    with the holder's PID instead of interleaving checkpoints and metrics. The kernel drops the
+    lock when the process dies, so a crash never leaves a stale lock behind.
+    """
+
+    def __init__(self, run: Path):
+        self.path = Path(run) / LOCK_FILE
+        self._fh = None
+
+    def __enter__(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock, as before
+            return self
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise ConfigError(
+                f"run folder {str(self.path.parent)!r} is being written by process {holder}; "
+                "wait for it to finish or choose another --output-dir."
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self._fh = fh
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fh is not None:
+            self._fh.close()  # closing releases the flock
+            self._fh = None
 
 
 # --------------------------------------------------------------------------------------
@@ -118,9 +158,42 @@ def checkpoint_dirs(run: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_") and (p / STATE_FILE).exists())
 
 
-def latest_checkpoint(run: Path) -> Path | None:
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why ``ckpt`` cannot be loaded (naming the file), or None when it reads back.
+
+    Reads the trainer state and the safetensors headers: a truncated or half-copied file fails
+    one of them (safetensors checks that the header's offsets fit the file).
+    """
+    try:
+        torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=False)
+    except Exception as e:  # any failure means "unusable"; reported with its file
+        return f"{ckpt / STATE_FILE}: {type(e).__name__}: {e}"
+    from safetensors import safe_open
+
+    weights = [ckpt / w for w in WEIGHT_FILES if (ckpt / w).exists()]
+    if not weights:
+        return f"{ckpt}: no {' or '.join(WEIGHT_FILES)}"
+    for w in weights + ([ckpt / LOGZ_FILE] if (ckpt / LOGZ_FILE).exists() else []):
+        try:
+            with safe_open(str(w), framework="pt") as fh:
+                for key in fh.keys():
+                    fh.get_slice(key)
+        except Exception as e:
+            return f"{w}: {type(e).__name__}: {e}"
+    return None
+
+
+def latest_checkpoint(run: Path, *, verify: bool = False) -> Path | None:
+    """The newest checkpoint; with ``verify``, the newest that reads back (warning for each skipped)."""
     dirs = checkpoint_dirs(run)
-    return dirs[-1] if dirs else None
+    if not verify:
+        return dirs[-1] if dirs else None
+    for ckpt in reversed(dirs):
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt
+        warnings.warn(f"checkpoint {ckpt.name} is unreadable and is skipped ({problem}).", stacklevel=2)
+    return None
 
 
 def save_checkpoint(run: Path, step: int, model, tokenizer, optimizer, scheduler, logz_head, state: dict,
@@ -194,10 +267,22 @@ def resolve_policy(run: Path, which: str) -> tuple[str, str | None, str]:
 
 
 def read_metrics(run: Path) -> list[dict]:
+    """The rows of ``metrics.jsonl``. A torn LAST line (the writer died mid-line) is dropped with a
+    warning; an unreadable line anywhere else is an error naming the file and line."""
     f = run / "metrics.jsonl"
     if not f.exists():
         return []
-    return [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    lines = [(i, line) for i, line in enumerate(f.read_text(errors="replace").splitlines(), 1) if line.strip()]
+    rows = []
+    for k, (i, line) in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if k == len(lines) - 1:
+                warnings.warn(f"{f}: line {i} is torn (the run stopped mid-write) and is dropped.", stacklevel=2)
+                break
+            raise ConfigError(f"{f}: line {i} is not valid JSON; remove or repair that line.") from None
+    return rows
 
 
 def truncate_metrics(run: Path, last_step: int) -> None:

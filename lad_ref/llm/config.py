@@ -9,8 +9,9 @@ A run is described by one :class:`Config` (sections ``model``, ``data``, ``sft``
    ``--objective.lad.eta 2``) plus short aliases for the common ones (``--objective lad
    --divergence js --eta 1 --output-dir DIR``; see :data:`ALIASES`).
 
-Values are parsed as YAML scalars (``1`` is an int, ``true`` a bool, ``null`` None, ``[1, 2]``
-a list) and checked against the field's type. An unknown key, a value of the wrong type, an
+Values are parsed as YAML 1.2 scalars (``1`` is an int, ``5e-1`` a float, ``true`` a bool,
+``null`` None, ``[1, 2]`` a list) and checked against the field's type by OmegaConf's structured
+configs (the dataclasses below are the schema; see :func:`from_dict` for why OmegaConf). An unknown key, a value of the wrong type, an
 unknown objective / divergence / aggregation mode / estimator, or an invalid hyperparameter
 raises :class:`ConfigError` with one sentence naming the value and the valid choices, before
 any model is loaded. The resolved config (objective hyperparameters filled with the loss
@@ -28,13 +29,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import types
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from lad_ref.llm.schedule import SCHEDULES
 
 
 class ConfigError(ValueError):
@@ -255,6 +260,11 @@ class LoggingConfig:
     log_every: int = field(default=1, metadata={"help": "Write a metrics.jsonl line every N steps."})
     progress_bar: bool = field(default=True, metadata={"help": "tqdm bars with live reward and accuracy."})
     plots: bool = field(default=True, metadata={"help": "Write plots/*.png at the end of the run."})
+    report_to: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Trackers beside metrics.jsonl: any of tensorboard, wandb, trackio ([] or [none]: none)."},
+    )
+    project: str = field(default="lad_ref", metadata={"help": "wandb / trackio project name."})
 
 
 @dataclass
@@ -303,7 +313,6 @@ ALIASES: dict[str, str] = {
 
 TASKS = ("digit_sum", "math", "code")
 BACKENDS = ("hf", "vllm")
-SCHEDULES = ("constant", "linear", "cosine")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
 TINY_ARCHITECTURES = ("qwen2", "llama")
@@ -337,70 +346,45 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(key: str, value: Any, tp) -> Any:
-    """Check ``value`` against annotation ``tp`` (ints are accepted for floats); raise ConfigError."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(key, value, a)
-            except ConfigError as e:
-                errors.append(e)
-        raise ConfigError(f"{key}={value!r} has the wrong type; expected {' or '.join(_type_name(a) for a in args)}.")
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping of its fields, got {value!r}.")
-        return _build(tp, value, key)
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}={value!r} has the wrong type; expected a list of {_type_name(item)}.")
-        return [_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}={value!r} has the wrong type; expected a mapping.")
-        return dict(value)
-    if tp is Any:
-        return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads "3e-4" (no dot) as a string; accept it as the number it is
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-    raise ConfigError(f"{key}={value!r} has the wrong type; expected {_type_name(tp)}.")
+def _field_at(path: list[str]):
+    """(dataclass, field type) of the dotted ``path`` inside :class:`Config`, or (class, None) if unknown."""
+    cls = Config
+    for i, part in enumerate(path):
+        hints = typing.get_type_hints(cls)
+        if part not in hints:
+            return cls, None
+        if i == len(path) - 1:
+            return cls, hints[part]
+        cls = hints[part]
+        if not dataclasses.is_dataclass(cls):
+            return cls, None
+    return cls, None
 
 
-def _build(cls, data: dict, prefix: str = ""):
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for k, v in data.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if k not in names:
-            where = f"in {prefix}" if prefix else "at the top level"
-            raise ConfigError(f"unknown config key {key!r}{_hint(k, names)}; valid keys {where} are {', '.join(names)}.")
-        kwargs[k] = _coerce(key, v, hints[k])
-    return cls(**kwargs)
+def _value_at(data: dict, path: list[str]) -> Any:
+    for part in path:
+        data = data.get(part) if isinstance(data, dict) else None
+    return data
+
+
+def _one_sentence(e: OmegaConfBaseException, data: dict) -> ConfigError:
+    """OmegaConf's multi-line error as one sentence naming the key, the value and what is valid."""
+    key = str(getattr(e, "full_key", "") or "")
+    path = [p for p in key.replace("[", ".[").split(".") if p and not p.startswith("[")]
+    cls, tp = _field_at(path)
+    if isinstance(e, ConfigKeyError) or tp is None:
+        names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+        where = f"in {'.'.join(path[:-1])}" if len(path) > 1 else "at the top level"
+        return ConfigError(f"unknown config key {key!r}{_hint(path[-1] if path else key, names)}; "
+                           f"valid keys {where} are {', '.join(names)}.")
+    value = _value_at(data, path)
+    if typing.get_origin(tp) is list:
+        expected = f"a list of {_type_name(typing.get_args(tp)[0])}"
+    elif dataclasses.is_dataclass(tp):
+        expected = "a mapping of its fields"
+    else:
+        expected = " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None)) or _type_name(tp)
+    return ConfigError(f"{key}={value!r} has the wrong type; expected {expected}.")
 
 
 def to_dict(cfg) -> dict:
@@ -408,12 +392,21 @@ def to_dict(cfg) -> dict:
 
 
 def from_dict(data: dict) -> Config:
-    """Build a Config from a (possibly partial) nested dict; unknown keys and wrong types raise ConfigError."""
+    """Build a Config from a (possibly partial) nested dict; unknown keys and wrong types raise ConfigError.
+
+    The type checking and merging are OmegaConf's structured configs (the config library verl's
+    users write): the dataclasses below are the schema, ``OmegaConf.merge`` checks every key and
+    converts values the way YAML users expect ("3e-4" -> 3e-4 for a float, "no" -> False for a
+    bool), and :func:`_one_sentence` turns its errors into this project's one-sentence form.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}.")
-    return _build(Config, data)
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))
+    except OmegaConfBaseException as e:
+        raise _one_sentence(e, data) from None
 
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:
@@ -429,10 +422,32 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     d[parts[-1]] = value
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's float rule: ``5e-1`` and ``1e-8`` are numbers.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``5.0e-1``), so ``eta: 5e-1`` would
+    arrive as the string "5e-1" while ``lr: 5.0e-1`` is a number. The extra resolver below is
+    YAML 1.2's core-schema float pattern; it runs after 1.1's, so every other scalar keeps its
+    meaning (as OmegaConf's loader does for the same reason).
+    """
+
+
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text with YAML 1.2 numbers (see :class:`_Yaml12Loader`)."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
 def parse_value(text: str) -> Any:
     """A command-line value, parsed as a YAML scalar/list (``1`` -> int, ``true`` -> bool, ``null`` -> None)."""
     try:
-        return yaml.safe_load(text) if text != "" else ""
+        return yaml_load(text) if text != "" else ""
     except yaml.YAMLError:
         return text
 
@@ -442,7 +457,9 @@ def load_yaml(path: str | Path) -> dict:
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist.")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}).") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -570,6 +587,8 @@ def validate(cfg: Config) -> Config:
     m = cfg.model
     _choice("model.dtype", m.dtype, MODEL_DTYPES)
     _choice("model.tiny.architecture", m.tiny.architecture, TINY_ARCHITECTURES)
+    for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_position_embeddings"):
+        _positive(f"model.tiny.{k}", getattr(m.tiny, k))
     if m.tiny.hidden_size % m.tiny.num_heads or m.tiny.num_heads % m.tiny.num_kv_heads:
         raise ConfigError(
             f"model.tiny: hidden_size={m.tiny.hidden_size} must be divisible by num_heads={m.tiny.num_heads}, "
@@ -607,11 +626,23 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(
             f"optim.micro_batch_size={op.micro_batch_size} must divide optim.mini_batch_size={op.mini_batch_size}."
         )
-    if len(op.betas) != 2:
-        raise ConfigError(f"optim.betas={op.betas!r} must hold two numbers.")
+    if len(op.betas) != 2 or not all(0.0 <= b < 1.0 for b in op.betas):
+        raise ConfigError(f"optim.betas={op.betas!r} must hold two numbers in [0, 1).")
+    _positive("optim.weight_decay", op.weight_decay, allow_zero=True)
+    _positive("optim.warmup_steps", op.warmup_steps, allow_zero=True)
+    if not 0.0 <= op.min_lr_ratio <= 1.0:
+        raise ConfigError(f"optim.min_lr_ratio={op.min_lr_ratio!r} must be between 0 and 1 (a fraction of the peak lr).")
 
+    for key, top_p in (("rollout.top_p", r.top_p), ("eval.top_p", cfg.eval.top_p)):
+        if not 0.0 < top_p <= 1.0:
+            raise ConfigError(f"{key}={top_p!r} must be in (0, 1] (1 = off).")
     e = cfg.eval
     _positive("eval.num_samples", e.num_samples)
+    _positive("eval.temperature", e.temperature)  # 0 would mean greedy: not sampling, so avg@k/pass@k lose meaning
+    _positive("eval.top_k", e.top_k, allow_zero=True)
+    _positive("eval.batch_size", e.batch_size)
+    if e.max_new_tokens is not None:
+        _positive("eval.max_new_tokens", e.max_new_tokens)
     _positive("eval.every", e.every, allow_zero=True)
     for k in e.pass_ks:
         if not 1 <= k <= e.num_samples:
@@ -619,6 +650,11 @@ def validate(cfg: Config) -> Config:
     _positive("checkpoint.every", cfg.checkpoint.every)
     _positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
     _positive("logging.log_every", cfg.logging.log_every)
+    from lad_ref.llm.tracking import check_report_to
+
+    problem = check_report_to(cfg.logging.report_to)
+    if problem:
+        raise ConfigError(problem)
     _positive("sft.steps", cfg.sft.steps, allow_zero=True)
     return cfg
 

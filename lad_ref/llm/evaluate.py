@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -156,12 +157,21 @@ def main(argv: list[str] | None = None) -> int:
             cfg.eval.temperature = args.temperature
         if args.device is not None:
             cfg.device = args.device
+        if args.max_prompts is not None and args.max_prompts < 1:
+            raise ConfigError(f"--max-prompts {args.max_prompts} must be >= 1.")
+        cfg = validate(cfg)  # --num-samples / --temperature / --device get the config file's checks
+        out = Path(args.output) if args.output else None
+        if out is not None and not out.parent.is_dir():
+            raise ConfigError(f"--output {str(out)!r}: the folder {str(out.parent)!r} does not exist.")
         task = build_task(cfg)
         model_path, adapter_path, label = ckpt.resolve_policy(run, args.checkpoint)
+        out = out or run / f"eval_{label}.json"
+        if not os.access(out.parent, os.W_OK):
+            raise ConfigError(f"--output {str(out)!r}: the folder {str(out.parent)!r} is not writable.")
+        device = ckpt.pick_device(cfg.device)
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    device = ckpt.pick_device(cfg.device)
     quiet_transformers()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -176,7 +186,6 @@ def main(argv: list[str] | None = None) -> int:
     examples = task.eval[: args.max_prompts] if args.max_prompts else task.eval
     metrics, samples = evaluate_policy(model, rollout, task, examples, cfg, progress=not args.no_progress)
     result = {"run": str(run), "checkpoint": label, **metrics}
-    out = Path(args.output) if args.output else run / f"eval_{label}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     if args.samples:
         with open(str(out) + ".samples.jsonl", "w") as fh:

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from lad_ref.llm.seeding import sub_seed
+
 Tensor = torch.Tensor
 _LOGSOFTMAX_ELEMENTS = 2**28  # float32 elements per log-softmax chunk (1 GiB)
 
@@ -136,14 +138,6 @@ def response_mask_from_ids(response_ids: Tensor, eos_ids: list[int]) -> tuple[Te
     eos_before = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
     mask = (~eos_before).long()
     return mask, ~is_eos.any(-1)
-
-
-def sub_seed(seed: int, *parts: int) -> int:
-    """A derived 63-bit seed: every random draw of a run is a pure function of (seed, step, ...)."""
-    x = seed & 0x7FFFFFFFFFFFFFFF
-    for p in parts:
-        x = (x * 6364136223846793005 + 1442695040888963407 + int(p)) & 0x7FFFFFFFFFFFFFFF
-    return x
 
 
 # ======================================================================================

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import random
 import shutil
@@ -37,11 +36,11 @@ from lad_ref.llm.rollout import (
     eos_token_ids,
     left_pad,
     sequence_log_probs,
-    sub_seed,
 )
+from lad_ref.llm.schedule import warmup_then_decay
+from lad_ref.llm.seeding import Tag, sub_seed
 
 SFT_FORMAT_VERSION = 2  # bump when the SFT procedure or the tiny tokenizer changes, to invalidate old caches
-_SFT_SEED_TAG = 1
 
 
 def default_cache_dir() -> Path:
@@ -94,18 +93,13 @@ def run_sft(cfg: Config, task, start_path, out_dir: Path, device: torch.device, 
     model = load_causal_lm(start_path, cfg.model, device)
     formatter = PromptFormatter(tokenizer, cfg.model.chat_template, cfg.model.system_prompt)
     eos_id = eos_token_ids(tokenizer, model)[0] if tokenizer.eos_token_id is None else tokenizer.eos_token_id
-    rng = random.Random(sub_seed(cfg.seed, _SFT_SEED_TAG))
+    rng = random.Random(sub_seed(cfg.seed, Tag.SFT))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
 
-    def lr_lambda(step: int) -> float:  # linear warm-up, cosine decay to 10% of the peak
-        if step < s.warmup_steps:
-            return (step + 1) / s.warmup_steps
-        progress_ = (step - s.warmup_steps) / max(1, s.steps - s.warmup_steps)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
-    torch.manual_seed(sub_seed(cfg.seed, _SFT_SEED_TAG, 1))
+    # linear warm-up, cosine decay to 10% of the peak
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_then_decay(s.warmup_steps, s.steps, "cosine", 0.1))
+    torch.manual_seed(sub_seed(cfg.seed, Tag.SFT, 1))
     t0 = time.time()
     bar = tqdm(range(s.steps), desc="sft", disable=not progress, dynamic_ncols=True)
     loss_ema = None

@@ -218,8 +218,15 @@ def read_records(path: str | Path, fields: list[str]) -> list[dict]:
     suffix = p.suffix.lower()
     records: list[tuple[int, dict]] = []
     if suffix in (".jsonl", ".json"):
-        with p.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
+        with p.open("rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"data file {str(p)!r} line {lineno} is not UTF-8 text (byte {e.start} of the line); "
+                        "re-encode the file as UTF-8."
+                    ) from None
                 if not line.strip():
                     continue
                 try:

@@ -28,16 +28,24 @@ exactly the gradient of the whole minibatch.
 Every random draw is a pure function of (seed, step, ...) (``rollout.sub_seed``), so a run
 is reproducible on CPU and ``--resume`` continues bit-for-bit. A non-finite loss or gradient
 stops the run before the optimizer step, leaving the last good checkpoint intact, and the
-process exits with status 1.
+process exits with status 1. SIGTERM (a scheduler's notice before preemption) or Ctrl-C during
+RL finishes the current step, checkpoints it, prints where and how to resume, and exits with
+128 + the signal number; a second Ctrl-C stops at once. During set-up (SFT, the start
+evaluation) either signal stops at once with one line saying what to rerun.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
-import math
+import os
 import platform
+import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,6 +70,7 @@ from lad_ref.llm.config import (
 )
 from lad_ref.llm.evaluate import HEADLINE, evaluate_policy
 from lad_ref.llm.model import (
+    TINY,
     LogZHead,
     count_parameters,
     is_peft,
@@ -69,17 +78,50 @@ from lad_ref.llm.model import (
     load_tokenizer,
     quiet_transformers,
 )
-from lad_ref.llm.rollout import RolloutBatch, build_rollout, sequence_log_probs, sub_seed
+from lad_ref.llm.rollout import RolloutBatch, build_rollout, sequence_log_probs
+from lad_ref.llm.schedule import warmup_then_decay
+from lad_ref.llm.seeding import Tag, seed_everything, set_rng_state, sub_seed
 from lad_ref.llm.sft import prepare_start_policy
 from lad_ref.llm.tasks import DataError, build_task
+from lad_ref.llm.tracking import Tracker
 from lad_ref.losses import aggregate, get_loss, get_objective, kl_penalty
 from lad_ref.threads import torch_threads
-
-DATA_SEED_TAG, ROLLOUT_SEED_TAG, SHUFFLE_SEED_TAG, LOSS_SEED_TAG = 10, 11, 12, 13
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss or the gradient norm became NaN/inf; the run stops before the optimizer step."""
+
+
+class StopSignals:
+    """Turn SIGTERM / SIGINT into a request to stop after the current RL step.
+
+    The loop polls ``received`` once per step, so a step is never cut in half: the checkpoint
+    written at the stop is exactly the state an uninterrupted run has after that step. A second
+    SIGINT raises KeyboardInterrupt (the user insists). Handlers are installed only in the main
+    thread (Python's rule) and the previous ones are restored on exit.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: signal.Signals | None = None
+        self._old: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum)
+        print(f"\n[lad_ref] {self.received.name} received: finishing this RL step, then writing a checkpoint "
+              "(Ctrl-C again to stop at once).", file=sys.stderr)
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    def restore(self) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+        self._old = {}
 
 
 # ======================================================================================
@@ -97,25 +139,9 @@ def prompts_for_step(examples: list, step: int, per_step: int, seed: int) -> lis
     out = []
     for p in range((step - 1) * per_step, step * per_step):
         epoch, i = divmod(p, n)
-        g = torch.Generator().manual_seed(sub_seed(seed, DATA_SEED_TAG, epoch))
+        g = torch.Generator().manual_seed(sub_seed(seed, Tag.DATA, epoch))
         out.append(examples[int(torch.randperm(n, generator=g)[i])])
     return out
-
-
-def lr_lambda(cfg: Config, total_updates: int):
-    """Linear warm-up, then constant / linear / cosine decay to ``min_lr_ratio`` of the peak."""
-    o = cfg.optim
-
-    def f(update: int) -> float:
-        if update < o.warmup_steps:
-            return (update + 1) / o.warmup_steps
-        if o.schedule == "constant":
-            return 1.0
-        t = min(1.0, (update - o.warmup_steps) / max(1, total_updates - o.warmup_steps))
-        shape = 1.0 - t if o.schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * t))
-        return o.min_lr_ratio + (1.0 - o.min_lr_ratio) * shape
-
-    return f
 
 
 @torch.no_grad()
@@ -165,7 +191,7 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
     n = len(batch)
     stats = []
     for epoch in range(o.epochs):
-        g = torch.Generator().manual_seed(sub_seed(cfg.seed, SHUFFLE_SEED_TAG, step, epoch))
+        g = torch.Generator().manual_seed(sub_seed(cfg.seed, Tag.SHUFFLE, step, epoch))
         order = torch.randperm(n, generator=g) if o.shuffle else torch.arange(n)
         for mb, start in enumerate(range(0, n, o.mini_batch_size)):
             mini = order[start:start + o.mini_batch_size]
@@ -188,7 +214,7 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
                 if "ref_log_prob" in spec.needs:
                     extra["ref_log_prob"] = ref_log_prob[idx]
                 if "generator" in spec.needs:
-                    extra["generator"] = torch.Generator().manual_seed(sub_seed(cfg.seed, LOSS_SEED_TAG, step, epoch, ms))
+                    extra["generator"] = torch.Generator().manual_seed(sub_seed(cfg.seed, Tag.LOSS, step, epoch, ms))
                 loss, metrics = loss_fn(
                     old_log_prob=old_log_prob[idx],
                     log_prob=out["log_prob"],
@@ -235,22 +261,23 @@ def train(cfg: Config, task, run: Path, *, resume: bool = False, stop_after: int
 
     ``cfg.threads`` applies for the duration of the run only (the caller's setting is restored).
     """
-    with torch_threads(cfg.threads or None):
-        return _train(cfg, task, run, resume=resume, stop_after=stop_after, progress=progress)
+    with torch_threads(cfg.threads or None), contextlib.ExitStack() as closing:
+        return _train(cfg, task, run, resume=resume, stop_after=stop_after, progress=progress, closing=closing)
 
 
-def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None, progress: bool | None) -> dict:
+def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None, progress: bool | None,
+           closing: contextlib.ExitStack) -> dict:
     progress = cfg.logging.progress_bar if progress is None else progress
     quiet_transformers()
     device = ckpt.pick_device(cfg.device)
-    ckpt.seed_everything(cfg.seed)
+    seed_everything(cfg.seed)
     spec = get_objective(cfg.objective.name)
     loss_fn = get_loss(spec.name)
     hparams = objective_section(cfg.objective)
     save_yaml(cfg, run / "config.yaml")
 
-    # ---- start policy: SFT warm start (cached by config hash) or the given checkpoint ----
-    start_path, start_info = prepare_start_policy(cfg, task, device, progress)
+    # ---- start policy: SFT warm start (cached by config hash, copied into the run) or the given checkpoint ----
+    start_path, start_info = start_policy(cfg, task, run, device, progress, resume)
     run_info = {
         "start_policy": start_path, "start": start_info, "device": str(device), "torch": torch.__version__,
         "python": platform.python_version(), "objective": cfg.objective.name,
@@ -258,7 +285,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     (run / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n")
 
     # ---- model, reference model, log Z head, optimizer, schedule ----
-    last = ckpt.latest_checkpoint(run) if resume else None
+    last = ckpt.latest_checkpoint(run, verify=True) if resume else None
     tokenizer = load_tokenizer(start_path, cfg.model.trust_remote_code)
     if last is not None and cfg.model.lora.enabled:
         from peft import PeftModel
@@ -273,7 +300,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     logz_head = None
     if "log_z" in spec.needs:  # FlowRL's learned log Z(x): an MLP head on the prompt's hidden states
         with torch.random.fork_rng():
-            torch.manual_seed(sub_seed(cfg.seed, LOSS_SEED_TAG))
+            torch.manual_seed(sub_seed(cfg.seed, Tag.LOSS))
             logz_head = LogZHead(model.config.hidden_size, cfg.objective.logz_head_layers).to(device)
         if last is not None:
             ckpt.load_logz_head(last, logz_head)
@@ -285,13 +312,15 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     )
     batch_size = cfg.rollout.prompts_per_step * cfg.rollout.group_size
     total_updates = cfg.optim.steps * cfg.optim.epochs * (batch_size // cfg.optim.mini_batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, total_updates))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_then_decay(cfg.optim.warmup_steps, total_updates, cfg.optim.schedule, cfg.optim.min_lr_ratio)
+    )
     start_step = 0
     if last is not None:
         state = ckpt.load_trainer_state(last)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        ckpt.set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
         start_step = state["step"]
         assert state["data_position"] == start_step * cfg.rollout.prompts_per_step
         ckpt.truncate_metrics(run, start_step)
@@ -302,6 +331,8 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     rollout = build_rollout(cfg, tokenizer, model, start_path)
     if last is not None:
         rollout.sync_weights(model)
+    tracker = closing.enter_context(Tracker(cfg.logging.report_to, run, project=cfg.logging.project,
+                                            config=to_dict(cfg), resume_step=start_step if resume else None))
 
     # ---- evaluation of the start policy (kept in start_eval.json so a resume reuses it) ----
     if resume and (run / "start_eval.json").exists() and any(r.get("step") == 0 for r in ckpt.read_metrics(run)):
@@ -311,6 +342,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
                                         task, task.eval, cfg, progress=progress)
         (run / "start_eval.json").write_text(json.dumps(start_eval, indent=2) + "\n")
         ckpt.append_metrics(run, {"step": 0, **{f"eval/{k}": v for k, v in start_eval.items()}})
+        tracker.log({"step": 0, **{f"eval/{k}": v for k, v in start_eval.items()}})
     if progress:
         print(f"[lad_ref] {cfg.objective.name}: {count_parameters(model)} parameters, start "
               + ", ".join(f"{k}={start_eval[k]:.3f}" for k in HEADLINE), file=sys.stderr)
@@ -321,14 +353,16 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     last_eval = start_eval
     last_saved = start_step
     G = cfg.rollout.group_size
+    stop = StopSignals()
     try:
+        stop.install()
         for step in bar:
             t0 = time.time()
             examples = prompts_for_step(task.train, step, cfg.rollout.prompts_per_step, cfg.seed)
             batch = rollout.generate(
                 model, [e.prompt for e in examples], G, max_new_tokens=cfg.rollout.max_new_tokens,
                 temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
-                seed=sub_seed(cfg.seed, ROLLOUT_SEED_TAG, step),
+                seed=sub_seed(cfg.seed, Tag.ROLLOUT, step),
             ).to(device)
             rewards = torch.tensor([task.reward(examples[i // G], t) for i, t in enumerate(batch.texts)])
             group_ids = torch.arange(len(examples)).repeat_interleave(G)
@@ -368,12 +402,21 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
                 row.update({f"eval/{k}": v for k, v in last_eval.items()})
             if step % cfg.logging.log_every == 0 or "eval/avg_at_k" in row or step == cfg.optim.steps:
                 ckpt.append_metrics(run, row)
+                tracker.log(row)
             bar.set_postfix(reward=f"{row['train/reward_mean']:.2f}", acc=f"{row['train/accuracy']:.2f}",
                             eval_acc=f"{last_eval['avg_at_k']:.2f}")
 
             if step % cfg.checkpoint.every == 0 or step == cfg.optim.steps or step == stop_after:
                 _save(run, step, model, tokenizer, optimizer, scheduler, logz_head, cfg)
                 last_saved = step
+            if stop.received is not None and step < cfg.optim.steps:
+                if last_saved != step:
+                    _save(run, step, model, tokenizer, optimizer, scheduler, logz_head, cfg)
+                bar.close()
+                print(f"[lad_ref] stopped by {stop.received.name} after RL step {step}/{cfg.optim.steps}; checkpoint "
+                      f"{run / ckpt.CKPT_DIR / f'step_{step:06d}'}; continue with: python -m lad_ref.llm.train "
+                      f"--resume {run}", file=sys.stderr)
+                return {"interrupted": step, "signal": stop.received.name}
             if stop_after is not None and step >= stop_after and step < cfg.optim.steps:
                 bar.close()
                 return {"interrupted": step}
@@ -381,10 +424,9 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
         bar.close()
         good = ckpt.latest_checkpoint(run)
         where = f"the last good checkpoint is {good}" if good else "no checkpoint had been written yet"
-        raise NonFiniteLossError(
-            f"{e}; the run stopped and {where} (last saved step {last_saved}); lower optim.lr or check the rewards, "
-            f"then continue with --resume {run}."
-        ) from None
+        raise NonFiniteLossError(f"{e}; the run stopped before the optimizer step and {where}. {nan_advice(cfg, run)}") from None
+    finally:
+        stop.restore()
     bar.close()
 
     # ---- final evaluation, results.json, plots ----
@@ -393,6 +435,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     if rows and rows[-1].get("step") == cfg.optim.steps:
         rows[-1].update({f"eval/{k}": v for k, v in final_eval.items()})
         (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tracker.log({"step": cfg.optim.steps, **{f"eval/{k}": v for k, v in final_eval.items()}})
     results = {"start": start_eval, "final": final_eval}
     (run / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     with open(run / "final_samples.jsonl", "w") as fh:
@@ -406,6 +449,52 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
         print("[lad_ref] start -> final: " + ", ".join(
             f"{k} {start_eval[k]:.3f} -> {final_eval[k]:.3f}" for k in HEADLINE), file=sys.stderr)
     return results
+
+
+def nan_advice(cfg: Config, run: Path) -> str:
+    """What a user can do after a NaN: --resume cannot change the settings that cause one."""
+    hp = objective_section(cfg.objective)
+    knobs = [f"a lower --optim.lr (now {cfg.optim.lr:g})"]
+    if "eta" in hp:  # exp(A/eta) grows fast as eta shrinks
+        knobs.append(f"a larger --objective.{cfg.objective.name}.eta (now {hp['eta']:g})")
+    return (f"--resume cannot change these settings, so start a new run (another --output-dir, or --overwrite "
+            f"{run}) with {' or '.join(knobs)}; if the rewards or data can be non-finite, fix them first.")
+
+
+START_DIR = "start_policy"
+
+
+def start_policy(cfg: Config, task, run: Path, device, progress: bool, resume: bool) -> tuple[str, dict]:
+    """The policy RL starts from, as (path, info).
+
+    A start made in the SFT cache (the SFT warm start, or the tiny model's initial weights) is
+    linked (or copied) into ``DIR/start_policy``, so the run folder alone suffices to resume and
+    to evaluate its start: an emptied cache can neither block it nor silently re-run SFT. A
+    resumed run reads the start it recorded in run_info.json and fails with the path if it is gone.
+    """
+    info_file = run / "run_info.json"
+    if resume and info_file.exists():
+        info = json.loads(info_file.read_text())
+        path = Path(info["start_policy"])
+        if not (path / "config.json").exists():
+            raise ConfigError(f"the run's start policy {str(path)!r} (run_info.json) is missing; restore that folder "
+                              "or start a new run.")
+        return str(path), info["start"]
+    path, info = prepare_start_policy(cfg, task, device, progress)
+    if not (info.get("sft") or cfg.model.name_or_path == TINY):
+        return path, info  # a user's model folder: referenced, not copied
+    local = run / START_DIR
+    shutil.rmtree(local, ignore_errors=True)
+    shutil.copytree(path, local, copy_function=_link_or_copy)
+    return str(local), {**info, "cache_path": path}
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """Hard-link when the cache and the run share a file system (no extra disk), else copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _load_start(cfg: Config, start_path: str, device):
@@ -422,7 +511,11 @@ def _save(run, step, model, tokenizer, optimizer, scheduler, logz_head, cfg):
 # CLI
 # ======================================================================================
 
-# Fields a resumed run may change: they do not alter what has been computed so far.
+# Fields a resumed run may change: they do not alter what has been computed so far. Each change is
+# applied and recorded in DIR/resume_log.jsonl (old -> new) and DIR/config.yaml holds the new value.
+# optim.steps may only grow past the last checkpoint; it also stretches the learning-rate schedule
+# of the remaining steps (it is computed from the total), which the log line says.
+# Every other field is refused with the list of these.
 RESUMABLE_OVERRIDES = ("optim.steps", "logging.", "checkpoint.", "eval.every", "device", "threads", "sft.cache_dir")
 
 
@@ -435,7 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="YAML config file (e.g. llm/configs/toy.yaml); fields not set keep their defaults.")
     p.add_argument("--resume", metavar="DIR", help="Continue the run in DIR from its last checkpoint (uses DIR/config.yaml).")
-    p.add_argument("--overwrite", action="store_true", help="Allow a non-empty --output-dir (nothing is deleted).")
+    p.add_argument("--overwrite", action="store_true",
+                   help="Start afresh in a non-empty --output-dir: its files move into DIR/overwritten/<time>/ "
+                        "(nothing is deleted).")
     p.add_argument("--stop-after", type=int, metavar="N",
                    help="Stop after RL step N, checkpointed, as if interrupted (for testing --resume).")
     p.add_argument("--no-progress", action="store_true", help="Hide progress bars (same as --logging.progress_bar false).")
@@ -461,33 +556,103 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
         run = Path(args.resume)
         if not (run / "config.yaml").is_file():
             raise ConfigError(f"--resume {str(run)!r} is not a run folder: it has no config.yaml.")
-        data = merge_overrides(load_yaml(run / "config.yaml"), overrides)
+        if "output_dir" in overrides and Path(str(overrides["output_dir"])).resolve() != run.resolve():
+            raise ConfigError(
+                f"--output-dir {overrides['output_dir']!r} differs from --resume {str(run)!r}; a run is resumed in its "
+                "own folder (drop --output-dir, or copy the folder first and resume the copy)."
+            )
+        saved = load_yaml(run / "config.yaml")
+        data = merge_overrides(copy.deepcopy(saved), overrides)
         data["output_dir"] = str(run)
-        return args, validate(from_dict(data))
+        cfg = validate(from_dict(data))
+        last = ckpt.latest_checkpoint(run)
+        done = int(last.name.split("_")[1]) if last is not None else 0
+        if cfg.optim.steps < done:
+            raise ConfigError(
+                f"--optim.steps {cfg.optim.steps} is below the run's last checkpoint (step {done}); a resumed run "
+                f"only continues, so pass --optim.steps >= {done} or start a new run."
+            )
+        before, after = _flatten(to_dict(validate(from_dict({**saved, "output_dir": str(run)})))), _flatten(to_dict(cfg))
+        args.resume_changes = {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
+        return args, cfg
     return args, resolve(args.config, overrides)
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        args, cfg = parse(argv)
-        if args.print_config:
-            import yaml
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
-            print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
-            return 0
-        task = build_task(cfg)  # reads every data file: bad data fails here, before any training
-        run = ckpt.prepare_run_dir(cfg.output_dir, resume=bool(args.resume), overwrite=args.overwrite)
-        if cfg.rollout.backend == "vllm":
-            ckpt.pick_device("cuda")  # fails early with a clear message on a CPU machine
-    except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+
+def _record_resume(run: Path, changes: dict) -> None:
+    row = {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "changed": changes}
+    if "optim.steps" in changes:
+        row["note"] = "optim.steps changed: the learning-rate schedule of the remaining steps follows the new total"
+    with open(run / "resume_log.jsonl", "a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    if changes:
+        print("[lad_ref] resumed with " + ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changes.items())
+              + f" (recorded in {run / 'resume_log.jsonl'})", file=sys.stderr)
+
+
+def _interrupt_during_setup(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    lock = None
+    # SIGTERM during set-up (SFT, start evaluation) stops at once like Ctrl-C; the RL loop installs
+    # its own handlers that finish the step and checkpoint it (StopSignals).
+    old_term = signal.signal(signal.SIGTERM, _interrupt_during_setup) if threading.current_thread() is threading.main_thread() else None
     try:
-        train(cfg, task, run, resume=bool(args.resume), stop_after=args.stop_after)
-    except NonFiniteLossError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+        try:
+            args, cfg = parse(argv)
+            if args.print_config:
+                import yaml
+
+                print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+                return 0
+            ckpt.pick_device(cfg.device)  # a requested GPU that is not there fails now, not after SFT
+            if cfg.rollout.backend == "vllm":
+                ckpt.pick_device("cuda")  # fails early with a clear message on a CPU machine
+            task = build_task(cfg)  # reads every data file: bad data fails here, before any training
+            run = ckpt.prepare_run_dir(cfg.output_dir, resume=bool(args.resume), overwrite=args.overwrite)
+            lock = ckpt.RunLock(run).__enter__()  # before anything in the folder is moved or written
+            if args.overwrite and not args.resume:
+                ckpt.archive_previous_run(run)
+            if args.resume:
+                _record_resume(run, getattr(args, "resume_changes", {}))
+        except (ConfigError, DataError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        try:
+            result = train(cfg, task, run, resume=bool(args.resume), stop_after=args.stop_after)
+        except NonFiniteLossError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+        except ConfigError as e:  # found only once the run folder is read (e.g. its start policy is gone)
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt as e:
+            name = str(e) or "SIGINT"
+            if ckpt.latest_checkpoint(run) is not None:
+                hint = f"continue with: python -m lad_ref.llm.train --resume {run}"
+            else:
+                hint = "no RL checkpoint exists yet: rerun the same command (a finished SFT warm start is cached)"
+            print(f"\n[lad_ref] stopped by {name} before the current step finished; {hint}", file=sys.stderr)
+            return 128 + signal.Signals[name].value
+        if "signal" in result:
+            return 128 + signal.Signals[result["signal"]].value
+        return 0
+    finally:
+        if lock is not None:
+            lock.__exit__(None, None, None)
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
 
 
 if __name__ == "__main__":
