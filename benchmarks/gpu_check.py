@@ -14,7 +14,8 @@ On a CUDA machine (about 4-6 minutes on one H100/H200-class GPU; the budget is 8
    LAD(js) interleaved; training tokens/s, peak memory, the LAD/GRPO step ratio, MFU.
 
 It writes ``gpu-<device>.json`` and ``gpu-<device>.md`` (device, torch, transformers and peft
-versions, every figure) into ``--out`` (default ``benchmarks/results``), after each part, so a
+versions, every figure) into ``--out`` (default ``benchmarks/results``; ``runs/gpu-check`` for the
+CPU smoke), after each part, so a
 run cut short still leaves what it measured, and exits with status 1 if any part failed
 (an exception, a non-finite loss, a toy run that did not finish). Without CUDA the same code
 runs with tiny shapes on the CPU and exits 0: CI runs it (tests/test_gpu_check.py), so it cannot
@@ -221,8 +222,9 @@ def write(data: dict, out: Path, stem: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.gpu_check", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=RESULTS_DIR,
-                   help="folder for gpu-<device>.json and .md (default: benchmarks/results)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for gpu-<device>.json and .md (default: benchmarks/results on CUDA; "
+                        "runs/gpu-check for the CPU smoke, which is not a result to commit)")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="auto: cuda if available, else the tiny CPU smoke")
     p.add_argument("--only", choices=("toy", "qwen2_0_5b"), action="append",
@@ -236,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
     shapes = SHAPES[device]
+    args.out = args.out or (RESULTS_DIR if device == "cuda" else ROOT / "runs" / "gpu-check")
     parts = args.only or ["toy", "qwen2_0_5b"]
 
     from benchmarks import bench_gpu  # after the environment variables above

@@ -105,6 +105,13 @@ def test_gpu_check_cpu_smoke_exits_0_and_writes_json_and_table(tmp_path):
     assert "| `hf-static` |" in md and "LAD / GRPO training step time" in md
 
 
+def test_committed_gpu_check_results_render():
+    for path in sorted(gpu_check.RESULTS_DIR.glob("gpu-*.json")):  # none until a GPU session commits one
+        data = json.loads(path.read_text())
+        md = gpu_check.markdown(data)
+        assert md.startswith("# gpu-check: ") and f"transformers {data['environment']['transformers']}" in md
+
+
 def test_a_failing_part_is_recorded_and_makes_the_exit_status_1(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("rollout: {backend: nonsense}\n")
