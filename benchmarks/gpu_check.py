@@ -109,13 +109,17 @@ def device_slug(name: str) -> str:
 
 def loadable_offline(name_or_path: str) -> bool:
     """Whether ``from_pretrained(name_or_path)`` can work without the network: a local folder, or a
-    hub id whose config is in the Hugging Face cache."""
+    hub id whose config, tokenizer and (single-file or sharded) safetensors are in the HF cache."""
     if Path(name_or_path).is_dir():
         return True
     try:
         from huggingface_hub import try_to_load_from_cache
 
-        return isinstance(try_to_load_from_cache(name_or_path, "config.json"), str)
+        def cached(f: str) -> bool:
+            return isinstance(try_to_load_from_cache(name_or_path, f), str)
+
+        return cached("config.json") and cached("tokenizer.json") and (
+            cached("model.safetensors") or cached("model.safetensors.index.json"))
     except Exception:  # noqa: BLE001 - an unusual hub client counts as "not available"
         return False
 
@@ -204,6 +208,7 @@ def markdown(data: dict) -> str:
         lines.append("")
         if "error" in sec:
             lines += ["FAILED:", "", "```", sec["error"].strip()[-2000:], "```", ""]
+        if "result" not in sec:
             continue
         if name == "toy":
             lines += [toy_markdown(sec["result"]), ""]
@@ -264,6 +269,11 @@ def main(argv: list[str] | None = None) -> int:
                     model_kwargs = {**bench_gpu.QWEN2_0_5B, **mk} if mk else None
                     result = bench_gpu.run(model_kwargs, device=device, dtype=torch.bfloat16, **kw)
                 data["sections"][name] = {"result": result}
+                if name == "qwen2_0_5b":  # a rollout path we ship that fails is a failure, figures kept
+                    bad = {k: v["error"] for k, v in result["generation"]["paths"].items() if "error" in v}
+                    if bad:
+                        data["sections"][name]["error"] = "generation path(s) failed: " + "; ".join(
+                            f"{k}: {v}" for k, v in bad.items())
             except Exception:  # noqa: BLE001 - record, go on with the other part, fail at the end
                 data["sections"][name] = {"error": traceback.format_exc()}
                 print(f"[gpu-check] {name} FAILED:\n{traceback.format_exc()}", file=sys.stderr)
