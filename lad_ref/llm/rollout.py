@@ -29,7 +29,7 @@ Backends
     float32: checked in tests/test_gpu_check.py); compiled kernels round differently, which
     can flip a near-tie draw now and then;
   - ``hf-continuous``: ``model.generate_batch`` (transformers' continuous batching with a paged
-    KV cache; transformers >= 5.10). It draws tokens for a packed batch whose composition
+    KV cache; tested with transformers 5.10, 5.17 and 5.24). It draws tokens for a packed batch whose composition
     changes as requests finish, so it gives samples from the same distribution but **not**
     the same samples as ``hf`` for a seed; its recorded log-probs (tempered) agree with the
     trainer's recomputation (tested).
@@ -357,8 +357,8 @@ class HFRollout:
                 import transformers
 
                 raise RuntimeError(
-                    f"rollout.backend='hf-continuous' needs transformers' ContinuousBatchingConfig (transformers "
-                    f">= 5.10; installed {transformers.__version__}); valid choices here are: hf, hf-static."
+                    f"rollout.backend='hf-continuous' needs transformers' ContinuousBatchingConfig (tested with "
+                    f"5.10-5.24; installed {transformers.__version__}); valid choices here are: hf, hf-static."
                 ) from None
         cb_gen_cfg = copy.deepcopy(gen_cfg)
         cb_gen_cfg.output_logits, cb_gen_cfg.return_dict_in_generate = False, False  # it returns its own outputs
