@@ -132,14 +132,15 @@ def _pct(v: float | None) -> str:
 
 
 def generation(model, tokenizer, paths: list[str], device: str, gen_batch: int, prompt_len: int,
-               new_tokens: int, repeats: int, seed: int = 0) -> dict:
+               new_tokens: int, repeats: int, seed: int = 0, deadline: float | None = None) -> dict:
     """Time ``HFRollout.generate`` with each cache mode on the same prompts and seed.
 
     Per path: first_call_s (includes torch.compile / CUDA-graph capture where the path has them),
     the steady-state time over ``repeats`` interleaved calls, generated tokens/s, peak memory, and
     ``same_samples_as_hf``: the share of rows whose sampled tokens equal the ``hf`` path's for the
     same seed (1.0 = identical samples). Paths that fail record their error and are left out of the
-    comparison.
+    comparison; a path not started before ``deadline`` (a ``time.perf_counter()`` value) is skipped
+    and says so, so that a slow compilation cannot push the whole check past its time limit.
     """
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, tokenizer.vocab_size, (gen_batch, prompt_len), generator=g)
@@ -152,6 +153,9 @@ def generation(model, tokenizer, paths: list[str], device: str, gen_batch: int, 
         def call(ro=ro):
             return ro.generate(model, prompts, 1, max_new_tokens=new_tokens, temperature=1.0, seed=seed)
 
+        if deadline is not None and time.perf_counter() > deadline:
+            out[p] = {"skipped": "not started: the check's time budget was spent"}
+            continue
         try:
             _peak_reset(device)
             t0 = time.perf_counter()
@@ -244,8 +248,12 @@ def run(
     gen_repeats: int = 2,
     gen_paths: tuple[str, ...] = ("hf", "hf-static", "hf-continuous"),
     lora: bool = True,
+    gen_deadline: float | None = None,
 ) -> dict:
-    """Every figure of the section; ``device=None`` = CUDA if present, else a "skipped" record."""
+    """Every figure of the section; ``device=None`` = CUDA if present, else a "skipped" record.
+
+    ``gen_deadline``: a ``time.perf_counter()`` value after which no further generation path starts.
+    """
     if device is None:
         if not torch.cuda.is_available():
             return {"skipped": "no CUDA device on this machine"}
@@ -261,7 +269,8 @@ def run(
 
     # ---- generation: each HF path, sampled, KV cache ----
     model.eval()
-    gen = generation(model, tokenizer, list(gen_paths), device, gen_batch, prompt_len, new_tokens, gen_repeats)
+    gen = generation(model, tokenizer, list(gen_paths), device, gen_batch, prompt_len, new_tokens, gen_repeats,
+                     deadline=gen_deadline)
     gen_flops = model_flops_per_token(model_kwargs, n_params, train=False)
     for v in gen["paths"].values():
         if "tokens_per_s" in v:
@@ -311,8 +320,9 @@ def markdown(res: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for p, v in gen["paths"].items():
-        if "error" in v:
-            lines.append(f"| `{p}` | failed: {v['error'][:120]} | | | | | |")
+        if "error" in v or "skipped" in v:
+            why = f"failed: {v['error'][:120]}" if "error" in v else f"skipped: {v['skipped']}"
+            lines.append(f"| `{p}` | {why} | | | | | |")
             continue
         same = v.get("same_samples_as_hf")
         lines.append(

@@ -55,6 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TOY_CONFIG = ROOT / "llm" / "configs" / "toy-gpu.yaml"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
+TRAINING_RESERVE_S = 120.0  # kept free of generation measurements for the training steps (see --budget-s)
+
 # Shapes: "cuda" is what the check measures on a GPU; "cpu" is the smoke that CI runs.
 SHAPES = {
     "cuda": {
@@ -234,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="auto: cuda if available, else the tiny CPU smoke")
     p.add_argument("--only", choices=("toy", "qwen2_0_5b"), action="append",
                    help="run only these parts (repeatable; default: both)")
+    p.add_argument("--budget-s", type=float, default=480.0,
+                   help="CUDA: time budget of the whole check (default 480 s = 8 min): no generation path starts "
+                        f"later than {TRAINING_RESERVE_S:.0f} s before it ends (it is then marked skipped)")
     p.add_argument("--toy-config", type=Path, default=TOY_CONFIG, help="the toy run's config (default: toy-gpu.yaml)")
     args = p.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -267,7 +272,12 @@ def main(argv: list[str] | None = None) -> int:
                     kw = dict(shapes["bench"])
                     mk = kw.pop("model_kwargs", None)
                     model_kwargs = {**bench_gpu.QWEN2_0_5B, **mk} if mk else None
-                    result = bench_gpu.run(model_kwargs, device=device, dtype=torch.bfloat16, **kw)
+                    # On CUDA no generation path starts later than budget - TRAINING_RESERVE_S into the
+                    # check: training (about a minute on an H100, a GUESS) must still fit the budget.
+                    # The CPU smoke has no budget (CI machines vary; it measures nothing).
+                    deadline = t_all + args.budget_s - TRAINING_RESERVE_S if device == "cuda" else None
+                    result = bench_gpu.run(model_kwargs, device=device, dtype=torch.bfloat16,
+                                           gen_deadline=deadline, **kw)
                 data["sections"][name] = {"result": result}
                 if name == "qwen2_0_5b":  # a rollout path we ship that fails is a failure, figures kept
                     bad = {k: v["error"] for k, v in result["generation"]["paths"].items() if "error" in v}

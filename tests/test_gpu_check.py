@@ -68,6 +68,17 @@ def test_unknown_cache_mode_names_the_choices(tiny):
     assert set(HF_BACKENDS) == {"hf", "hf-static", "hf-continuous"}
 
 
+def test_generation_paths_past_the_deadline_are_skipped_not_failed():
+    kw = {**bench_gpu.QWEN2_0_5B, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+          "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 50}
+    model = bench_gpu.build_model(kw, "cpu", torch.float32)
+    tok = bench_gpu.synthetic_tokenizer(50)
+    res = bench_gpu.generation(model, tok, ["hf", "hf-static"], "cpu", 2, 3, 4, repeats=1, deadline=0.0)
+    assert all(set(v) == {"skipped"} for v in res["paths"].values()) and "fastest" not in res
+    ran = bench_gpu.generation(model, tok, ["hf"], "cpu", 2, 3, 4, repeats=1, deadline=None)
+    assert 0 < ran["paths"]["hf"]["tokens"] <= 2 * 4 and ran["fastest"] == "hf"  # EOS (t1) may end a row early
+
+
 def test_peak_flops_table_matches_device_names_most_specific_first():
     assert bench_gpu.peak_bf16_flops("NVIDIA H100 80GB HBM3") == 989e12
     assert bench_gpu.peak_bf16_flops("NVIDIA H100 PCIe") == 756e12
