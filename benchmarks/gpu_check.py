@@ -32,6 +32,7 @@ Why here and not in ``lad_ref``: it is a measurement, like the rest of ``benchma
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -288,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
                 data["sections"][name] = {"error": traceback.format_exc()}
                 print(f"[gpu-check] {name} FAILED:\n{traceback.format_exc()}", file=sys.stderr)
             finally:
+                gc.collect()  # the part's models and optimizer states, before the next part measures memory
                 if device == "cuda":
                     torch.cuda.empty_cache()
             data["sections"][name]["wall_s"] = time.perf_counter() - t0
