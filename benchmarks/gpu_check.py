@@ -206,6 +206,8 @@ def markdown(data: dict) -> str:
              f"torch {env['torch']} (CUDA {env['cuda']}), transformers {env['transformers']}, peft {env['peft']}, "
              f"accelerate {env['accelerate']}, vLLM {env['vllm'] or 'not installed'}, python {env['python']}; "
              f"mode {data['mode']}, total {data['wall_s']:.0f} s, status **{data['status']}**.", ""]
+    if data["mode"] != "cuda":
+        lines += ["Tiny shapes on a CPU: this run tests that the code works; its figures measure nothing.", ""]
     for name, sec in data["sections"].items():
         lines.append(f"## {name} ({sec.get('wall_s', 0):.0f} s)")
         lines.append("")
