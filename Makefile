@@ -9,7 +9,7 @@ RUN    ?= runs
 # make figures: how many of notebook 04's training runs go side by side (each on one CPU thread)
 JOBS   ?= 2
 
-.PHONY: setup demo demo-bandit demo-llm test test-fast lint figures bench clean
+.PHONY: setup demo demo-bandit demo-llm test test-fast lint figures bench gpu-check clean
 
 # torch: where no NVIDIA GPU answers, install the local CPU build first (pip would otherwise pull
 # several GB of CUDA wheels for the project's range); on a GPU machine pip picks a CUDA build.
@@ -47,6 +47,13 @@ lint: setup
 
 bench: setup
 	$(PY) -m benchmarks
+
+# make gpu-check: the GPU path in one command (docs/gpu.md); tiny shapes where there is no CUDA.
+# No `setup` dependency: on a GPU image nothing can be installed, so it runs with .venv's python
+# where there is one and the image's python3 otherwise (GPU_PY=..., GPU_OUT=<folder> to choose).
+GPU_PY  ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-check:
+	$(GPU_PY) -m benchmarks.gpu_check $(if $(GPU_OUT),--out $(GPU_OUT))
 
 figures: setup
 	$(PY) notebooks/run_notebooks.py --full --jobs $(JOBS)

@@ -39,9 +39,14 @@ def test_gpu_section_runs_end_to_end_on_cpu_with_a_tiny_model():
     tiny = {**bench_gpu.QWEN2_0_5B, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
             "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 300, "max_position_embeddings": 64}
     res = bench_gpu.run(tiny, device="cpu", dtype=torch.float32, gen_batch=2, prompt_len=4, new_tokens=5,
-                        train_batch=2, seq_len=12, response_len=6, repeats=1)
-    assert res["generation"]["tokens_per_s"] > 0 and res["generation"]["peak_gib"] is None
+                        train_batch=2, seq_len=12, response_len=6, repeats=1, gen_repeats=1,
+                        gen_paths=("hf", "hf-static"))
+    gen = res["generation"]["paths"]
+    assert all(v["tokens_per_s"] > 0 and v["peak_gib"] is None for v in gen.values())
+    assert gen["hf"]["same_samples_as_hf"] == 1.0 and res["generation"]["fastest"] in gen
     assert set(res["training"]["tokens_per_s"]) == {"grpo", "lad(js)"}
+    assert set(res["lora"]["tokens_per_s"]) == {"grpo", "lad(js)"}
+    assert res["training"]["mfu"] == {"grpo": None, "lad(js)": None}  # no peak FLOP/s for a CPU: no MFU
     assert "generation, 2 x (4 prompt + 5 new)" in res["markdown"]
 
 
@@ -51,7 +56,8 @@ def test_gpu_section_says_why_it_is_skipped_without_cuda():
 
 
 def test_committed_results_render_every_section():
-    files = sorted(RESULTS_DIR.glob("*.json"))
+    # gpu-<device>.json come from benchmarks/gpu_check.py and have their own renderer (test_gpu_check)
+    files = sorted(p for p in RESULTS_DIR.glob("*.json") if not p.name.startswith("gpu-"))
     assert files, "no committed benchmark results"
     for path in files:
         data = json.loads(path.read_text())

@@ -166,7 +166,11 @@ class SFTConfig:
 class RolloutConfig:
     """Sampling the G responses per prompt whose log-probs become pi_old."""
 
-    backend: str = field(default="hf", metadata={"help": "hf (transformers generate) or vllm (GPU + vLLM only)."})
+    backend: str = field(
+        default="hf",
+        metadata={"help": "hf (transformers generate), hf-static (static KV cache, compiled on CUDA), "
+                  "hf-continuous (transformers continuous batching) or vllm (GPU + vLLM only)."},
+    )
     prompts_per_step: int = field(default=16, metadata={"help": "Prompts per RL step."})
     group_size: int = field(default=8, metadata={"help": "G: responses per prompt (>= 2 for group advantages)."})
     max_new_tokens: int = field(default=8, metadata={"help": "Longest response, in tokens."})
@@ -312,7 +316,7 @@ ALIASES: dict[str, str] = {
 }
 
 TASKS = ("digit_sum", "math", "code")
-BACKENDS = ("hf", "vllm")
+BACKENDS = ("hf", "hf-static", "hf-continuous", "vllm")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
 TINY_ARCHITECTURES = ("qwen2", "llama")

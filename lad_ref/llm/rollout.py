@@ -18,7 +18,24 @@ recomputed values are the ones used.
 Backends
 --------
 * :class:`HFRollout`: ``model.generate`` (KV cache, batched, left-padded prompts); the
-  sampling RNG is seeded per call from ``seed`` so a run is reproducible on CPU.
+  sampling RNG is seeded per call from ``seed`` so a run is reproducible on CPU. Three ways
+  to run it, all transformers' own (``rollout.backend``; no vLLM needed):
+
+  - ``hf``: plain ``generate`` with the default dynamic KV cache (the default everywhere);
+  - ``hf-static``: ``generate(cache_implementation="static")``: a preallocated KV cache, and on
+    CUDA transformers then compiles the decoding step with ``torch.compile`` by itself (its
+    auto-compile rule; on CPU it runs uncompiled). Same RNG draws in the same order as ``hf``,
+    so for the same seed it gives the same samples wherever the logits agree bitwise (CPU
+    float32: checked in tests/test_gpu_check.py); compiled kernels round differently, which
+    can flip a near-tie draw now and then;
+  - ``hf-continuous``: ``model.generate_batch`` (transformers' continuous batching with a paged
+    KV cache; tested with transformers 5.10, 5.17 and 5.24). It draws tokens for a packed batch whose composition
+    changes as requests finish, so it gives samples from the same distribution but **not**
+    the same samples as ``hf`` for a seed; its recorded log-probs (tempered) agree with the
+    trainer's recomputation (tested).
+
+  Which is fastest on a GPU is measured by ``benchmarks/gpu_check.py`` (docs/gpu.md). Until
+  a measurement says otherwise the default stays ``hf``.
 * :class:`VLLMRollout`: a colocated vLLM engine in the training process (TRL's "colocate" mode),
   weights pushed after every optimizer update. Real code, exercised only on GPU machines
   with vLLM installed; tests skip it elsewhere.
@@ -26,6 +43,7 @@ Backends
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 
@@ -219,15 +237,28 @@ def sequence_log_probs(
 # ======================================================================================
 
 
-class HFRollout:
-    """Batched sampling with ``model.generate`` (KV cache), G samples per prompt, seeded per call."""
+# rollout.backend -> HFRollout's KV-cache mode (see the module docstring).
+HF_BACKENDS = {"hf": "dynamic", "hf-static": "static", "hf-continuous": "continuous"}
 
-    def __init__(self, tokenizer, formatter: PromptFormatter, eos_ids: list[int], batch_size: int):
+
+class HFRollout:
+    """Batched sampling with ``model.generate`` (KV cache), G samples per prompt, seeded per call.
+
+    ``cache``: ``dynamic`` (plain generate), ``static`` (preallocated cache, compiled decoding on
+    CUDA) or ``continuous`` (``generate_batch``, paged cache); see the module docstring.
+    """
+
+    def __init__(self, tokenizer, formatter: PromptFormatter, eos_ids: list[int], batch_size: int,
+                 cache: str = "dynamic"):
+        if cache not in HF_BACKENDS.values():
+            raise ValueError(f"HFRollout cache={cache!r} is not known; valid choices are "
+                             f"{', '.join(HF_BACKENDS.values())}.")
         self.tokenizer = tokenizer
         self.formatter = formatter
         self.eos_ids = eos_ids
         self.batch_size = batch_size
         self.pad_id = tokenizer.pad_token_id
+        self.cache = cache
 
     def sync_weights(self, model) -> None:
         """Nothing to do: generate() runs on the training model itself."""
@@ -252,6 +283,9 @@ class HFRollout:
             pad_token_id=self.pad_id,
             bos_token_id=None,
             use_cache=True,
+            # static: a preallocated cache of prompt + max_new_tokens, which is what lets
+            # transformers compile the decoding step on CUDA. None = the default dynamic cache.
+            cache_implementation="static" if self.cache == "static" else None,
             output_logits=True,
             return_dict_in_generate=True,
         )
@@ -274,6 +308,8 @@ class HFRollout:
         gen_cfg = self.generation_config(max_new_tokens, temperature, top_p, top_k)
         encoded = [self.formatter(p) for p in prompts]
         rows = [ids for ids in encoded for _ in range(num_samples)]
+        if self.cache == "continuous":
+            return self._generate_continuous(model, rows, gen_cfg, seed, device)
         was_training = model.training
         # eval() only changes dropout (none in the tiny preset; LoRA dropout defaults to 0), so the
         # generation distribution is the training-mode one; gradient checkpointing would disable the cache.
@@ -297,6 +333,64 @@ class HFRollout:
         finally:
             model.train(was_training)
         return self._assemble(parts)
+
+    def _generate_continuous(self, model, rows: list[list[int]], gen_cfg, seed: int, device) -> RolloutBatch:
+        """All rows through ``model.generate_batch`` (continuous batching, paged KV cache).
+
+        transformers schedules the requests itself (no ``batch_size`` chunks) and returns, per
+        request, the sampled tokens and their log-probs after the temperature warper (the
+        tempered log pi_old, as the ``hf`` path records). Its sampler is seeded from ``seed``
+        through ``ContinuousBatchingConfig.seed``; the global RNG is restored afterwards.
+        """
+        try:
+            from transformers import ContinuousBatchingConfig
+        except ImportError:
+            try:
+                from transformers.generation.configuration_utils import ContinuousBatchingConfig
+            except ImportError:
+                import transformers
+
+                raise RuntimeError(
+                    f"rollout.backend='hf-continuous' needs transformers' ContinuousBatchingConfig (tested with "
+                    f"5.10-5.24; installed {transformers.__version__}); valid choices here are: hf, hf-static."
+                ) from None
+        cb_gen_cfg = copy.deepcopy(gen_cfg)
+        cb_gen_cfg.output_logits, cb_gen_cfg.return_dict_in_generate = False, False  # it returns its own outputs
+        cb_gen_cfg.min_p = None  # 0 is a no-op, but CB would warn that it may not support the warper
+        if device.type == "cuda":
+            # A KV-cache share of 30% of the free memory: the trainer's weights, gradients and optimizer
+            # state live beside it (transformers' default takes 80-90%).
+            sizing = {"max_memory_percent": 0.3}
+        else:
+            # On a CPU transformers sizes the cache from the machine's *total RAM*; give it exactly
+            # what these requests need instead (one extra block per request for partial blocks).
+            block = 32
+            longest = max(len(r) for r in rows) + gen_cfg.max_new_tokens
+            sizing = {"block_size": block, "num_blocks": len(rows) * (-(-longest // block) + 1),
+                      "max_batch_tokens": max(256, sum(len(r) for r in rows))}
+        cb_cfg = ContinuousBatchingConfig(return_logprobs=True, seed=seed % 2**31, **sizing)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                out = model.generate_batch(rows, generation_config=cb_gen_cfg, continuous_batching_config=cb_cfg,
+                                           progress_bar=False, warmup=False)
+        finally:
+            model.train(was_training)
+        results = list(out.values())  # generate_batch returns them in the order of the inputs
+        if len(results) != len(rows) or any(r.error for r in results):
+            errors = sorted({str(r.error) for r in results if r.error})
+            raise RuntimeError(f"continuous batching returned {len(results)} of {len(rows)} responses"
+                               + (f" ({'; '.join(errors)})" if errors else "") + ".")
+        prompt_ids, prompt_mask = left_pad(rows, self.pad_id)
+        width = max(1, max(len(r.generated_tokens) for r in results))
+        response_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        gen_lp = torch.zeros((len(rows), width))
+        for i, r in enumerate(results):
+            n = len(r.generated_tokens)
+            response_ids[i, :n] = torch.tensor(r.generated_tokens, dtype=torch.long)
+            gen_lp[i, :n] = torch.tensor(r.logprobs[:n], dtype=torch.float32)
+        return self._assemble([(prompt_ids, prompt_mask, response_ids, gen_lp)])
 
     def _assemble(self, parts) -> RolloutBatch:
         lp_width = max(p[0].shape[1] for p in parts)
@@ -431,4 +525,4 @@ def build_rollout(cfg, tokenizer, model, model_path: str):
             cfg.rollout.vllm_gpu_memory_utilization, cfg.rollout.vllm_max_model_len, cfg.seed,
             cfg.model.trust_remote_code,
         )
-    return HFRollout(tokenizer, formatter, eos, cfg.rollout.batch_size)
+    return HFRollout(tokenizer, formatter, eos, cfg.rollout.batch_size, HF_BACKENDS[cfg.rollout.backend])
