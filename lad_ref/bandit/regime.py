@@ -37,6 +37,24 @@ so every arm's logit moves in proportion to its own probability pi(b) times a pu
   the more steps per batch, the closer LAD gets to a ratio-preserving update, while GRPO keeps
   compounding the rich-get-richer step. The difference should grow with K.
 
+What the sweep measured adds two things to that picture (README, "The bandit in the LLM regime"):
+
+* Adam cancels the rich-get-richer step when there is no sampling noise. In exact mode every correct
+  logit's gradient is pi(b) times a factor common to all correct arms; Adam divides each coordinate
+  by its own running RMS, which removes pi(b), so all correct logits take the same step and the
+  ratios among them are kept exactly, for GRPO and LAD and every K (by induction over steps; the
+  ``exact mode`` control and a test). Under Adam, what narrows the correct answers is sampling:
+  which arms a batch happens to contain.
+* In sampled mode most of LAD's advantage comes from the rows of all-correct (and all-wrong) groups,
+  whose advantage is 0. GRPO has no gradient there. LAD's per-batch target for them is
+  r = e^{0/eta} = 1: its loss e^0 f(r) pulls r back to 1 as soon as the batch's other rows move it
+  (for js, hd, jf, tv, whose f'(1) = 0; kl's f(u) = u log u is smallest at u = 1/e and so pushes
+  the sampled arms down, rkl's -log u pushes them up, since the generators carry no linear term).
+  Once the policy is mostly correct most groups are all-correct, so this term acts on most rows.
+  Dropping those rows from the loss (DAPO's dynamic sampling does) removes most of the difference
+  (the ``zero-advantage rows dropped`` control). The brake on correct rows (r past e^{A/eta})
+  engages on fewer than 6% of rows even at K = 64.
+
 Sampled mode (what LLM training does) draws ``prompts_per_rollout`` groups of ``group_size`` arms
 from pi_old; arms not drawn are moved only through the softmax normaliser, and frequent arms are
 drawn more often, so even LAD's per-batch optimum favours them a little. Exact mode removes that
