@@ -99,12 +99,30 @@ def test_runs_are_deterministic_and_independent_when_batched():
         assert torch.allclose(alone["final_logits"][0], a["final_logits"][5], atol=1e-5), (mode, zero)
 
 
-def test_seed_pairs_the_sampling_numbers_across_objectives():
-    # with K = 1 at r = 1 the first batch is drawn from the same start with the same uniforms: GRPO and
-    # LAD-js of one seed see the same arms and advantages, so their first-step brake fractions agree
-    h = train_regime(replace(SMALL, rollouts=1), 1)["history"]
-    assert h[0, 0, 1] == h[0, 2, 1] and h[0, 1, 1] == h[0, 3, 1]  # same start per seed
-    assert not h[0, 0, 1] == h[0, 1, 1]  # different seeds, different starts
+def test_seed_pairs_the_batches_across_objectives_and_k(monkeypatch):
+    """A seed fixes the start and the uniforms of every batch: GRPO and LAD-js of one seed draw their first
+    batch from the same start with the same numbers (so the same arms), and the first batch is the same
+    for every K. Later batches differ only because the policies have moved."""
+    import lad_ref.bandit.regime as regime
+
+    seen = []
+    real = regime.sampled_rows
+
+    def spy(cfg, old_lp, uniforms):
+        out = real(cfg, old_lp, uniforms)
+        seen.append(out[0].clone())
+        return out
+
+    monkeypatch.setattr(regime, "sampled_rows", spy)
+    cfg = replace(SMALL, rollouts=3)
+    h = train_regime(cfg, 1)["history"]
+    first_k1 = seen[0]
+    assert torch.equal(first_k1[0], first_k1[2]) and torch.equal(first_k1[1], first_k1[3])  # seed 0, seed 1
+    assert not torch.equal(first_k1[0], first_k1[1])
+    assert h[0, 0, 1] == h[0, 2, 1] and h[0, 1, 1] != h[0, 0, 1]  # same start per seed, not across seeds
+    seen.clear()
+    train_regime(cfg, 4)
+    assert torch.equal(seen[0], first_k1)
 
 
 def test_brake_fraction_matches_the_loss_functions_own_metrics():
