@@ -9,7 +9,7 @@ RUN    ?= runs
 # make figures: how many of notebook 04's training runs go side by side (each on one CPU thread)
 JOBS   ?= 2
 
-.PHONY: setup demo demo-bandit demo-llm test test-fast lint figures bench gpu-check clean
+.PHONY: setup demo demo-bandit demo-llm bandit-regime test test-fast lint figures bench gpu-check clean
 
 # torch: where no NVIDIA GPU answers, install the local CPU build first (pip would otherwise pull
 # several GB of CUDA wheels for the project's range); on a GPU machine pip picks a CUDA build.
@@ -30,6 +30,10 @@ demo: setup demo-bandit demo-llm
 
 demo-bandit: setup
 	$(PY) -m lad_ref.bandit --config bandit/paper_exact.yaml --all --plot $(RUN)/bandit_exact.png
+
+# the bandit in the LLM regime: regenerates paper_figures/bandit_regime.{json,png,pdf} (~15 min on 2 busy cores)
+bandit-regime: setup
+	$(PY) -m lad_ref.bandit.regime --config bandit/regime.yaml --out paper_figures/bandit_regime.json --plot paper_figures/bandit_regime.png paper_figures/bandit_regime.pdf
 
 demo-llm: setup
 	$(PY) -m lad_ref.llm.train --config llm/configs/toy.yaml --objective lad --divergence js \

@@ -87,3 +87,65 @@ def count_distinct_correct(answers: Sequence[str], correct: Sequence[bool]) -> i
     if len(answers) != len(correct):
         raise ValueError(f"answers and correct differ in length: {len(answers)} vs {len(correct)}.")
     return len({a.strip() for a, ok in zip(answers, correct) if ok})
+
+
+# --------------------------------------------------------------------------------------
+# distributions over a finite set of answers: entropy, effective number, restriction to a subset
+# (the bandit in the LLM regime, lad_ref.bandit.regime). Batched: the last dimension is the support.
+# --------------------------------------------------------------------------------------
+
+
+def entropy(p: Tensor) -> Tensor:
+    """Shannon entropy H(p) = -sum_a p(a) log p(a) in nats over the last dimension, float64 (0 log 0 = 0).
+
+    p: (..., K) probability vectors; returns (...).
+    """
+    _check_dist("p", p)
+    p = p.double()
+    return -torch.where(p > 0, p * torch.log(p), torch.zeros_like(p)).sum(-1)
+
+
+def effective_number(p: Tensor) -> Tensor:
+    """Effective number of outcomes N_eff(p) = exp(H(p)), float64 over the last dimension.
+
+    N_eff is n for the uniform distribution on n outcomes and 1 for a point mass; between them it
+    counts how many outcomes the distribution really spreads over (the Hill number of order 1).
+    """
+    return torch.exp(entropy(p))
+
+
+def conditional(p: Tensor, mask: Tensor) -> Tensor:
+    """p restricted to the subset ``mask`` and renormalised: p(a | S) = p(a) 1[a in S] / sum_{b in S} p(b).
+
+    p: (..., K) probability vectors; mask: (K,) or (..., K) booleans marking the subset S.
+    Returns float64 (..., K), zero off S. A row with no mass on S has no conditional: ValueError.
+    """
+    _check_dist("p", p)
+    mask = mask.bool()
+    if mask.shape[-1] != p.shape[-1]:
+        raise ValueError(f"mask has {mask.shape[-1]} entries but p has {p.shape[-1]} outcomes; they must match.")
+    restricted = torch.where(mask, p.double(), torch.zeros((), dtype=torch.float64))
+    mass = restricted.sum(-1, keepdim=True)
+    if bool((mass <= 0).any()):
+        raise ValueError("p puts no mass on the subset given by mask, so the conditional distribution is undefined.")
+    return restricted / mass
+
+
+def bootstrap_mean_ci(x: Tensor, *, level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean of the 1-D sample ``x``.
+
+    Resamples x with replacement ``n_boot`` times (a fixed ``seed``, so the interval is reproducible)
+    and returns the (1 - level)/2 and (1 + level)/2 quantiles of the resampled means. For a paired
+    comparison pass the per-seed differences x_s = metric(A, s) - metric(B, s).
+    """
+    x = torch.as_tensor(x, dtype=torch.float64).flatten()
+    if x.numel() < 2 or not bool(torch.isfinite(x).all()):
+        raise ValueError(f"bootstrap_mean_ci needs at least 2 finite values, got {x.tolist()!r}.")
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}.")
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, x.numel(), (n_boot, x.numel()), generator=gen)
+    means = x[idx].mean(-1)
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    lo, hi = torch.quantile(means, q).tolist()
+    return lo, hi

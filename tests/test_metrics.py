@@ -62,3 +62,53 @@ def test_modes_recovered():
     spread = torch.zeros(50)
     spread[[9, 26, 41]] = 1 / 3  # inside the +-2 sd windows
     assert modes_recovered(spread, target, (10, 25, 40), (2, 2, 2)) == 3
+
+
+# --- distributions over answers: entropy, effective number, conditional, bootstrap CI ---------------
+
+from lad_ref.metrics import bootstrap_mean_ci, conditional, effective_number, entropy  # noqa: E402
+
+
+def test_effective_number_of_uniform_is_n_and_of_a_point_mass_is_1():
+    for n in (1, 2, 7, 50):
+        assert float(effective_number(torch.full((n,), 1.0 / n, dtype=torch.float64))) == pytest.approx(n, rel=1e-12)
+    assert float(effective_number(torch.tensor([0.0, 1.0, 0.0]))) == pytest.approx(1.0)
+    # uniform on 3 of 5 outcomes (zeros contribute 0 log 0 = 0), batched over rows
+    p = torch.tensor([[1 / 3, 1 / 3, 0.0, 1 / 3, 0.0], [0.5, 0.5, 0.0, 0.0, 0.0]])
+    assert effective_number(p).tolist() == pytest.approx([3.0, 2.0])
+    assert float(entropy(torch.tensor([0.5, 0.5]))) == pytest.approx(float(torch.log(torch.tensor(2.0))))
+    # between 1 and n for an uneven distribution
+    assert 1.0 < float(effective_number(torch.tensor([0.7, 0.2, 0.1]))) < 3.0
+
+
+def test_conditional_restricts_and_renormalises():
+    p = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    mask = torch.tensor([True, False, True, False])
+    q = conditional(p, mask)
+    assert q.tolist() == pytest.approx([0.25, 0.0, 0.75, 0.0])
+    # ratios inside the subset are kept, and scaling p inside it changes nothing
+    scaled = p.clone()
+    scaled[mask] *= 0.1
+    assert conditional(scaled / scaled.sum(), mask).tolist() == pytest.approx(q.tolist())
+    # batched rows, KL to itself is zero
+    rows = torch.stack([p, p.flip(0)])
+    qs = conditional(rows, mask)
+    assert qs.sum(-1).tolist() == pytest.approx([1.0, 1.0])
+    assert float(kl_divergence(qs[0], qs[0])) == 0.0
+    with pytest.raises(ValueError, match="no mass on the subset"):
+        conditional(torch.tensor([0.0, 1.0, 0.0, 0.0]), mask)
+    with pytest.raises(ValueError, match="mask has 3 entries but p has 4"):
+        conditional(p, torch.tensor([True, False, True]))
+
+
+def test_bootstrap_mean_ci():
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+    lo, hi = bootstrap_mean_ci(x, n_boot=4000)
+    assert lo < 4.5 < hi and (lo, hi) == bootstrap_mean_ci(x, n_boot=4000)  # reproducible
+    assert 2.5 < lo and hi < 6.5
+    # more data, narrower interval; a constant sample has a zero-width one
+    lo2, hi2 = bootstrap_mean_ci(x.repeat(10), n_boot=4000)
+    assert hi2 - lo2 < (hi - lo) / 2
+    assert bootstrap_mean_ci(torch.full((5,), 2.0), n_boot=500) == pytest.approx((2.0, 2.0))
+    with pytest.raises(ValueError, match="at least 2 finite values"):
+        bootstrap_mean_ci(torch.tensor([1.0]))

@@ -1,0 +1,678 @@
+"""The bandit in the LLM regime: binary rewards, group advantages, pi_old refreshed every rollout.
+
+The trimodal bandit (lad_ref.bandit.train) runs LAD under the paper's conditions: a fixed uniform
+pi_old and one distinct advantage per arm. LLM training differs in two ways that matter:
+
+* rewards are binary, so every correct answer of a group gets the same advantage A+ > 0 and every
+  wrong one the same A- < 0 (group normalisation, lad_ref.advantages);
+* pi_old is the policy that sampled the batch, refreshed after every rollout, and the optimiser
+  takes a few steps on each batch (PPO epochs x minibatches), so r = pi/pi_old starts every batch
+  at 1 and moves only as far as those steps take it.
+
+This module is that setting on a single-context softmax policy over ``n_arms`` arms (answers),
+``n_correct`` of which are correct (reward 1, the others 0), from a non-uniform "SFT" start. What
+it measures is what a diversity study on an LLM wants to know: does the policy keep the spread of
+its correct answers, i.e. the distribution among the correct arms q(a) = pi(a | correct)?
+
+Why the number of optimizer steps per rollout batch K decides the outcome
+-----------------------------------------------------------------------
+Write every objective as L = sum_rows w_row(r, A) with rows the sampled answers. For a softmax
+policy, the gradient with respect to the logit theta_b of a loss sum_a pi_old(a) g_a(r(a)) is
+
+    dL/dtheta_b = pi(b) g_b'(r(b)) - pi(b) sum_a pi(a) g_a'(r(a)),
+
+so every arm's logit moves in proportion to its own probability pi(b) times a push g_b'(r(b)).
+
+* At r = 1 (the first step on a batch; the ONLY step when K = 1) the push of a correct arm depends
+  on its advantage alone, and all correct arms share one advantage: GRPO's push is A+, LAD's is
+  -f'(e^{-A+/eta}), a monotone transform of it. Both raise each correct logit in proportion to its
+  probability: the rich get richer. Under gradient flow the distribution among the correct arms
+  follows the same path for both (d theta_b / dt = s(t) q(b), with only the speed s(t) differing),
+  so at K = 1 LAD is a reweighted policy gradient and no difference in diversity is expected (the
+  sampled sweep measured a small one, LAD-js 0.16 effective answers below GRPO).
+* With K > 1 steps on the same batch r moves. GRPO's surrogate -A r stays linear in r (until the
+  clip at 1 + eps zeroes a row's gradient): nothing pulls a correct arm that got ahead back. LAD's
+  per-row push r f'(r e^{-A/eta}) changes sign at r = e^{A/eta} (the brake), and the loss of a batch
+  is minimised by pi* ∝ pi_old e^{A/eta}. When all correct answers share one advantage, that
+  optimum multiplies all of them by the same factor: it KEEPS the ratios among correct answers. So
+  the more steps per batch, the closer LAD gets to a ratio-preserving update, while GRPO keeps
+  compounding the rich-get-richer step. The difference should grow with K.
+
+What the sweep measured adds two things to that picture (README, "The bandit in the LLM regime"):
+
+* Adam cancels the rich-get-richer step when there is no sampling noise. In exact mode every correct
+  logit's gradient is pi(b) times a factor common to all correct arms; Adam divides each coordinate
+  by its own running RMS, which removes pi(b), so all correct logits take the same step and the
+  ratios among them are kept exactly, for GRPO and LAD and every K (by induction over steps; the
+  ``exact mode`` control and a test). Under Adam, what narrows the correct answers is sampling:
+  which arms a batch happens to contain.
+* In sampled mode most of LAD's advantage comes from the rows of all-correct (and all-wrong) groups,
+  whose advantage is 0. GRPO has no gradient there. LAD's per-batch target for them is
+  r = e^{0/eta} = 1: its loss e^0 f(r) pulls r back to 1 as soon as the batch's other rows move it
+  (for js, hd, jf, tv, whose f'(1) = 0; kl's f(u) = u log u is smallest at u = 1/e and so pushes
+  the sampled arms down, rkl's -log u pushes them up, since the generators carry no linear term).
+  Once the policy is mostly correct most groups are all-correct, so this term acts on most rows.
+  Dropping those rows from the loss (DAPO's dynamic sampling does) removes most of the difference
+  (the ``zero-advantage rows dropped`` control). The brake (weight flipped once r passes e^{A/eta})
+  engages on fewer than 6% of LAD-js's rows with A != 0, even at K = 64.
+
+Sampled mode (what LLM training does) draws ``prompts_per_rollout`` groups of ``group_size`` arms
+from pi_old; arms not drawn are moved only through the softmax normaliser, and frequent arms are
+drawn more often, so even LAD's per-batch optimum favours them a little. Exact mode removes that
+sampling noise and is defined as the limit of infinitely many prompts per rollout with the same G:
+the loss of a batch is replaced by its expectation over batches. With binary rewards the group
+advantage of a row depends only on its own reward R and the number m of correct answers among the
+other G - 1 members of its group, m ~ Binomial(G - 1, p) with p = pi_old(correct set), so the
+expectation is a finite sum over (arm a, m) with weight pi_old(a) Binomial(m; G - 1, p), and the
+advantage of each (R, m) cell comes from lad_ref.advantages on the corresponding group. (Not the
+large-G limit A = (R - p)/sqrt(p(1 - p)): the finite-G sum is exact and keeps the zero advantage
+of all-correct and all-wrong groups.) Both modes call the objectives through
+``lad_ref.losses.get_loss`` with the bandit as (B, T) = (rows, 1); there is no bandit copy of a loss.
+
+Command line (``bandit/regime.yaml`` holds the committed settings and the control sweeps)::
+
+    python -m lad_ref.bandit.regime --config bandit/regime.yaml --out regime.json --plot regime.png
+    python -m lad_ref.bandit.regime --steps-per-rollout 1,16 --seeds 0 1 2 --objectives "grpo,lad(js)"
+
+Runs: every (objective, seed) pair of one K is a row of one (R, n_arms) logits tensor trained by one
+optimiser (Adam is elementwise, so these are R independent runs; ``lad_ref.bandit.train`` does the
+same). Pairing: a seed fixes the start policy and the uniform random numbers of every rollout's
+inverse-CDF sampling, shared by all objectives and all K, so differences between objectives of one
+seed are not sampling luck.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from lad_ref.advantages import ESTIMATORS, compute_advantages
+from lad_ref.divergences import DIVERGENCE_NAMES
+from lad_ref.losses import get_loss
+from lad_ref.metrics import bootstrap_mean_ci, conditional, effective_number, kl_divergence
+from lad_ref.threads import torch_threads
+
+MODES: tuple[str, ...] = ("sampled", "exact")
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+ZERO_ADV: tuple[str, ...] = ("keep", "drop")
+OBJECTIVES: tuple[str, ...] = ("grpo",) + tuple(f"lad({d})" for d in DIVERGENCE_NAMES)
+# metrics recorded after every rollout, per run; the first four describe the policy
+METRICS: tuple[str, ...] = ("mass_correct", "eff_correct", "kl_start", "max_prob", "log_r_abs", "brake_frac")
+# the direction in which a metric is better for diversity (used for per-seed "wins")
+BETTER: dict[str, str] = {"eff_correct": "higher", "kl_start": "lower", "mass_correct": "higher", "max_prob": "lower"}
+
+
+@dataclass
+class RegimeConfig:
+    """Settings of the regime bandit (``bandit/regime.yaml`` holds the committed ones).
+
+    Attributes:
+        n_arms: number of answers (arms) of the single context.
+        n_correct: how many of them are correct (reward 1; the rest get 0). Arms 0..n_correct-1.
+        start_std: standard deviation of the start's Gaussian logits (seeded per seed). 1.0 gives an
+            effective number of correct arms of about 7 out of 10: an uneven, SFT-like start.
+        start_correct_mass: the start's probability of a correct answer (the correct logits are
+            shifted by one constant to hit it exactly, which leaves the distribution among them alone).
+        group_size: G, arms sampled per prompt; advantages are normalised within each group.
+        prompts_per_rollout: groups per rollout batch (all from the one context); sampled mode only.
+        rollouts: number of rollout batches; pi_old is refreshed to the current policy after each.
+        steps_per_rollout: the K values to sweep: optimizer steps on each rollout batch (all on the
+            whole batch, like PPO epochs with one minibatch).
+        lr: learning rate of the optimiser.
+        optimizer: ``adam`` (as LLM training; state kept across rollouts) or ``sgd`` (plain gradient
+            steps, where the theory's rich-get-richer step is exact).
+        eta: LAD's temperature (target pi_old e^{A/eta}).
+        mode: ``sampled`` (groups drawn from pi_old) or ``exact`` (expected loss over batches; see
+            the module docstring).
+        advantage_estimator: one of lad_ref.advantages.ESTIMATORS.
+        zero_advantage_rows: ``keep`` the rows of all-correct and all-wrong groups (A = 0) in the loss,
+            as verl and lad_ref's trainer do, or ``drop`` them (DAPO's dynamic sampling filters such
+            groups). GRPO's gradient on them is 0 either way; LAD's is not once r != 1: the loss
+            e^0 f(r) pulls their r back to 1.
+        objectives: labels of OBJECTIVES (``grpo`` and ``lad(<divergence>)``).
+        seeds: one run per seed and objective; a seed fixes the start and the sampling numbers.
+        record_every: keep the seed-mean curves every this many rollouts in the JSON.
+        n_boot: bootstrap resamples for the 95% confidence intervals over seeds.
+    """
+
+    n_arms: int = 50
+    n_correct: int = 10
+    start_std: float = 1.0
+    start_correct_mass: float = 0.3
+    group_size: int = 8
+    prompts_per_rollout: int = 16
+    rollouts: int = 300
+    steps_per_rollout: tuple[int, ...] = (1, 2, 4, 16, 64)
+    lr: float = 0.02
+    optimizer: str = "adam"
+    eta: float = 1.0
+    mode: str = "sampled"
+    advantage_estimator: str = "grpo"
+    zero_advantage_rows: str = "keep"
+    objectives: tuple[str, ...] = OBJECTIVES
+    seeds: tuple[int, ...] = tuple(range(8))
+    record_every: int = 10
+    n_boot: int = 10_000
+
+    def __post_init__(self) -> None:
+        # YAML and the CLI hand lists; keep tuples so the config stays hashable and printable
+        for name in ("steps_per_rollout", "objectives", "seeds"):
+            val = getattr(self, name)
+            if isinstance(val, (list, tuple)):
+                setattr(self, name, tuple(val))
+
+    def validate(self) -> None:
+        """Raise ValueError (one sentence naming the bad value and the valid choices) before any work."""
+
+        def positive_int(name: str, minimum: int = 1) -> None:
+            val = getattr(self, name)
+            if not isinstance(val, int) or isinstance(val, bool) or val < minimum:
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {val!r}.")
+
+        for name in ("n_arms", "n_correct", "group_size", "prompts_per_rollout", "rollouts", "record_every"):
+            positive_int(name)
+        positive_int("n_boot", 100)
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 (a group of one has no advantage), got {self.group_size!r}.")
+        if self.n_correct >= self.n_arms:
+            raise ValueError(f"n_correct must be below n_arms = {self.n_arms}, got {self.n_correct!r}.")
+        for name in ("start_std", "lr", "eta"):
+            val = getattr(self, name)
+            if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {val!r}.")
+        if not (isinstance(self.start_correct_mass, (int, float)) and 0 < self.start_correct_mass < 1):
+            raise ValueError(f"start_correct_mass must lie strictly between 0 and 1, got {self.start_correct_mass!r}.")
+        for name, val, choices in (("mode", self.mode, MODES), ("optimizer", self.optimizer, OPTIMIZERS),
+                                   ("zero_advantage_rows", self.zero_advantage_rows, ZERO_ADV),
+                                   ("advantage_estimator", self.advantage_estimator, ESTIMATORS)):
+            if val not in choices:
+                raise ValueError(f"unknown {name} {val!r}; valid choices are {', '.join(choices)}.")
+        if not self.steps_per_rollout or not all(isinstance(k, int) and k >= 1 for k in self.steps_per_rollout):
+            raise ValueError(f"steps_per_rollout must be integers >= 1, got {list(self.steps_per_rollout)!r}.")
+        if not self.objectives:
+            raise ValueError(f"objectives is empty; valid choices are {', '.join(OBJECTIVES)}.")
+        for obj in self.objectives:
+            if obj not in OBJECTIVES:
+                raise ValueError(f"unknown objective {obj!r}; valid choices are {', '.join(OBJECTIVES)}.")
+        if len(set(self.objectives)) != len(self.objectives):
+            raise ValueError(f"objectives lists one objective twice: {list(self.objectives)!r}.")
+        if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
+            raise ValueError(f"seeds must be integers >= 0, got {list(self.seeds)!r}.")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds lists one seed twice: {list(self.seeds)!r}.")
+
+
+def correct_mask(cfg: RegimeConfig) -> torch.Tensor:
+    """(n_arms,) bool, True on the correct arms 0..n_correct-1 (the start's logits are i.i.d., so
+    which arms are correct does not matter)."""
+    return torch.arange(cfg.n_arms) < cfg.n_correct
+
+
+def start_logits(cfg: RegimeConfig, seed: int) -> torch.Tensor:
+    """The seed's SFT-like start, float32 (n_arms,): Gaussian logits with the correct ones shifted so
+    that the start's probability of a correct answer is exactly ``start_correct_mass``."""
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(cfg.n_arms, generator=gen, dtype=torch.float64) * cfg.start_std
+    ok = correct_mask(cfg)
+    m = cfg.start_correct_mass
+    shift = math.log(m / (1 - m)) - float(torch.logsumexp(z[ok], 0) - torch.logsumexp(z[~ok], 0))
+    return torch.where(ok, z + shift, z).float()
+
+
+def exact_advantage_table(group_size: int, estimator: str = "grpo") -> torch.Tensor:
+    """A[R, m] (2, G): the group advantage of a row with reward R in {0, 1} whose G - 1 group mates
+    hold m correct answers, computed by lad_ref.advantages on one group per (R, m) cell."""
+    g = group_size
+    rewards, ids = [], []
+    for own in (0, 1):
+        for m in range(g):
+            rewards += [float(own)] + [1.0] * m + [0.0] * (g - 1 - m)
+            ids += [own * g + m] * g
+    adv = compute_advantages(torch.tensor(rewards), torch.tensor(ids), estimator)
+    return adv.view(2, g, g)[:, :, 0]
+
+
+def _binomial_pmf(n: int, p: torch.Tensor) -> torch.Tensor:
+    """(R, n + 1) float64: Binomial(m; n, p) for m = 0..n and each of the R probabilities p (R,)."""
+    m = torch.arange(n + 1, dtype=torch.float64)
+    log_comb = math.lgamma(n + 1) - torch.lgamma(m + 1) - torch.lgamma(n - m + 1)
+    p = p.double().clamp(0.0, 1.0).unsqueeze(-1)  # a sum of probabilities can exceed 1 by rounding
+    return torch.exp(log_comb) * p.pow(m) * (1 - p).pow(n - m)
+
+
+def parse_objective(label: str, eta: float) -> tuple[str, dict]:
+    """``grpo`` -> ("grpo", {}); ``lad(js)`` -> ("lad", {"divergence": "js", "eta": eta})."""
+    if label == "grpo":
+        return "grpo", {}
+    return "lad", {"divergence": label[4:-1], "eta": eta}
+
+
+def _policy_metrics(logits: torch.Tensor, ok: torch.Tensor, q_start: torch.Tensor) -> torch.Tensor:
+    """(R, 4): mass on the correct set, effective number of correct arms, KL(q_start || q), max prob."""
+    p = torch.softmax(logits.detach().double(), -1)
+    q = conditional(p, ok)
+    return torch.stack(
+        [p[:, ok].sum(-1), effective_number(q[:, ok]), kl_divergence(q_start[:, ok], q[:, ok]), p.max(-1).values],
+        -1,
+    )
+
+
+def sampled_rows(cfg: RegimeConfig, old_lp: torch.Tensor, uniforms: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """One sampled rollout batch per run: ``prompts_per_rollout`` groups of G arms drawn from pi_old.
+
+    old_lp: (R, n_arms) log pi_old; uniforms: (R, rows) in [0, 1), turned into arms by inverse-CDF
+    sampling (so runs given the same uniforms draw coupled batches). Returns arms (R, rows), group
+    advantages from lad_ref.advantages (R, rows) and row probabilities pw = 1 (R, rows).
+    """
+    n_runs, n_rows = uniforms.shape
+    cdf = torch.cumsum(old_lp.double().exp(), -1)
+    arms = torch.searchsorted(cdf, uniforms * cdf[:, -1:]).clamp(max=cfg.n_arms - 1)
+    group_ids = torch.arange(n_runs * (n_rows // cfg.group_size)).repeat_interleave(cfg.group_size)
+    reward = correct_mask(cfg).float()[arms].flatten()
+    adv = compute_advantages(reward, group_ids, cfg.advantage_estimator).view(n_runs, n_rows)
+    return arms, adv, torch.ones_like(adv)
+
+
+def exact_rows(cfg: RegimeConfig, old_lp: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The expected rollout batch: one row per (arm a, m correct group mates), m = 0..G-1.
+
+    Returns arms (R, n_arms G), advantages A[R(a), m] (R, n_arms G) and the cells' probabilities
+    pw = pi_old(a) Binomial(m; G - 1, p), p = pi_old(correct set), which sum to 1 per run: the
+    pw-weighted mean of a row loss is its expectation over batches (module docstring).
+    """
+    g, n_runs = cfg.group_size, old_lp.shape[0]
+    ok = correct_mask(cfg)
+    row_arm = torch.arange(cfg.n_arms).repeat_interleave(g)  # row (a, m) -> a
+    row_m = torch.arange(g).repeat(cfg.n_arms)  # row (a, m) -> m
+    table = exact_advantage_table(g, cfg.advantage_estimator)
+    adv = table[ok[row_arm].long(), row_m].expand(n_runs, -1)
+    p_old = old_lp.double().exp()
+    binom = _binomial_pmf(g - 1, p_old[:, ok].sum(-1))  # (R, G)
+    pw = (p_old[:, row_arm] * binom[:, row_m]).float()
+    return row_arm.expand(n_runs, -1), adv, pw
+
+
+def objective_total(fns: list, losses: list, old_rows: torch.Tensor, lp_rows: torch.Tensor, adv: torch.Tensor,
+                    valid: torch.Tensor, pw: torch.Tensor, n_seeds: int) -> torch.Tensor:
+    """Sum over runs of each run's loss: the pw-weighted mean of its valid rows' objective.
+
+    Runs are stacked objective-major (run j = objective j // n_seeds). The n_seeds runs of one
+    objective share ONE call of the registered loss with token-mean over all their valid rows, N in
+    total; a row of run j gets the weight N pw / sum_{valid rows of j} pw, so the call returns the sum
+    of the runs' own losses and each run's gradient is exactly that of its own loss.
+    """
+    pw_sum = (pw * valid).sum(-1, keepdim=True).clamp(min=1e-30)
+    total = torch.zeros(())
+    for o, (fn, (_, kw)) in enumerate(zip(fns, losses)):
+        sl = slice(o * n_seeds, (o + 1) * n_seeds)
+        mask = valid[sl].reshape(-1, 1)
+        n_all = int(mask.sum())
+        if n_all == 0:
+            continue  # no run of this objective has a row to learn from in this batch
+        w = (n_all * pw[sl] / pw_sum[sl]).reshape(-1, 1)
+        loss, _ = fn(old_rows[sl].reshape(-1, 1), lp_rows[sl].reshape(-1, 1), adv[sl].reshape(-1, 1),
+                     mask, "token-mean", weights=w, **kw)
+        total = total + loss
+    return total
+
+
+def brake_fraction(grad_rows: torch.Tensor, adv: torch.Tensor, pw: torch.Tensor) -> torch.Tensor:
+    """(R,): among rows with A != 0, the pw-weighted fraction whose descent direction -dL/dlog pi does
+    not raise log pi where A > 0 (or lower it where A < 0). For LAD that is the rows whose weight r f'(u)
+    has flipped (``lad/weight_flip_frac`` of lad_ref.losses, counted over rows with A != 0); for GRPO the
+    clipped rows (zero gradient). NaN for a run without any row with A != 0."""
+    active = (adv != 0).to(pw.dtype) * pw
+    braked = ((-grad_rows * adv) <= 0).to(pw.dtype) * active
+    has = active.sum(-1)
+    return torch.where(has > 0, braked.sum(-1) / has.clamp(min=1e-30), float("nan"))
+
+
+def train_regime(cfg: RegimeConfig, k_steps: int, *, bar: tqdm | None = None, threads: int | None = 1) -> dict:
+    """Train every (objective, seed) of ``cfg`` with ``k_steps`` optimizer steps per rollout batch.
+
+    Returns ``{"labels", "seeds", "history", "final_logits"}``: run j is (labels[j], seeds[j]);
+    history is (rollouts + 1, runs, len(METRICS)) float64 with row 0 the start (NaN for the two
+    per-batch metrics). Both per-batch metrics are taken over the rows with A != 0 (the rows the
+    batch learns from; NaN for a batch without any): ``log_r_abs`` is the pw-weighted mean
+    |log pi/pi_old| after the batch's last step (how far one batch moved the policy);
+    ``brake_frac`` is :func:`brake_fraction` at the batch's last step.
+
+    ``threads``: torch intra-op threads while training (None keeps the caller's setting). Every tensor
+    here is small, where a second OpenMP thread only adds a barrier per operation (as in
+    lad_ref.bandit.train).
+    """
+    cfg.validate()
+    if not isinstance(k_steps, int) or k_steps < 1:
+        raise ValueError(f"k_steps must be an integer >= 1, got {k_steps!r}.")
+    with torch_threads(threads):
+        return _train(cfg, k_steps, bar)
+
+
+def _train(cfg: RegimeConfig, k_steps: int, bar: tqdm | None) -> dict:
+    n_seeds, n_obj = len(cfg.seeds), len(cfg.objectives)
+    n_runs = n_obj * n_seeds
+    ok = correct_mask(cfg)
+    start = torch.stack([start_logits(cfg, s) for s in cfg.seeds])  # (S, n_arms)
+    logits = start.repeat(n_obj, 1).clone().requires_grad_(True)  # run j = objective j // S, seed j % S
+    q_start = conditional(torch.softmax(start.double(), -1), ok).repeat(n_obj, 1)
+    if cfg.optimizer == "adam":
+        opt = torch.optim.Adam([logits], lr=cfg.lr)
+    else:
+        opt = torch.optim.SGD([logits], lr=cfg.lr)
+    losses = [parse_objective(o, cfg.eta) for o in cfg.objectives]
+    fns = [get_loss(name) for name, _ in losses]
+    # the sampling stream of a seed: the same uniforms for every objective and every K (paired)
+    gens = [torch.Generator().manual_seed(10_007 + s) for s in cfg.seeds]
+    n_sampled = cfg.prompts_per_rollout * cfg.group_size
+
+    history = torch.full((cfg.rollouts + 1, n_runs, len(METRICS)), float("nan"), dtype=torch.float64)
+    history[0, :, :4] = _policy_metrics(logits, ok, q_start)
+    for t in range(cfg.rollouts):
+        with torch.no_grad():
+            old_lp = torch.log_softmax(logits, -1)  # pi_old: refreshed to the current policy every rollout
+        if cfg.mode == "sampled":
+            u = torch.stack([torch.rand(n_sampled, generator=gen, dtype=torch.float64) for gen in gens])
+            arms, adv, pw = sampled_rows(cfg, old_lp, u.repeat(n_obj, 1))
+        else:
+            arms, adv, pw = exact_rows(cfg, old_lp)
+        old_rows = old_lp.gather(1, arms)
+        valid = torch.ones_like(adv, dtype=torch.bool) if cfg.zero_advantage_rows == "keep" else adv != 0
+        for step in range(k_steps):
+            lp_rows = torch.log_softmax(logits, -1).gather(1, arms)
+            last = step == k_steps - 1
+            if last:
+                lp_rows.retain_grad()
+            total = objective_total(fns, losses, old_rows, lp_rows, adv, valid, pw, n_seeds)
+            opt.zero_grad(set_to_none=True)
+            if total.requires_grad:
+                total.backward()
+            else:  # no valid row anywhere (drop mode): a zero gradient, so Adam still steps as under keep
+                logits.grad = torch.zeros_like(logits)
+            if last:
+                grad = lp_rows.grad if lp_rows.grad is not None else torch.zeros_like(adv)
+                brake = brake_fraction(grad, adv, pw)
+            opt.step()
+        with torch.no_grad():
+            log_r = torch.log_softmax(logits, -1).gather(1, arms) - old_rows
+            w = pw * (adv != 0)
+            has = w.sum(-1)
+            history[t + 1, :, :4] = _policy_metrics(logits, ok, q_start)
+            history[t + 1, :, 4] = torch.where(has > 0, (log_r.abs() * w).sum(-1) / has.clamp(min=1e-30),
+                                               float("nan")).double()
+            history[t + 1, :, 5] = brake.double()
+        if bar is not None:
+            bar.update(k_steps)
+    labels = [o for o in cfg.objectives for _ in cfg.seeds]
+    seeds = [s for _ in cfg.objectives for s in cfg.seeds]
+    return {"labels": labels, "seeds": seeds, "history": history, "final_logits": logits.detach().clone()}
+
+
+def _summary(values: torch.Tensor, n_boot: int) -> dict:
+    vals = values.double()
+    lo, hi = bootstrap_mean_ci(vals, n_boot=n_boot) if vals.numel() >= 2 else (float("nan"), float("nan"))
+    return {"mean": float(vals.mean()), "ci95": [lo, hi], "per_seed": [round(float(v), 6) for v in vals]}
+
+
+def run_sweep(cfg: RegimeConfig, *, progress: bool = True, threads: int | None = 1) -> dict:
+    """Every K of ``cfg.steps_per_rollout`` x every objective x every seed; returns the JSON record.
+
+    Per (K, objective): the end-of-training mass on the correct set, effective number of correct
+    arms, KL(start's conditional || final conditional) and max arm probability, and the per-batch
+    log_r_abs / brake_frac averaged over rollouts, each as mean, 95% bootstrap CI over seeds and the
+    per-seed values. ``paired``: for every LAD objective vs GRPO, the per-seed differences LAD - GRPO
+    with their mean, 95% bootstrap CI and the number of seeds on which LAD is better.
+    """
+    cfg.validate()
+    ks = list(cfg.steps_per_rollout)
+    total = cfg.rollouts * sum(ks)
+    rows, paired, curves = [], {}, {}
+    started = time.perf_counter()
+    with torch_threads(threads):
+        bar = tqdm(total=total, desc="regime", unit="step", disable=not progress, mininterval=0.5)
+        for k in ks:
+            bar.set_postfix_str(f"K={k}")
+            out = train_regime(cfg, k, bar=bar, threads=None)
+            hist = out["history"]
+            n_seeds = len(cfg.seeds)
+            final = {}
+            for o, label in enumerate(cfg.objectives):
+                sl = slice(o * n_seeds, (o + 1) * n_seeds)
+                per = {name: hist[-1, sl, i] for i, name in enumerate(METRICS[:4])}
+                per["log_r_abs"] = hist[1:, sl, 4].nanmean(0)
+                per["brake_frac"] = hist[1:, sl, 5].nanmean(0)
+                final[label] = per
+                rows.append({"K": k, "objective": label,
+                             **{name: _summary(v, cfg.n_boot) for name, v in per.items()}})
+                steps = list(range(0, cfg.rollouts + 1, cfg.record_every))
+                if steps[-1] != cfg.rollouts:
+                    steps.append(cfg.rollouts)
+                curves.setdefault(str(k), {})[label] = {
+                    "rollout": steps,
+                    **{name: [round(float(hist[s, sl, i].mean()), 5) for s in steps]
+                       for i, name in enumerate(METRICS[:4])},
+                }
+            if "grpo" in final and n_seeds >= 2:
+                for label in cfg.objectives:
+                    if label == "grpo":
+                        continue
+                    cmp = paired.setdefault(f"{label} - grpo", {}).setdefault(str(k), {})
+                    for name, better in BETTER.items():
+                        diff = final[label][name] - final["grpo"][name]
+                        lo, hi = bootstrap_mean_ci(diff, n_boot=cfg.n_boot)
+                        wins = int((diff > 0).sum()) if better == "higher" else int((diff < 0).sum())
+                        cmp[name] = {"mean": float(diff.mean()), "ci95": [lo, hi], "wins": wins,
+                                     "n": n_seeds, "better": better}
+        bar.close()
+    wall = time.perf_counter() - started
+    start = torch.stack([start_logits(cfg, s) for s in cfg.seeds])
+    start_m = _policy_metrics(start, correct_mask(cfg), conditional(torch.softmax(start.double(), -1),
+                                                                    correct_mask(cfg)))
+    return {
+        "config": {**asdict(cfg), "steps_per_rollout": ks, "objectives": list(cfg.objectives),
+                   "seeds": list(cfg.seeds)},
+        "seeds": list(cfg.seeds),
+        "start": {"mass_correct": _summary(start_m[:, 0], cfg.n_boot), "eff_correct": _summary(start_m[:, 1], cfg.n_boot),
+                  "max_prob": _summary(start_m[:, 3], cfg.n_boot)},
+        "metrics": {
+            "mass_correct": "probability of a correct arm at the end",
+            "eff_correct": "exp(H) of the distribution among the correct arms at the end",
+            "kl_start": "KL(start's distribution among correct arms || final one), nats",
+            "max_prob": "largest single-arm probability at the end",
+            "log_r_abs": "mean over rollouts of the pi_old-weighted mean |log pi/pi_old| over rows with A != 0 "
+                         "after a batch's last step",
+            "brake_frac": "mean over rollouts of the fraction of rows with A != 0 whose last-step gradient "
+                          "does not push along A (LAD: weight flipped; GRPO: clipped)",
+        },
+        "rows": rows,
+        "paired": paired,
+        "curves": curves,
+        "wall_s": round(wall, 2),
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__, "threads": threads},
+    }
+
+
+def config_fields() -> tuple[str, ...]:
+    """Names of RegimeConfig's fields: the keys a YAML config may hold (besides ``controls``)."""
+    return tuple(f.name for f in fields(RegimeConfig))
+
+
+def make_controls(cfg: RegimeConfig, controls: list) -> list[tuple[str, RegimeConfig]]:
+    """Each control is a mapping with a ``name`` and overrides of RegimeConfig fields: a sweep run next
+    to the main one under the same seeds (e.g. zero-advantage rows dropped, exact mode)."""
+    out = []
+    if not isinstance(controls, list):
+        raise ValueError(f"controls must be a list of mappings with a name and overrides, got {controls!r}.")
+    for c in controls:
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+            raise ValueError(f"every control needs a 'name' and overrides of the config fields, got {c!r}.")
+        over = {k: v for k, v in c.items() if k != "name"}
+        for key in over:
+            if key not in config_fields():
+                raise ValueError(
+                    f"unknown key {key!r} in control {c['name']!r}; valid choices are {', '.join(config_fields())}."
+                )
+        ccfg = dataclasses.replace(cfg, **over)
+        ccfg.validate()
+        out.append((c["name"], ccfg))
+    return out
+
+
+def run_all(cfg: RegimeConfig, controls: list[tuple[str, RegimeConfig]], *, progress: bool = True) -> dict:
+    """The main sweep, then every control sweep; controls go under ``record["controls"]``."""
+    record = run_sweep(cfg, progress=progress)
+    record["controls"] = []
+    base = asdict(cfg)
+    for name, ccfg in controls:
+        sub = run_sweep(ccfg, progress=progress)
+        changed = {k: v for k, v in asdict(ccfg).items() if v != base[k]}
+        changed = {k: list(v) if isinstance(v, tuple) else v for k, v in changed.items()}
+        record["controls"].append({"name": name, "overrides": changed, "rows": sub["rows"], "paired": sub["paired"],
+                                   "curves": sub["curves"], "wall_s": sub["wall_s"]})
+    record["wall_s_total"] = round(record["wall_s"] + sum(c["wall_s"] for c in record["controls"]), 2)
+    return record
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 1,2,4, got {text!r}") from None
+
+
+def _str_list(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m lad_ref.bandit.regime",
+        description="The bandit in the LLM regime: binary rewards over a set of correct arms, group advantages, "
+        "pi_old refreshed every rollout, K optimizer steps per rollout batch; GRPO vs LAD over K.",
+    )
+    p.add_argument("--config", type=Path, help="YAML file: RegimeConfig fields, and optionally 'controls'")
+    p.add_argument("--steps-per-rollout", type=_int_list, dest="steps_per_rollout",
+                   help="K values to sweep, comma-separated (default 1,2,4,16,64)")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds (default 0..7)")
+    p.add_argument("--objectives", type=_str_list,
+                   help=f"comma-separated, from {', '.join(OBJECTIVES)} (default all)")
+    p.add_argument("--mode", choices=MODES, help="sampled groups, or the exact expectation over batches")
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--zero-advantage-rows", choices=ZERO_ADV, dest="zero_advantage_rows")
+    p.add_argument("--rollouts", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--eta", type=float)
+    p.add_argument("--group-size", type=int, dest="group_size")
+    p.add_argument("--prompts-per-rollout", type=int, dest="prompts_per_rollout")
+    p.add_argument("--no-controls", action="store_true", help="skip the control sweeps of the config")
+    p.add_argument("--out", type=Path, help="write the JSON record here")
+    p.add_argument("--plot", type=Path, nargs="+", help="write the figure (.png and/or .pdf)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def resolve(args: argparse.Namespace) -> tuple[RegimeConfig, list[tuple[str, RegimeConfig]]]:
+    """Defaults < YAML config < command line; unknown keys and bad values fail before any work."""
+    values, controls = {}, []
+    if args.config is not None:
+        import yaml
+
+        if not args.config.is_file():
+            raise ValueError(f"config file {str(args.config)!r} does not exist.")
+        loaded = yaml.safe_load(args.config.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"config file {str(args.config)!r} must hold a mapping of option names to values.")
+        controls = loaded.pop("controls", []) or []
+        for key in loaded:
+            if key not in config_fields():
+                raise ValueError(f"unknown key {key!r} in {str(args.config)!r}; valid choices are "
+                                 f"{', '.join(config_fields() + ('controls',))}.")
+        values.update(loaded)
+    for key in config_fields():
+        val = getattr(args, key, None)
+        if val is not None:
+            values[key] = val
+    cfg = RegimeConfig(**values)
+    cfg.validate()
+    ctrl = [] if args.no_controls else make_controls(cfg, controls)
+    for path in args.plot or []:
+        if path.suffix.lower() not in (".png", ".pdf"):
+            raise ValueError(f"--plot must name .png or .pdf files, got {str(path)!r}.")
+    return cfg, ctrl
+
+
+def print_table(record: dict) -> None:
+    """The regime table: per K, GRPO vs LAD-js (or the first two objectives) and their paired difference."""
+    objs = record["config"]["objectives"]
+    pick = ("grpo", "lad(js)") if {"grpo", "lad(js)"} <= set(objs) else tuple(objs[:2])
+    by = {(r["K"], r["objective"]): r for r in record["rows"]}
+    st = record["start"]
+    print(f"start: mass on correct set {st['mass_correct']['mean']:.3f}, effective number of correct arms "
+          f"{st['eff_correct']['mean']:.2f} (mean over {len(record['seeds'])} seeds)")
+    head = f"{'K':>4}  {'objective':<10}{'mass_correct':>13}{'eff_correct':>12}{'kl_start':>10}{'max_prob':>10}" \
+           f"{'|log r|':>9}{'brake':>7}"
+    print(head)
+    print("-" * len(head))
+    for k in record["config"]["steps_per_rollout"]:
+        for o in objs:
+            r = by[(k, o)]
+            print(f"{k:>4}  {o:<10}{r['mass_correct']['mean']:>13.3f}{r['eff_correct']['mean']:>12.2f}"
+                  f"{r['kl_start']['mean']:>10.3f}{r['max_prob']['mean']:>10.3f}{r['log_r_abs']['mean']:>9.3f}"
+                  f"{r['brake_frac']['mean']:>7.3f}")
+        key = f"{pick[1]} - {pick[0]}"
+        if key in record["paired"]:
+            d = record["paired"][key][str(k)]
+            e, kl = d["eff_correct"], d["kl_start"]
+            print(f"      {key}: eff {e['mean']:+.2f} [{e['ci95'][0]:+.2f}, {e['ci95'][1]:+.2f}] wins {e['wins']}/"
+                  f"{e['n']};  kl {kl['mean']:+.3f} [{kl['ci95'][0]:+.3f}, {kl['ci95'][1]:+.3f}] wins {kl['wins']}/"
+                  f"{kl['n']}")
+    for c in record.get("controls", []):
+        print(f"\ncontrol: {c['name']} ({c['overrides']})")
+        for r in c["rows"]:
+            print(f"{r['K']:>4}  {r['objective']:<10}{r['mass_correct']['mean']:>13.3f}{r['eff_correct']['mean']:>12.2f}"
+                  f"{r['kl_start']['mean']:>10.3f}{r['max_prob']['mean']:>10.3f}{r['log_r_abs']['mean']:>9.3f}"
+                  f"{r['brake_frac']['mean']:>7.3f}")
+    print(f"\nwall time {record.get('wall_s_total', record['wall_s']):.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        cfg, controls = resolve(args)
+    except (ValueError, TypeError) as err:
+        parser.error(str(err))
+    record = run_all(cfg, controls, progress=not args.quiet)
+    print_table(record)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=1) + "\n")
+        print(f"wrote {args.out}", file=sys.stderr)
+    if args.plot:
+        from lad_ref.bandit.regime_plot import plot_regime
+
+        for path in args.plot:
+            plot_regime(record, path)
+            print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+__all__ = [
+    "BETTER", "METRICS", "MODES", "OBJECTIVES", "OPTIMIZERS", "ZERO_ADV", "RegimeConfig", "config_fields",
+    "correct_mask", "exact_advantage_table", "main", "parse_objective", "run_all", "run_sweep", "start_logits",
+    "train_regime",
+]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,245 @@
+"""The bandit in the LLM regime (lad_ref.bandit.regime): binary rewards, refreshed pi_old, K steps per batch."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from lad_ref.advantages import compute_advantages
+from lad_ref.bandit.regime import (
+    RegimeConfig,
+    brake_fraction,
+    correct_mask,
+    exact_advantage_table,
+    exact_rows,
+    main,
+    objective_total,
+    parse_objective,
+    sampled_rows,
+    start_logits,
+    train_regime,
+)
+from lad_ref.losses import get_loss
+from lad_ref.metrics import conditional, effective_number
+
+# a small problem that trains in well under a second per run
+SMALL = RegimeConfig(n_arms=20, n_correct=5, group_size=4, prompts_per_rollout=4, rollouts=20, lr=0.05,
+                     objectives=("grpo", "lad(js)"), seeds=(0, 1), n_boot=200)
+
+
+def _spread_of_log_r_among_correct(cfg, logits, seed):
+    ok = correct_mask(cfg)
+    log_r = torch.log_softmax(logits.double(), -1) - torch.log_softmax(start_logits(cfg, seed).double(), -1)
+    return float(log_r[ok].max() - log_r[ok].min())
+
+
+def test_start_hits_its_correct_mass_and_is_seeded():
+    cfg = RegimeConfig()
+    p = torch.softmax(start_logits(cfg, 3).double(), -1)
+    assert float(p[correct_mask(cfg)].sum()) == pytest.approx(0.3, abs=1e-6)
+    assert torch.equal(start_logits(cfg, 3), start_logits(cfg, 3))
+    assert not torch.equal(start_logits(cfg, 3), start_logits(cfg, 4))
+    # uneven, SFT-like: the default start spreads over clearly fewer than the 10 correct arms
+    effs = [float(effective_number(conditional(torch.softmax(start_logits(cfg, s).double(), -1),
+                                               correct_mask(cfg))[:10])) for s in range(8)]
+    assert 5.0 < sum(effs) / 8 < 9.0
+
+
+def test_exact_advantage_table_is_lad_ref_advantages_of_each_group():
+    g = 8
+    table = exact_advantage_table(g)
+    # a row with reward 1 whose 7 group mates hold 3 correct answers: group [1, 1, 1, 1, 0, 0, 0, 0]
+    group = torch.tensor([1.0, 1, 1, 1, 0, 0, 0, 0])
+    assert float(table[1, 3]) == pytest.approx(float(compute_advantages(group, torch.zeros(8))[0]))
+    # all-wrong and all-correct groups carry no advantage
+    assert float(table[0, 0]) == 0.0 and float(table[1, g - 1]) == 0.0
+    assert bool((table[1, : g - 1] > 0).all()) and bool((table[0, 1:] < 0).all())
+
+
+def test_exact_mode_is_the_expectation_of_the_sampled_loss():
+    """Exact mode's gradient equals the mean gradient of sampled batches (many groups, Monte Carlo)."""
+    cfg = replace(SMALL, prompts_per_rollout=20_000)
+    logits = torch.stack([start_logits(cfg, 0)] * 2).requires_grad_(True)
+    old_lp = torch.log_softmax(logits.detach(), -1)
+    losses = [parse_objective(o, 1.0) for o in cfg.objectives]
+    fns = [get_loss(n) for n, _ in losses]
+    grads = []
+    for arms, adv, pw in (
+        sampled_rows(cfg, old_lp, torch.rand(1, 80_000, generator=torch.Generator().manual_seed(0),
+                                             dtype=torch.float64).expand(2, -1)),
+        exact_rows(cfg, old_lp),
+    ):
+        logits.grad = None
+        lp = torch.log_softmax(logits, -1).gather(1, arms)
+        # r = 1 is where GRPO and LAD differ least; move the policy so that LAD's weight depends on r
+        lp = lp + 0.3 * (adv > 0)
+        valid = torch.ones_like(adv, dtype=torch.bool)
+        objective_total(fns, losses, old_lp.gather(1, arms), lp, adv, valid, pw, 1).backward()
+        grads.append(logits.grad.clone())
+    sampled, exact = grads
+    for j in range(2):
+        err = float((sampled[j] - exact[j]).norm() / exact[j].norm())
+        assert err < 0.05, (cfg.objectives[j], err)
+
+
+def test_runs_are_deterministic_and_independent_when_batched():
+    for mode, zero in (("sampled", "keep"), ("sampled", "drop"), ("exact", "keep")):
+        cfg = replace(SMALL, mode=mode, zero_advantage_rows=zero, objectives=("grpo", "lad(js)", "lad(hd)"),
+                      seeds=(0, 1, 2))
+        a = train_regime(cfg, 3)
+        b = train_regime(cfg, 3)
+        torch.testing.assert_close(a["history"], b["history"], rtol=0, atol=0, equal_nan=True)
+        assert torch.equal(a["final_logits"], b["final_logits"])
+        # the same run alone: objective lad(js), seed 2 (run 1 * 3 + 2 of the batched sweep)
+        alone = train_regime(replace(cfg, objectives=("lad(js)",), seeds=(2,)), 3)
+        assert torch.allclose(alone["final_logits"][0], a["final_logits"][5], atol=1e-5), (mode, zero)
+
+
+def test_seed_pairs_the_batches_across_objectives_and_k(monkeypatch):
+    """A seed fixes the start and the uniforms of every batch: GRPO and LAD-js of one seed draw their first
+    batch from the same start with the same numbers (so the same arms), and the first batch is the same
+    for every K. Later batches differ only because the policies have moved."""
+    import lad_ref.bandit.regime as regime
+
+    seen = []
+    real = regime.sampled_rows
+
+    def spy(cfg, old_lp, uniforms):
+        out = real(cfg, old_lp, uniforms)
+        seen.append(out[0].clone())
+        return out
+
+    monkeypatch.setattr(regime, "sampled_rows", spy)
+    cfg = replace(SMALL, rollouts=3)
+    h = train_regime(cfg, 1)["history"]
+    first_k1 = seen[0]
+    assert torch.equal(first_k1[0], first_k1[2]) and torch.equal(first_k1[1], first_k1[3])  # seed 0, seed 1
+    assert not torch.equal(first_k1[0], first_k1[1])
+    assert h[0, 0, 1] == h[0, 2, 1] and h[0, 1, 1] != h[0, 0, 1]  # same start per seed, not across seeds
+    seen.clear()
+    train_regime(cfg, 4)
+    assert torch.equal(seen[0], first_k1)
+
+
+def test_brake_fraction_matches_the_loss_functions_own_metrics():
+    gen = torch.Generator().manual_seed(0)
+    b = 256
+    old = -torch.rand(b, 1, generator=gen) * 3
+    lp = (old + torch.randn(b, 1, generator=gen) * 0.8).requires_grad_(True)
+    adv = torch.randn(b, 1, generator=gen)
+    adv[::7] = 0.0
+    mask = torch.ones(b, 1, dtype=torch.bool)
+    active = float((adv != 0).float().mean())
+    for name, kw, key in (("lad", {"divergence": "js"}, "lad/weight_flip_frac"),
+                          ("lad", {"divergence": "kl"}, "lad/weight_flip_frac"),
+                          ("grpo", {}, "grpo/clipfrac")):
+        lp.grad = None
+        loss, metrics = get_loss(name)(old, lp, adv, mask, "token-mean", **kw)
+        loss.backward()
+        frac = float(brake_fraction(lp.grad.T, adv.T, torch.ones(1, b))[0])
+        expected = metrics[key] + metrics.get("grpo/clipfrac_lower", 0.0)
+        assert frac * active == pytest.approx(expected, abs=1e-6), name
+        assert 0.02 < frac < 0.98  # the random batch has rows on both sides
+
+
+def test_adam_keeps_ratios_among_correct_arms_in_exact_mode_for_every_objective():
+    """In exact mode every correct arm's gradient is pi(b) times one common factor, and Adam's per-
+    coordinate normalisation cancels pi(b): all correct logits take the same step, by induction at every
+    step. Rich-get-richer under Adam needs sampling noise."""
+    cfg = replace(SMALL, mode="exact", objectives=("grpo", "lad(js)", "lad(kl)", "lad(tv)"), seeds=(0,))
+    out = train_regime(cfg, 4)
+    h = out["history"]
+    assert float(h[-1, :, 0].min()) > float(h[0, 0, 0]) + 0.3  # the policy moved onto the correct set
+    assert float(h[-1, :, 2].max()) < 1e-9  # KL to the start's distribution among correct arms
+    for j in range(4):
+        assert _spread_of_log_r_among_correct(cfg, out["final_logits"][j], 0) < 1e-4  # float32 logits
+
+
+def test_lad_per_batch_optimum_keeps_ratios_grpo_does_not():
+    """One exact batch, many plain gradient steps: LAD reaches its per-batch optimum, which multiplies
+    every correct arm by the same factor (all share one advantage cell distribution); GRPO's first steps
+    raise each correct logit in proportion to its probability, and its clip then freezes that."""
+    cfg = replace(SMALL, mode="exact", optimizer="sgd", lr=4.0, rollouts=1, seeds=(0,),
+                  objectives=("grpo", "lad(kl)", "lad(hd)", "lad(js)"))
+    out = train_regime(cfg, 1000)
+    spread = {o: _spread_of_log_r_among_correct(cfg, out["final_logits"][j], 0) for j, o in enumerate(cfg.objectives)}
+    kl = {o: float(out["history"][-1, j, 2]) for j, o in enumerate(cfg.objectives)}
+    moved = {o: float(out["history"][-1, j, 0] - out["history"][0, j, 0]) for j, o in enumerate(cfg.objectives)}
+    for o in ("lad(kl)", "lad(hd)", "lad(js)"):
+        assert spread[o] < 1e-3 and kl[o] < 1e-8, (o, spread[o], kl[o])
+        assert moved[o] > 0.3
+    assert spread["grpo"] > 0.2 and kl["grpo"] > 1e-3, (spread["grpo"], kl["grpo"])
+
+
+def test_k1_exact_grpo_and_lad_follow_one_path_of_correct_answer_distributions():
+    """At r = 1 each correct logit's push is pi(b) times a factor common to all correct arms, for GRPO and
+    LAD alike, so (gradient flow) the distribution among correct arms moves along one path; only the
+    speed differs. LAD-kl's r = 1 weight is GRPO's A shifted by a constant, which the exact expectation
+    cancels: its run is GRPO's, step for step."""
+    cfg = replace(SMALL, mode="exact", optimizer="sgd", lr=1.0, rollouts=60,
+                  objectives=("grpo", "lad(js)", "lad(kl)"), seeds=(0, 1))
+    h = train_regime(cfg, 1)["history"].numpy()
+    for s in range(2):
+        g_eff, g_kl = h[:, s, 1], h[:, s, 2]
+        l_eff, l_kl = h[:, 2 + s, 1], h[:, 2 + s, 2]
+        assert g_eff[-1] < g_eff[0] - 1.0 and l_eff[-1] < l_eff[0] - 0.5  # both narrow
+        assert bool(np.all(np.diff(g_eff) < 0))
+        on_path = np.interp(l_eff, g_eff[::-1], g_kl[::-1])
+        sel = l_eff >= g_eff.min()
+        assert np.abs(on_path - l_kl)[sel].max() < 0.03 * l_kl.max()
+        assert np.abs(h[:, s, :4] - h[:, 4 + s, :4]).max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--objectives", "grpo,lad(chi2)"], "unknown objective 'lad(chi2)'; valid choices are grpo, lad(kl)"),
+        (["--steps-per-rollout", "1,0"], "steps_per_rollout must be integers >= 1, got [1, 0]"),
+        (["--steps-per-rollout", "1,x"], "expected comma-separated integers"),
+        (["--mode", "online"], "invalid choice: 'online'"),
+        (["--lr", "-1"], "lr must be a finite number > 0, got -1.0"),
+        (["--group-size", "1"], "group_size must be >= 2"),
+        (["--seeds", "1", "1"], "seeds lists one seed twice"),
+        (["--plot", "x.txt"], "--plot must name .png or .pdf files"),
+    ],
+)
+def test_cli_bad_input_one_clear_sentence(args, message):
+    proc = subprocess.run([sys.executable, "-m", "lad_ref.bandit.regime", *args], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_config_errors(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("rollout: 5\n")
+    with pytest.raises(SystemExit):
+        main(["--config", str(cfg)])
+    assert "unknown key 'rollout'" in capsys.readouterr().err
+    cfg.write_text("rollouts: 5\ncontrols:\n  - {name: x, modee: exact}\n")
+    with pytest.raises(SystemExit):
+        main(["--config", str(cfg)])
+    assert "unknown key 'modee' in control 'x'" in capsys.readouterr().err
+
+
+def test_cli_runs_the_fast_config_end_to_end(tmp_path, capsys):
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    assert main(["--config", "bandit/regime_fast.yaml", "--out", str(out), "--plot", str(png), "--quiet"]) == 0
+    text = capsys.readouterr().out
+    assert "lad(js) - grpo: eff" in text
+    rec = json.loads(out.read_text())
+    for key in ("config", "seeds", "start", "rows", "paired", "curves", "controls", "wall_s", "machine"):
+        assert key in rec
+    assert rec["seeds"] == [0, 1]
+    assert {(r["K"], r["objective"]) for r in rec["rows"]} == {(k, o) for k in (1, 4) for o in ("grpo", "lad(js)")}
+    d = rec["paired"]["lad(js) - grpo"]["4"]["eff_correct"]
+    lad = next(r for r in rec["rows"] if r["K"] == 4 and r["objective"] == "lad(js)")["eff_correct"]["per_seed"]
+    grpo = next(r for r in rec["rows"] if r["K"] == 4 and r["objective"] == "grpo")["eff_correct"]["per_seed"]
+    assert d["mean"] == pytest.approx(float(np.mean(np.subtract(lad, grpo))), abs=1e-5)
+    assert d["ci95"][0] <= d["mean"] <= d["ci95"][1] and 0 <= d["wins"] <= 2
+    assert rec["controls"][0]["name"] == "exact mode" and rec["controls"][0]["rows"][0]["K"] == 2
+    assert png.stat().st_size > 10_000
