@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -196,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if "--lab" in argv:  # everything else on the command line belongs to jupyter lab
         install_kernel()
-        return subprocess.call(lab_command(*(a for a in argv if a != "--lab")))
+        cmd = lab_command(*(a for a in argv if a != "--lab"))
+        os.execv(cmd[0], cmd)  # become JupyterLab, so that Ctrl-C and signals reach it directly
     args = p.parse_args(argv)
     if args.store_outputs and not args.full:
         p.error("--store-outputs stores the outputs of a full run: add --full.")

@@ -283,11 +283,12 @@ def test_notebook_runs_fast_and_writes_its_figures(name, tmp_path):
         assert "trained by prefetch" in printed and "kept from an earlier run" not in printed, (
             f"{name} with LAD_JOBS={jobs} did not read its runs from the side-by-side prefetch"
         )
+    assert all(c.execution_count is not None for c in _code(fresh)), f"{name}: a cell was not executed"
     if name in STORED:  # the stored full-mode outputs have the structure of a fresh run: same cells, same figures
+        # (printed text may differ: some checks print only in full mode)
         stored = _read(NOTEBOOKS / name)
         assert [c.id for c in _code(stored)] == [c.id for c in _code(fresh)]
         for old, new in zip(_code(stored), _code(fresh)):
-            assert bool(old.outputs) == bool(new.outputs), f"{name} cell {old.id}: outputs stored {bool(old.outputs)}"
             assert _images(old) == _images(new), (
                 f"{name} cell {old.id}: {_images(old)} stored figure(s), {_images(new)} in a fresh run"
             )
