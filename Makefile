@@ -9,7 +9,7 @@ RUN    ?= runs
 # make figures: how many of notebook 04's training runs go side by side (each on one CPU thread)
 JOBS   ?= 2
 
-.PHONY: setup demo demo-bandit demo-llm bandit-regime test test-fast lint figures bench gpu-check clean
+.PHONY: setup demo demo-bandit demo-llm bandit-regime test test-fast lint figures notebooks bench gpu-check clean
 
 # torch: where no NVIDIA GPU answers, install the local CPU build first (pip would otherwise pull
 # several GB of CUDA wheels for the project's range); on a GPU machine pip picks a CUDA build.
@@ -59,8 +59,13 @@ GPU_PY  ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 gpu-check:
 	$(GPU_PY) -m benchmarks.gpu_check $(if $(GPU_OUT),--out $(GPU_OUT))
 
+# regenerate paper_figures/ and the stored outputs of notebooks 01-02 (full mode, ~22 min on 2 CPU cores)
 figures: setup
-	$(PY) notebooks/run_notebooks.py --full --jobs $(JOBS)
+	$(PY) notebooks/run_notebooks.py --full --jobs $(JOBS) --store-outputs
+
+# JupyterLab on notebooks/, with the kernel `lad_ref` = this .venv's python (extra jupyter options: LAB_ARGS=...)
+notebooks: setup
+	$(PY) notebooks/run_notebooks.py --lab $(LAB_ARGS)
 
 clean:
 	rm -rf $(RUN) .pytest_cache
