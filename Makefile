@@ -9,7 +9,7 @@ RUN    ?= runs
 # make figures: how many of notebook 04's training runs go side by side (each on one CPU thread)
 JOBS   ?= 2
 
-.PHONY: setup demo demo-bandit demo-llm bandit-regime test test-fast lint figures notebooks bench gpu-check clean
+.PHONY: setup demo demo-bandit demo-llm bandit-regime test test-fast lint figures notebooks bench gpu-check gpu-deps clean
 
 # torch: where no NVIDIA GPU answers, install the local CPU build first (pip would otherwise pull
 # several GB of CUDA wheels for the project's range); on a GPU machine pip picks a CUDA build.
@@ -55,9 +55,16 @@ bench: setup
 # make gpu-check: the GPU path in one command (docs/gpu.md); tiny shapes where there is no CUDA.
 # No `setup` dependency: on a GPU image nothing can be installed, so it runs with .venv's python
 # where there is one and the image's python3 otherwise (GPU_PY=..., GPU_OUT=<folder> to choose).
+# The trainer's pure-Python config library (omegaconf + its antlr4 runtime) is not in a bare GPU
+# image: `make gpu-deps` copies it from .venv into .gpu_pythonpath/ (git-ignored, < 2 MB), which the
+# device call carries; gpu-check puts that folder on PYTHONPATH when it exists.
 GPU_PY  ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 gpu-check:
-	$(GPU_PY) -m benchmarks.gpu_check $(if $(GPU_OUT),--out $(GPU_OUT))
+	PYTHONPATH="$(CURDIR)/.gpu_pythonpath$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PY) -m benchmarks.gpu_check $(if $(GPU_OUT),--out $(GPU_OUT))
+
+gpu-deps: setup
+	rm -rf .gpu_pythonpath && mkdir -p .gpu_pythonpath
+	$(PY) -c "import omegaconf, antlr4, os, shutil; [shutil.copytree(os.path.dirname(m.__file__), '.gpu_pythonpath/' + m.__name__) for m in (omegaconf, antlr4)]"
 
 # regenerate paper_figures/ and the stored outputs of notebooks 01-02 (full mode, ~22 min on 2 CPU cores)
 figures: setup
