@@ -1,12 +1,28 @@
-"""Sandboxed stdin/stdout unit tests for generated programs, and the binary code reward.
+"""Sandboxed unit tests for generated programs, and the code reward.
 
-:func:`run_tests` runs a program once per test case, feeding ``test["input"]`` on stdin and comparing
-stdout with ``test["output"]`` (the format of the DeepCoder / LiveCodeBench / TACO / APPS "stdin"
-tests). :func:`code_reward` is 1.0 if every test passes and 0.0 otherwise, the outcome reward used for
-code RL in DeepCoder and DeepSeek-R1-style training.
+:func:`run_tests` runs a program once per test case in a fresh sandboxed process, with the tests in each
+dataset's own layout (stdin/stdout, APPS/TACO call-based with ``fn_name``, LiveCodeBench rows,
+HumanEval-style test code; see :mod:`lad_ref.rewards.code_tests`). :func:`code_reward` is 1.0 if every
+test passes and 0.0 otherwise (or the fraction passed, with ``partial_credit``), the outcome reward used
+for code RL in DeepCoder and DeepSeek-R1-style training. For batches see :mod:`lad_ref.rewards.batch`.
 
-Isolation mechanisms (Linux, caller must be root)
--------------------------------------------------
+Two sandbox modes (:func:`sandbox_mode`), the same limits and the same attack suite in both:
+
+* ``"root"`` -- the launcher described below; for root (containers, most cloud images).
+* ``"bwrap"`` -- bubblewrap (``bwrap``, the sandbox of Flatpak; Debian package ``bubblewrap``) for an
+  ordinary user where unprivileged user namespaces exist: new user, PID, mount, network, IPC, UTS and
+  cgroup namespaces; the same read-only binds (``/usr``, the interpreter prefix, ``/etc/ld.so.cache``,
+  the five device files), a ``disk_mb`` tmpfs ``/sandbox`` holding the program, ``/`` remounted read-only,
+  the same clean environment, ``--die-with-parent`` and ``--new-session``; the rlimits are set by a tiny
+  launcher *inside* the namespaces (the kernel counts ``RLIMIT_NPROC`` per user namespace, so the limit
+  covers exactly this sandbox); cleanup is a SIGKILL to the namespace's init, after which the kernel
+  kills everything left in it. Unlike root mode the program keeps the caller's uid (mapped into the
+  namespace), so it is confined by the namespaces and read-only mounts rather than by a separate uid.
+
+Neither available: :class:`SandboxError` naming what to install or enable; programs never run unconfined.
+
+Isolation mechanisms of the root mode (Linux, caller is root)
+-------------------------------------------------------------
 Every test runs in a fresh process started by a small launcher (``python -I -S -c <launcher>``, run as
 root) that sets up the sandbox and then ``execve``s the program's interpreter. No ``preexec_fn`` is
 used, so :func:`run_tests` is safe to call from several threads at once. The launcher:
@@ -59,9 +75,8 @@ attacker: a kernel exploit (the program can still make almost every system call;
 filter) escapes all of it. CPU time and memory are limited per process, not per sandbox (up to
 ``max_procs`` processes each get ``memory_mb`` and ``cpu_s``); there is no cgroup, so memory pressure on
 the host and CPU contention between parallel runs are not controlled. Timing is wall-clock and therefore
-load-dependent. Reading world-readable files under ``/usr`` and the interpreter prefix is allowed. It needs
-root (namespaces, ``chroot`` and ``setuid``); as another user :func:`run_tests` raises
-:class:`SandboxError` rather than silently running unconfined. Only Linux is supported.
+load-dependent. Reading world-readable files under ``/usr`` and the interpreter prefix is allowed. Only
+Linux is supported.
 """
 
 from __future__ import annotations

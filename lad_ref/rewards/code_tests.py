@@ -21,7 +21,7 @@ the user. Accepted layouts (a JSON string of any of them is accepted too):
    ``prompt`` and ``canonical_solution`` may be present and are ignored.
 
 Call-based cases run the program (as a module named ``solution``, so its ``if __name__ == "__main__"`` block
-does not run) and call the top-level function ``fn_name``, or ``Solution().fn_name`` (LeetCode), with the
+does not run; after LiveCodeBench's import header, so ``List``, ``deque``, ``inf`` need no import) and call the top-level function ``fn_name``, or ``Solution().fn_name`` (LeetCode), with the
 arguments; the result goes through a JSON round trip (tuples become lists) and is compared with the
 expected value (:func:`values_match`: floats within :data:`FLOAT_TOLERANCE`, as APPS/verl's ``prime_code``
 allow). Test-code cases run the program, then the test code, then ``check(entry_point)``.
@@ -293,6 +293,8 @@ _os.dup2(_null, 0)
 _os.close(_null)
 _write, _flush = _os.write, _sys.stdout.flush
 _ns = {"__name__": "solution", "__builtins__": __builtins__}
+if KIND == "call":
+    exec(CALL_HEADER, _ns)
 exec(compile(SOURCE, "solution.py", "exec"), _ns)
 if KIND == "call":
     if callable(_ns.get(FN_NAME)):
@@ -311,11 +313,23 @@ _write(1, ("\n" + _nonce + _result + "\n").encode())
 '''
 
 
+# What LiveCodeBench's harness puts in front of a call-based (LeetCode-style) solution: such solutions use
+# ``List[int]``, ``deque``, ``inf``... without importing them, as LeetCode's own judge allows.
+CALL_HEADER = (
+    "from string import *\nfrom re import *\nfrom datetime import *\nfrom collections import *\n"
+    "from heapq import *\nfrom bisect import *\nfrom copy import *\nfrom math import *\nfrom random import *\n"
+    "from statistics import *\nfrom itertools import *\nfrom functools import *\nfrom operator import *\n"
+    "from io import *\nfrom json import *\nfrom typing import *\nimport string, re, datetime, collections, heapq\n"
+    "import bisect, copy, math, random, statistics, itertools, functools, operator, io, sys, json\n"
+    "sys.setrecursionlimit(50000)\n"
+)
+
+
 def driver_source(case: Case, program: str) -> str:
     """The Python file the sandbox runs for a ``"call"`` or ``"code"`` case."""
     header = (
         f"KIND = {case.kind!r}\nSOURCE = {program!r}\nFN_NAME = {case.fn_name!r}\n"
-        f"TEST = {case.test!r}\nENTRY_POINT = {case.entry_point!r}\n"
+        f"TEST = {case.test!r}\nENTRY_POINT = {case.entry_point!r}\nCALL_HEADER = {CALL_HEADER!r}\n"
     )
     return header + _DRIVER
 
