@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,18 @@ def test_verl_compute_score_batch() -> None:
         got = reward.compute_score_batch(["lad_ref/code", "lad_ref/math"], ["def inc(x):\n    return x + 1\n", "1"],
                                          [tests, "1"], [{}, {}])
         assert got == [1.0, 1.0]
+
+
+def test_trl_recipe_reward_functions_grade_batches() -> None:
+    spec = importlib.util.spec_from_file_location("train_lad", ROOT / "llm" / "recipes" / "trl" / "train_lad.py")
+    recipe = importlib.util.module_from_spec(spec)
+    sys.modules["train_lad"] = recipe  # dataclasses resolve string annotations through sys.modules
+    spec.loader.exec_module(recipe)
+    math_fn = recipe.make_reward(recipe.RecipeArguments(task="math"))
+    conversational = [[{"role": "assistant", "content": "\\boxed{4}"}], "\\boxed{5}"]
+    assert math_fn(conversational, reference=["4", "4"]) == [1.0, 0.0]
+    if _sandbox():
+        code_fn = recipe.make_reward(recipe.RecipeArguments(task="code", code_workers=2))
+        tests = json.dumps({"inputs": [[1]], "outputs": [2], "fn_name": "inc"})
+        programs = ["```python\ndef inc(x):\n    return x + 1\n```", "def inc(x):\n    return x"]
+        assert code_fn(programs, reference=[tests, tests]) == [1.0, 0.0]
