@@ -69,3 +69,19 @@ def test_grade_code_matches_code_reward_and_scores_bad_rows_zero(caplog) -> None
     assert any("unknown tests layout" in r.getMessage() for r in caplog.records)
     with pytest.raises(ValueError, match="timeout_s"):
         grade_code(programs, layouts, timeout_s=-1)
+
+
+def test_grade_math_works_from_a_script_without_a_main_guard(tmp_path) -> None:
+    """A multiprocessing spawn pool would re-run such a script in every worker and hang."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "train.py"
+    script.write_text(
+        "from lad_ref.rewards.batch import grade_math\n"
+        "print(grade_math(['\\\\boxed{1}', '\\\\boxed{2}', '\\\\boxed{3}'], ['1', '1', '3'], workers=2))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                         env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[1.0, 0.0, 1.0]", out.stderr[-2000:]

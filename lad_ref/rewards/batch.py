@@ -1,21 +1,20 @@
 """Grade a batch of completions across cores, with a deadline per item.
 
-* :func:`grade_math` -- :func:`lad_ref.rewards.math.math_reward` over a batch in a pool of worker
-  *processes*: math-verify/sympy is pure Python and holds the GIL, so threads would run one at a time.
-  Each worker runs ``math_reward`` on its main thread, so every item has its own SIGALRM deadline
-  (``timeout_s``); a worker stuck in uninterruptible C code past the batch deadline is terminated with the
-  whole pool (rebuilt on the next call) and its unfinished items score 0.0.
-* :func:`grade_code` -- :func:`lad_ref.rewards.code.code_reward` over a batch in a pool of *threads*: each
-  test already runs in its own sandboxed OS process and the grading thread only waits on pipes (the GIL is
-  released), so threads give full parallelism without pickling programs and tests to other processes.
-  Every test has its own wall-clock limit (``timeout_s``), so an item takes at most about
-  ``tests x timeout_s``.
+* :func:`grade_math` -- :func:`lad_ref.rewards.math.math_reward` over a batch from a pool of threads.
+  Called off the main thread, ``math_reward`` sends each item to one of its long-lived helper
+  *processes* (math-verify/sympy holds the GIL, so the work must leave this process to use more cores),
+  which grades it under its own SIGALRM deadline; a helper that does not answer within the deadline plus
+  a grace period is killed and replaced, and that item scores 0.0. So every item has its own deadline.
+* :func:`grade_code` -- :func:`lad_ref.rewards.code.code_reward` over a batch from a pool of threads:
+  each test already runs in its own sandboxed OS process and the grading thread only waits on pipes (the
+  GIL is released). Every test has its own wall-clock limit (``timeout_s``), so an item takes at most
+  about ``tests x timeout_s``.
 
-*Library first*: the pools are the standard library's ``multiprocessing.Pool`` (persistent, so the
-one-time ~1 s import of sympy per worker is paid once per process, and with ``terminate()`` to kill a
-stuck worker, which ``concurrent.futures.ProcessPoolExecutor`` lacks before Python 3.14) and
-``concurrent.futures.ThreadPoolExecutor``. Throughput one core vs all cores is measured in
-``benchmarks/bench_rewards.py``.
+*Library first*: ``concurrent.futures.ThreadPoolExecutor`` for both. For math the processes are
+``math_reward``'s own helper processes (plain ``subprocess`` children, killable one at a time) rather than
+``multiprocessing.Pool``: a spawn pool re-imports the caller's ``__main__`` in every worker (a script
+without an ``if __name__ == "__main__"`` guard then hangs) and cannot kill one stuck worker without
+killing the pool. Throughput one core vs all cores is measured in ``benchmarks/bench_rewards.py``.
 
 Neither function raises because of an item: a reference answer math-verify cannot read, or a test layout
 that is not recognised, scores 0.0 with a warning naming it (once per distinct message). A sandbox that
@@ -25,12 +24,8 @@ machine is not mistaken for a policy that never solves anything.
 
 from __future__ import annotations
 
-import atexit
 import logging
-import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -39,9 +34,6 @@ from lad_ref.rewards.math import DEFAULT_TIMEOUT_S, check_math_settings, math_re
 __all__ = ["default_workers", "grade_code", "grade_math"]
 
 logger = logging.getLogger(__name__)
-
-# A worker that has not answered this long after the batch's last possible deadline is stuck.
-_GRACE_S = 5.0
 
 
 def default_workers() -> int:
@@ -66,44 +58,8 @@ def _check_lengths(a: Sequence, b: Sequence, names: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Math: a persistent process pool
+# Math: threads, each driving one of math_reward's helper processes
 # ----------------------------------------------------------------------------------------------------
-
-_pool_lock = threading.Lock()
-_pool: multiprocessing.pool.Pool | None = None
-_pool_size = 0
-_pool_pid = 0
-
-
-def _warm_up() -> None:
-    math_reward("\\boxed{1}", "1")  # imports math-verify and sympy once per worker
-
-
-def _math_item(args) -> float:
-    completion, answer, timeout_s, settings = args
-    return math_reward(completion, answer, timeout_s=timeout_s, **settings)
-
-
-def _get_pool(workers: int):
-    global _pool, _pool_size, _pool_pid
-    if _pool is None or _pool_size != workers or _pool_pid != os.getpid():
-        _close_pool()
-        # spawn: a fresh interpreter, safe even when the caller has threads (torch, tqdm) that fork would
-        # copy mid-operation.
-        _pool = multiprocessing.get_context("spawn").Pool(workers, initializer=_warm_up)
-        _pool_size, _pool_pid = workers, os.getpid()
-    return _pool
-
-
-def _close_pool() -> None:
-    global _pool
-    if _pool is not None and _pool_pid == os.getpid():
-        _pool.terminate()
-        _pool.join()
-    _pool = None
-
-
-atexit.register(_close_pool)
 
 
 def grade_math(
@@ -115,7 +71,7 @@ def grade_math(
     **settings,
 ) -> list[float]:
     """``[math_reward(c, a, timeout_s=timeout_s, **settings) for c, a in zip(completions, answers)]``,
-    across ``workers`` processes (default: every core; ``workers=1`` grades in this process).
+    across ``workers`` helper processes (default: every core; ``workers=1`` grades in this process).
 
     Raises ValueError for mismatched lengths or an invalid setting; never because of an item.
     """
@@ -124,28 +80,14 @@ def grade_math(
     check_math_settings(timeout_s, **settings)
     if not completions:
         return []
+
+    def one(completion, answer) -> float:
+        return math_reward(completion, answer, timeout_s=timeout_s, **settings)
+
     if workers == 1:
-        return [math_reward(c, a, timeout_s=timeout_s, **settings) for c, a in zip(completions, answers)]
-    items = [(c, a, timeout_s, settings) for c, a in zip(completions, answers)]
-    # Every item has its own deadline inside a worker; the batch cannot legitimately take longer than
-    # the items' deadlines laid end to end on the busiest worker.
-    batch_deadline = time.monotonic() + timeout_s * -(-len(items) // workers) + _GRACE_S + 120.0 * (_pool is None)
-    with _pool_lock:
-        pool = _get_pool(workers)
-        pending = [pool.apply_async(_math_item, (item,)) for item in items]
-        scores: list[float] = []
-        stuck = False
-        for result in pending:
-            left = batch_deadline - time.monotonic()
-            try:
-                scores.append(float(result.get(timeout=max(left, 0.01))) if not stuck else 0.0)
-            except multiprocessing.TimeoutError:
-                stuck = True
-                scores.append(0.0)
-        if stuck:
-            logger.warning("grade_math: a worker overran the batch deadline; its items score 0 and the pool restarts")
-            _close_pool()
-    return scores
+        return [one(c, a) for c, a in zip(completions, answers)]
+    with ThreadPoolExecutor(max_workers=min(workers, len(completions))) as pool:
+        return list(pool.map(one, completions, answers))
 
 
 # ----------------------------------------------------------------------------------------------------
