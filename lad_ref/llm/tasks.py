@@ -286,8 +286,8 @@ def _load_split(files: list[str], cfg: DataConfig, limit: int | None, split: str
 class MathTask:
     """Math questions with a reference final answer; reward = math-verify equivalence (lad_ref.rewards.math).
 
-    The answer is extracted from ``\\boxed{...}`` (or, failing that, a plain final answer) by
-    ``lad_ref.rewards.math.extract_answer``. Every correct response has the same final answer,
+    The answer is extracted and compared by math-verify's own parser (``\\boxed{...}``, "the final
+    answer is", ...; see ``lad_ref.rewards.math``). Every correct response has the same final answer,
     so distinct correct *responses* (whitespace-normalised) are counted instead: different
     correct solutions, which dist-n also measures.
     """
