@@ -1,5 +1,5 @@
 """``python -m benchmarks [section ...]``: measure, write benchmarks/results/<machine>.json and
-benchmarks/results/<machine>.md. Sections: bandit, loss, trainer, trl, gpu (skipped without CUDA)."""
+benchmarks/results/<machine>.md. Sections: bandit, loss, trainer, trl, gpu (skipped without CUDA), rewards (grader throughput)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import sys
 
 import torch
 
-from benchmarks import bench_bandit, bench_gpu, bench_loss, bench_trainer, bench_trl
+from benchmarks import bench_bandit, bench_gpu, bench_loss, bench_rewards, bench_trainer, bench_trl
 from benchmarks.common import RESULTS_DIR, machine, machine_name, write_results
 
 SECTIONS = {"bandit": bench_bandit.run, "loss": bench_loss.run, "trainer": bench_trainer.run, "trl": bench_trl.run,
-            "gpu": bench_gpu.run}
+            "gpu": bench_gpu.run, "rewards": bench_rewards.run}
 
 
 def table(data: dict) -> str:

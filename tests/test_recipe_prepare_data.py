@@ -42,18 +42,19 @@ def test_math_rows_follow_the_verl_layout(prep, tmp_path):
     assert [r["extra_info"]["source"] for r in rows] == ["math.jsonl:1", "math.jsonl:2"]
 
 
-def test_code_keeps_stdin_tests_and_drops_functional_ones(prep, tmp_path):
+def test_code_keeps_every_gradable_layout_and_drops_unreadable_tests(prep, tmp_path):
+    functional = [{"input": "1", "output": "1", "testtype": "functional", "metadata": {"func_name": "f"}}]
     src = _jsonl(tmp_path / "code.jsonl", [
         {"problem": "echo", "tests": [{"input": "a\n", "output": "a\n"}]},
         {"problem": "apps", "tests": json.dumps({"inputs": ["1\n", "2\n"], "outputs": ["1\n", "2\n"]})},
-        {"problem": "leetcode", "tests": [{"input": "f(1)", "output": "1", "testtype": "functional"}]},
+        {"problem": "leetcode", "tests": functional},
+        {"problem": "broken", "tests": [{"input": "f(1)", "output": "1", "testtype": "functional"}]},  # no name
     ])
     args = prep.argparse.Namespace(task="code", input=[str(src)], prompt_field="problem", answer_field="tests",
                                    prompt_template="{prompt}", max_records=None)
     rows, dropped = prep.convert(args)
-    assert dropped == 1 and [r["prompt"][0]["content"] for r in rows] == ["echo", "apps"]
-    assert json.loads(rows[1]["reward_model"]["ground_truth"]) == [
-        {"input": "1\n", "output": "1\n"}, {"input": "2\n", "output": "2\n"}]
+    assert dropped == 1 and [r["prompt"][0]["content"] for r in rows] == ["echo", "apps", "leetcode"]
+    assert json.loads(rows[1]["reward_model"]["ground_truth"]) == {"inputs": ["1\n", "2\n"], "outputs": ["1\n", "2\n"]}
     args.max_records = 1
     assert len(prep.convert(args)[0]) == 1
 

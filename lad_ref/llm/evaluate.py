@@ -35,6 +35,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lad_ref.llm.rollout import sub_seed
+from lad_ref.llm.tasks import task_rewards
 from lad_ref.metrics import count_distinct_correct, dist_n, pass_at_k
 
 EVAL_SEED_TAG = 3
@@ -50,10 +51,12 @@ def score_responses(task, examples, batch, k: int, pass_ks=(), eos_ids=()) -> tu
     per_prompt = []
     samples = []
     eos = set(eos_ids)
+    # one batched call: math and code tasks grade across every core
+    rewards = task_rewards(task, [ex for ex in examples for _ in range(k)], batch.texts[: len(examples) * k])
     for i, ex in enumerate(examples):
         rows = range(i * k, (i + 1) * k)
         texts = [batch.texts[r] for r in rows]
-        correct = [task.reward(ex, t) >= 1.0 for t in texts]
+        correct = [rewards[r] >= 1.0 for r in rows]
         keys = [task.answer_key(t) for t in texts]
         token_seqs = []
         for r in rows:

@@ -293,8 +293,8 @@ def _load_split(files: list[str], cfg: DataConfig, limit: int | None, split: str
 class MathTask:
     """Math questions with a reference final answer; reward = math-verify equivalence (lad_ref.rewards.math).
 
-    The answer is extracted from ``\\boxed{...}`` (or, failing that, a plain final answer) by
-    ``lad_ref.rewards.math.extract_answer``. Every correct response has the same final answer,
+    The answer is extracted and compared by math-verify's own parser (``\\boxed{...}``, "the final
+    answer is", ...; see ``lad_ref.rewards.math``). Every correct response has the same final answer,
     so distinct correct *responses* (whitespace-normalised) are counted instead: different
     correct solutions, which dist-n also measures.
     """
@@ -312,16 +312,24 @@ class MathTask:
 
         return float(math_reward(completion, str(example.reference)))
 
+    def rewards(self, examples: list[Example], completions: list[str]) -> list[float]:
+        """:meth:`reward` for a batch, graded across every core (lad_ref.rewards.batch.grade_math)."""
+        from lad_ref.rewards.batch import grade_math
+
+        return grade_math(completions, [str(e.reference) for e in examples])
+
     def answer_key(self, completion: str) -> str:
         return " ".join(completion.split())
 
 
 class CodeTask:
-    """Programming questions with stdin/stdout tests; reward 1.0 iff every test passes (lad_ref.rewards.code, sandboxed).
+    """Programming questions with tests; reward 1.0 iff every test passes (lad_ref.rewards.code, sandboxed).
 
     The program is the last fenced code block of the response (``extract_program``); distinct
-    correct answers are distinct (whitespace-normalised) programs. The tests field may be a list of
-    ``{"input", "output"}`` or its JSON string.
+    correct answers are distinct (whitespace-normalised) programs. The tests field may be any layout
+    ``lad_ref.rewards.code.run_tests`` accepts (stdin/stdout list, APPS/TACO dict of lists with
+    ``fn_name``, a LiveCodeBench row, HumanEval-style ``{"test", "entry_point"}``) or its JSON string;
+    a row whose tests cannot be read scores 0.0 with a warning.
     """
 
     name = "code"
@@ -333,17 +341,27 @@ class CodeTask:
         from lad_ref.rewards.code import code_reward  # noqa: F401
 
     def reward(self, example: Example, completion: str) -> float:
-        from lad_ref.rewards.code import code_reward, extract_program
+        return self.rewards([example], [completion])[0]
 
-        tests = example.reference
-        if isinstance(tests, str):  # tests often travel as a JSON string (one Arrow type for every row)
-            tests = json.loads(tests)
-        return float(code_reward(extract_program(completion), tests))
+    def rewards(self, examples: list[Example], completions: list[str]) -> list[float]:
+        """:meth:`reward` for a batch, graded across every core (lad_ref.rewards.batch.grade_code)."""
+        from lad_ref.rewards.batch import grade_code
+        from lad_ref.rewards.code import extract_program
+
+        return grade_code([extract_program(c) for c in completions], [e.reference for e in examples])
 
     def answer_key(self, completion: str) -> str:
         from lad_ref.rewards.code import extract_program
 
         return " ".join(extract_program(completion).split())
+
+
+def task_rewards(task, examples: list[Example], completions: list[str]) -> list[float]:
+    """Rewards of ``completions[i]`` for ``examples[i]``: the task's batched grader when it has one
+    (math and code grade across cores), else :meth:`reward` item by item."""
+    if hasattr(task, "rewards"):
+        return [float(r) for r in task.rewards(examples, completions)]
+    return [float(task.reward(e, c)) for e, c in zip(examples, completions)]
 
 
 def build_task(cfg: Config):

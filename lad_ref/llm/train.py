@@ -82,7 +82,7 @@ from lad_ref.llm.rollout import RolloutBatch, build_rollout, sequence_log_probs
 from lad_ref.llm.schedule import warmup_then_decay
 from lad_ref.llm.seeding import Tag, seed_everything, set_rng_state, sub_seed
 from lad_ref.llm.sft import prepare_start_policy
-from lad_ref.llm.tasks import DataError, build_task
+from lad_ref.llm.tasks import DataError, build_task, task_rewards
 from lad_ref.llm.tracking import Tracker
 from lad_ref.losses import aggregate, get_loss, get_objective, kl_penalty
 from lad_ref.threads import torch_threads
@@ -364,7 +364,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
                 temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
                 seed=sub_seed(cfg.seed, Tag.ROLLOUT, step),
             ).to(device)
-            rewards = torch.tensor([task.reward(examples[i // G], t) for i, t in enumerate(batch.texts)])
+            rewards = torch.tensor(task_rewards(task, [examples[i // G] for i in range(len(batch.texts))], batch.texts))
             group_ids = torch.arange(len(examples)).repeat_interleave(G)
             advantages = compute_advantages(rewards, group_ids, cfg.objective.advantage_estimator).to(device)
             t_gen = time.time() - t0

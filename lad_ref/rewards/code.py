@@ -1,12 +1,28 @@
-"""Sandboxed stdin/stdout unit tests for generated programs, and the binary code reward.
+"""Sandboxed unit tests for generated programs, and the code reward.
 
-:func:`run_tests` runs a program once per test case, feeding ``test["input"]`` on stdin and comparing
-stdout with ``test["output"]`` (the format of the DeepCoder / LiveCodeBench / TACO / APPS "stdin"
-tests). :func:`code_reward` is 1.0 if every test passes and 0.0 otherwise, the outcome reward used for
-code RL in DeepCoder and DeepSeek-R1-style training.
+:func:`run_tests` runs a program once per test case in a fresh sandboxed process, with the tests in each
+dataset's own layout (stdin/stdout, APPS/TACO call-based with ``fn_name``, LiveCodeBench rows,
+HumanEval-style test code; see :mod:`lad_ref.rewards.code_tests`). :func:`code_reward` is 1.0 if every
+test passes and 0.0 otherwise (or the fraction passed, with ``partial_credit``), the outcome reward used
+for code RL in DeepCoder and DeepSeek-R1-style training. For batches see :mod:`lad_ref.rewards.batch`.
 
-Isolation mechanisms (Linux, caller must be root)
--------------------------------------------------
+Two sandbox modes (:func:`sandbox_mode`), the same limits and the same attack suite in both:
+
+* ``"root"`` -- the launcher described below; for root (containers, most cloud images).
+* ``"bwrap"`` -- bubblewrap (``bwrap``, the sandbox of Flatpak; Debian package ``bubblewrap``) for an
+  ordinary user where unprivileged user namespaces exist: new user, PID, mount, network, IPC, UTS and
+  cgroup namespaces; the same read-only binds (``/usr``, the interpreter prefix, ``/etc/ld.so.cache``,
+  the five device files), a ``disk_mb`` tmpfs ``/sandbox`` holding the program, ``/`` remounted read-only,
+  the same clean environment, ``--die-with-parent`` and ``--new-session``; the rlimits are set by a tiny
+  launcher *inside* the namespaces (the kernel counts ``RLIMIT_NPROC`` per user namespace, so the limit
+  covers exactly this sandbox); cleanup is a SIGKILL to the namespace's init, after which the kernel
+  kills everything left in it. Unlike root mode the program keeps the caller's uid (mapped into the
+  namespace), so it is confined by the namespaces and read-only mounts rather than by a separate uid.
+
+Neither available: :class:`SandboxError` naming what to install or enable; programs never run unconfined.
+
+Isolation mechanisms of the root mode (Linux, caller is root)
+-------------------------------------------------------------
 Every test runs in a fresh process started by a small launcher (``python -I -S -c <launcher>``, run as
 root) that sets up the sandbox and then ``execve``s the program's interpreter. No ``preexec_fn`` is
 used, so :func:`run_tests` is safe to call from several threads at once. The launcher:
@@ -59,9 +75,8 @@ attacker: a kernel exploit (the program can still make almost every system call;
 filter) escapes all of it. CPU time and memory are limited per process, not per sandbox (up to
 ``max_procs`` processes each get ``memory_mb`` and ``cpu_s``); there is no cgroup, so memory pressure on
 the host and CPU contention between parallel runs are not controlled. Timing is wall-clock and therefore
-load-dependent. Reading world-readable files under ``/usr`` and the interpreter prefix is allowed. It needs
-root (namespaces, ``chroot`` and ``setuid``); as another user :func:`run_tests` raises
-:class:`SandboxError` rather than silently running unconfined. Only Linux is supported.
+load-dependent. Reading world-readable files under ``/usr`` and the interpreter prefix is allowed. Only
+Linux is supported.
 """
 
 from __future__ import annotations
@@ -79,14 +94,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+
+from lad_ref.rewards.code_tests import (
+    Case,
+    driver_source,
+    driver_stdin,
+    driver_verdict,
+    outputs_match,
+    parse_tests,
+)
 
 __all__ = [
     "CodeResult",
     "SandboxError",
     "LANGUAGES",
     "STATUSES",
+    "SANDBOX_MODES",
     "code_reward",
+    "sandbox_mode",
     "extract_program",
     "run_tests",
 ]
@@ -160,22 +185,6 @@ def extract_program(text: str) -> str:
         return text
     python_blocks = [code for tag, code in blocks if tag in _PYTHON_TAGS]
     return python_blocks[-1] if python_blocks else blocks[-1][1]
-
-
-def _normalise_output(text: str) -> list[str]:
-    """Lines with runs of whitespace collapsed and ends stripped; leading/trailing blank lines dropped.
-
-    The usual rule of stdin/stdout judges (LiveCodeBench, DeepCoder): whitespace layout does not matter,
-    line structure and tokens do. Numbers are compared as text (no float tolerance).
-    """
-    return [" ".join(line.split()) for line in text.strip().splitlines()]
-
-
-def _first_difference(got: list[str], want: list[str]) -> str:
-    for i, (g, w) in enumerate(zip(got, want)):
-        if g != w:
-            return f"line {i + 1}: expected {w[:80]!r}, got {g[:80]!r}"
-    return f"expected {len(want)} lines, got {len(got)}"
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -291,16 +300,28 @@ except ProcessLookupError:
     pass
 """
 
+_SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/sandbox", "TMPDIR": "/sandbox", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
 _DEV_FILES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 _TOP_LEVEL = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 
 def _interpreter() -> tuple[str, str]:
-    """(real path of the base interpreter binary, real path of its installation prefix)."""
-    # In a virtualenv sys.executable is a link into the env; the sandbox runs the base interpreter
-    # (with -S there is no site-packages to want from the env anyway).
+    """(real path of the base interpreter binary, real path of its installation prefix).
+
+    In a virtualenv sys.executable is a link into the env; the sandbox runs the base interpreter (with -S
+    there is no site-packages to want from the env anyway). If this user cannot read that interpreter's
+    installation (a non-root user on a machine whose Python lives under /root), the system ``python3``
+    in /usr/bin is used: sandboxed programs need only a standard library.
+    """
     executable = os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
-    return executable, os.path.realpath(sys.base_prefix)
+    prefix = os.path.realpath(sys.base_prefix)
+    if os.access(executable, os.R_OK | os.X_OK) and os.access(prefix, os.R_OK | os.X_OK):
+        return executable, prefix
+    system = shutil.which("python3", path="/usr/bin:/bin")
+    if system is None:
+        raise SandboxError(f"this user cannot read the interpreter {executable!r} and there is no /usr/bin/python3")
+    return os.path.realpath(system), "/usr"
 
 
 def _bind_plan(prefix: str) -> list[tuple[str, str, str]]:
@@ -323,15 +344,214 @@ def _bind_plan(prefix: str) -> list[tuple[str, str, str]]:
     return plan
 
 
-def _sandbox_unavailable_reason() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return f"the code sandbox needs Linux (namespaces, chroot, setuid); this is {sys.platform}"
-    if os.geteuid() != 0:
+#: Sandbox modes, in order of preference: the root launcher above, or bubblewrap as an ordinary user.
+SANDBOX_MODES = ("root", "bwrap")
+
+_mode_cache: dict[int, tuple[str | None, str]] = {}
+
+
+def _bwrap_probe() -> str | None:
+    """None if ``bwrap`` can create the namespaces we use here, else why not."""
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+    try:
+        probe = subprocess.run(
+            [bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/", "/", "--", "/bin/true"],
+            capture_output=True, timeout=30, env={},
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bwrap could not run: {exc}"
+    if probe.returncode != 0:
         return (
-            "the code sandbox needs root: it uses mount/network namespaces, chroot and a per-run "
-            f"unprivileged uid (running as uid {os.geteuid()}). Run as root, e.g. inside a container."
+            "bwrap cannot create unprivileged user namespaces here ("
+            + probe.stderr.decode(errors="replace").strip()[:200]
+            + "); enable them (sysctl kernel.unprivileged_userns_clone=1, or on Ubuntu 24.04+ "
+            "kernel.apparmor_restrict_unprivileged_userns=0) or run as root"
         )
     return None
+
+
+def sandbox_mode() -> str:
+    """``"root"`` (the launcher above: root, e.g. in a container) or ``"bwrap"`` (bubblewrap, any user with
+    unprivileged user namespaces). Raises SandboxError, naming what to install or enable, when neither is
+    available: programs are never run unconfined."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else -1
+    if uid not in _mode_cache:
+        if not sys.platform.startswith("linux"):
+            _mode_cache[uid] = (None, f"the code sandbox needs Linux (namespaces); this is {sys.platform}")
+        elif uid == 0:
+            _mode_cache[uid] = ("root", "")
+        else:
+            reason = _bwrap_probe()
+            _mode_cache[uid] = (None, reason) if reason else ("bwrap", "")
+    mode, reason = _mode_cache[uid]
+    if mode is None:
+        raise SandboxError(
+            f"the code sandbox cannot run as uid {uid}: it needs root (namespaces, chroot, a per-run uid) or "
+            f"bubblewrap with unprivileged user namespaces, and {reason}. Refusing to run programs unconfined."
+        )
+    return mode
+
+
+def _sandbox_unavailable_reason() -> str | None:
+    try:
+        sandbox_mode()
+    except SandboxError as exc:
+        return str(exc)
+    return None
+
+
+# Runs inside bubblewrap's namespaces, as the first command: sets the limits and execs the program.
+# RLIMIT_NPROC is set here, not before bwrap, because the kernel counts it per user namespace: inside, it
+# counts exactly this sandbox's tasks (plus bwrap's init); outside it would count every process of the user.
+# It also reports "ok" on the status pipe once bwrap's setup is complete (the pipe is close-on-exec, so
+# the program cannot use it), and execs with exactly the root mode's environment (bwrap adds PWD).
+_BWRAP_INNER = r"""
+import json, os, resource, sys
+cfg = json.loads(sys.argv[1])
+status = cfg["status_fd"]
+os.set_inheritable(status, False)
+try:
+    for name, value in cfg["rlimits"].items():
+        resource.setrlimit(getattr(resource, name), tuple(value))
+except BaseException as exc:
+    os.write(status, ("error: " + type(exc).__name__ + ": " + str(exc)).encode())
+    os._exit(121)
+os.write(status, b"ok")
+os.execve(cfg["argv"][0], cfg["argv"], cfg["env"])
+"""
+
+_bwrap_has_size: bool | None = None
+
+
+def _bwrap_argv(
+    host_dir: str, program_name: str, rlimits: dict, disk_kb: int, status_fd: int, ready_fd: int
+) -> list[str]:
+    global _bwrap_has_size
+    bwrap = shutil.which("bwrap") or "bwrap"
+    if _bwrap_has_size is None:  # --size (tmpfs size) arrived in bubblewrap 0.7
+        out = subprocess.run([bwrap, "--help"], capture_output=True, env={}, check=False).stdout
+        _bwrap_has_size = b"--size" in out
+    python, prefix = _interpreter()
+    argv = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--json-status-fd", str(status_fd)]
+    for kind, src, dst in _bind_plan(prefix):
+        if kind == "symlink":
+            argv += ["--symlink", src, dst]
+        elif kind == "dev":
+            argv += ["--dev-bind", src, dst]
+        else:
+            argv += ["--ro-bind", src, dst]
+    if _bwrap_has_size:
+        argv += ["--size", str(disk_kb * 1024)]
+    argv += ["--perms", "0700", "--tmpfs", "/sandbox"]
+    argv += ["--ro-bind", os.path.join(host_dir, program_name), "/sandbox/prog.py", "--remount-ro", "/"]
+    argv += ["--chdir", "/sandbox", "--clearenv"]
+    for key, value in _SANDBOX_ENV.items():
+        argv += ["--setenv", key, value]
+    inner = {
+        "rlimits": rlimits,
+        "status_fd": ready_fd,
+        "env": dict(_SANDBOX_ENV),
+        "argv": [python, "-I", "-S", "-B", "/sandbox/prog.py"],
+    }
+    return argv + ["--", python, "-I", "-S", "-c", _BWRAP_INNER, json.dumps(inner)]
+
+
+def _bwrap_status(status_r: int) -> dict:
+    """What bwrap wrote on its --json-status-fd so far (``child-pid``, ``exit-code``)."""
+    os.set_blocking(status_r, False)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(status_r, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    status: dict = {}
+    for part in data.decode(errors="replace").replace("}", "}\n").splitlines():
+        try:
+            status.update(json.loads(part))
+        except ValueError:
+            continue
+    return status
+
+
+def _run_once_bwrap(
+    host_dir: str,
+    stdin_text: str,
+    *,
+    program_name: str,
+    timeout_s: float,
+    rlimits: dict[str, tuple[int, int]],
+    disk_kb: int,
+    max_output_bytes: int,
+) -> _Run:
+    """One test in bubblewrap (non-root mode): user, pid, mount, network, IPC, UTS and cgroup namespaces."""
+    stdin_path = os.path.join(host_dir, "stdin.txt")
+    with open(stdin_path, "w", encoding="utf-8", newline="") as fh:
+        fh.write(stdin_text)
+    limits = dict(rlimits)
+    soft, hard = limits["RLIMIT_NPROC"]
+    limits["RLIMIT_NPROC"] = (soft + 1, hard + 1)  # bwrap's init (pid 1 of the namespace) counts too
+    status_r, status_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    try:
+        with open(stdin_path, "rb") as stdin:
+            proc = subprocess.Popen(
+                _bwrap_argv(host_dir, program_name, limits, disk_kb, status_w, ready_w),
+                stdin=stdin,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(status_w, ready_w),
+                start_new_session=True,
+                cwd="/",
+                env={},
+            )
+    except BaseException:
+        os.close(status_r)
+        os.close(ready_r)
+        raise
+    finally:
+        os.close(status_w)
+        os.close(ready_w)
+    try:
+        run = _supervise(proc, timeout_s=timeout_s, max_output_bytes=max_output_bytes)
+    finally:
+        status = _bwrap_status(status_r)
+        child = status.get("child-pid")
+        if proc.poll() is None and isinstance(child, int):
+            # SIGKILL to the namespace's init: the kernel then kills every process in the namespace and
+            # bwrap exits once they are all gone, so nothing outlives the test.
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # --die-with-parent takes the namespace down with it
+            proc.wait()
+        os.close(status_r)
+        os.set_blocking(ready_r, False)
+        try:
+            ready = os.read(ready_r, 4096)
+        except BlockingIOError:
+            ready = b""
+        os.close(ready_r)
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()
+        proc.stderr.close()
+    if ready != b"ok":
+        detail = ready.decode(errors="replace").removeprefix("error: ") or (
+            run.stderr.decode(errors="replace").strip()[-300:] or f"bwrap exited with {proc.returncode}"
+        )
+        raise SandboxError(f"could not set up the code sandbox: {detail}")
+    if run.returncode is not None and 128 < run.returncode <= 128 + 64:
+        run.returncode = -(run.returncode - 128)  # bwrap reports a signal death as 128 + signal
+    return run
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -399,11 +619,15 @@ def _run_once(
     host_dir: str,
     stdin_text: str,
     *,
+    program_name: str = "prog.py",
     timeout_s: float,
     rlimits: dict[str, tuple[int, int]],
     disk_kb: int,
     max_output_bytes: int,
 ) -> _Run:
+    if sandbox_mode() == "bwrap":
+        return _run_once_bwrap(host_dir, stdin_text, program_name=program_name, timeout_s=timeout_s,
+                               rlimits=rlimits, disk_kb=disk_kb, max_output_bytes=max_output_bytes)
     python, prefix = _interpreter()
     uid = _fresh_uid()
     stdin_path = os.path.join(host_dir, "stdin.txt")
@@ -419,16 +643,10 @@ def _run_once(
         "binds": _bind_plan(prefix),
         "uid": uid,
         "disk_kb": disk_kb,
-        "program": os.path.join(host_dir, "prog.py"),
+        "program": os.path.join(host_dir, program_name),
         "rlimits": rlimits,
         "argv": [python, "-I", "-S", "-B", "/sandbox/prog.py"],
-        "env": {
-            "PATH": "/usr/bin:/bin",
-            "HOME": "/sandbox",
-            "TMPDIR": "/sandbox",
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-        },
+        "env": dict(_SANDBOX_ENV),
     }
     try:
         with open(stdin_path, "rb") as stdin:  # read-only descriptor: the program cannot write it
@@ -534,7 +752,7 @@ def _supervise(proc: subprocess.Popen, *, timeout_s: float, max_output_bytes: in
     )
 
 
-def _classify(run: _Run, expected: str) -> tuple[str, str]:
+def _classify(run: _Run, case: Case, nonce: str = "") -> tuple[str, str]:
     """(status, message) of one finished run."""
     stderr = run.stderr.decode("utf-8", errors="replace")
     last_err = next((line for line in reversed(stderr.strip().splitlines()) if line.strip()), "")
@@ -548,12 +766,14 @@ def _classify(run: _Run, expected: str) -> tuple[str, str]:
     if run.returncode != 0:
         if "MemoryError" in stderr or "Cannot allocate memory" in stderr:
             return "memory", last_err[:200]
+        if case.kind != "stdin" and last_err.startswith("AssertionError"):
+            return "wrong_answer", last_err[:200]  # a failed assert in check()
         return "runtime_error", (last_err or f"exit status {run.returncode}")[:200]
-    got = _normalise_output(run.stdout.decode("utf-8", errors="replace"))
-    want = _normalise_output(expected)
-    if got == want:
-        return "ok", ""
-    return "wrong_answer", _first_difference(got, want)
+    stdout = run.stdout.decode("utf-8", errors="replace")
+    if case.kind != "stdin":
+        return driver_verdict(case, stdout, nonce)
+    ok, where = outputs_match(stdout, case.expected)
+    return ("ok", "") if ok else ("wrong_answer", where)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -573,29 +793,7 @@ def _check_positive(name: str, value, *, integer: bool = False, minimum: float =
         raise ValueError(f"{name} must be {what} > {minimum:g}, got {value!r}")
 
 
-def _check_tests(tests) -> list[tuple[str, str]]:
-    if isinstance(tests, (str, bytes, Mapping)) or not isinstance(tests, Sequence):
-        raise ValueError(
-            f"tests must be a list of {{'input': str, 'output': str}} dicts, got {type(tests).__name__}"
-        )
-    if not tests:
-        raise ValueError("tests is empty: there is nothing to check the program against")
-    pairs = []
-    for i, test in enumerate(tests):
-        if not isinstance(test, Mapping) or not {"input", "output"} <= set(test):
-            raise ValueError(f"tests[{i}] must be a dict with 'input' and 'output' keys, got {test!r:.200}")
-        if not isinstance(test["input"], str) or not isinstance(test["output"], str):
-            raise ValueError(
-                f"tests[{i}]['input'] and ['output'] must be str, got "
-                f"{type(test['input']).__name__} and {type(test['output']).__name__}"
-            )
-        pairs.append((test["input"], test["output"]))
-    return pairs
-
-
-def run_tests(
-    program: str,
-    tests: Sequence[Mapping[str, str]],
+def check_code_limits(
     *,
     language: str = "python",
     timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -605,34 +803,9 @@ def run_tests(
     max_procs: int = DEFAULT_MAX_PROCS,
     disk_mb: int = DEFAULT_DISK_MB,
     stop_on_failure: bool = False,
-) -> CodeResult:
-    """Run ``program`` on each stdin/stdout test in a fresh sandboxed process (see the module docstring).
-
-    Args:
-        program: source code, or a model response containing it in a markdown fence
-            (see :func:`extract_program`).
-        tests: ``[{"input": stdin, "output": expected_stdout}, ...]``. Outputs are compared line by line
-            after collapsing whitespace (:func:`_normalise_output`).
-        language: one of :data:`LANGUAGES`.
-        timeout_s: wall-clock limit per test, from the moment the sandbox is ready.
-        memory_mb: address-space limit (``RLIMIT_AS``) per process, MiB.
-        max_output_bytes: cap on stdout and on stderr per test; exceeding it kills the test.
-        cpu_s: CPU-time limit (``RLIMIT_CPU``) per process, seconds; default ``timeout_s``.
-        max_procs: processes + threads the program may have at once (``RLIMIT_NPROC``).
-        disk_mb: size of the writable working directory and largest file (``RLIMIT_FSIZE``), MiB.
-        stop_on_failure: stop at the first test that is not ``"ok"``; the rest are ``"skipped"``.
-
-    Returns:
-        A :class:`CodeResult` with a status per test: ``"ok"``, ``"wrong_answer"``, ``"timeout"`` (wall or
-        CPU limit), ``"memory"`` (``MemoryError``), ``"runtime_error"`` (non-zero exit, including a refused
-        network, file or fork attempt that the program did not handle), ``"output_limit"``, ``"skipped"``.
-
-    Raises:
-        ValueError: an argument is invalid (unknown language, non-positive limit, malformed tests).
-        SandboxError: the sandbox cannot be set up here (not root, not Linux, namespaces refused).
-    """
-    if not isinstance(program, str):
-        raise ValueError(f"program must be a str, got {type(program).__name__}")
+    max_tests: int | None = None,
+) -> float:
+    """Validate :func:`run_tests`' keyword arguments (ValueError naming the bad one); returns ``cpu_s``."""
     if language not in LANGUAGES:
         raise ValueError(f"unknown language {language!r}; supported: {', '.join(LANGUAGES)}")
     _check_positive("timeout_s", timeout_s)
@@ -643,10 +816,66 @@ def run_tests(
     _check_positive("cpu_s", cpu_s)
     _check_positive("max_procs", max_procs, integer=True)
     _check_positive("disk_mb", disk_mb, integer=True)
-    pairs = _check_tests(tests)
-    reason = _sandbox_unavailable_reason()
-    if reason:
-        raise SandboxError(reason)
+    if max_tests is not None:
+        _check_positive("max_tests", max_tests, integer=True)
+    return cpu_s
+
+
+def run_tests(
+    program: str,
+    tests,
+    *,
+    language: str = "python",
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    max_output_bytes: int = DEFAULT_MAX_OUTPUT_BYTES,
+    cpu_s: float | None = None,
+    max_procs: int = DEFAULT_MAX_PROCS,
+    disk_mb: int = DEFAULT_DISK_MB,
+    stop_on_failure: bool = False,
+    max_tests: int | None = None,
+) -> CodeResult:
+    """Run ``program`` on each test in a fresh sandboxed process (see the module docstring).
+
+    Args:
+        program: source code, or a model response containing it in a markdown fence
+            (see :func:`extract_program`).
+        tests: the problem's tests in any layout of :mod:`lad_ref.rewards.code_tests` (stdin/stdout list,
+            APPS/TACO dict of lists with optional ``fn_name``, a LiveCodeBench row, HumanEval-style
+            ``{"test", "entry_point"}``), or a JSON string of one. Stdout is compared line by line and
+            token by token, floats within ``code_tests.FLOAT_TOLERANCE``.
+        language: one of :data:`LANGUAGES`.
+        timeout_s: wall-clock limit per test, from the moment the sandbox is ready.
+        memory_mb: address-space limit (``RLIMIT_AS``) per process, MiB.
+        max_output_bytes: cap on stdout and on stderr per test; exceeding it kills the test.
+        cpu_s: CPU-time limit (``RLIMIT_CPU``) per process, seconds; default ``timeout_s``.
+        max_procs: processes + threads the program may have at once (``RLIMIT_NPROC``).
+        disk_mb: size of the writable working directory and largest file (``RLIMIT_FSIZE``), MiB.
+        stop_on_failure: stop at the first test that is not ``"ok"``; the rest are ``"skipped"``.
+        max_tests: run at most this many tests, the largest ones (by input size; rLLM's DeepCoder reward
+            keeps the 15 largest, on the view that they are the hardest). None: all.
+
+    Returns:
+        A :class:`CodeResult` with a status per test: ``"ok"``, ``"wrong_answer"`` (including a failed
+        ``check()`` assert and an early exit), ``"timeout"`` (wall or CPU limit), ``"memory"``
+        (``MemoryError``), ``"runtime_error"`` (non-zero exit, including a refused network, file or fork
+        attempt that the program did not handle), ``"output_limit"``, ``"skipped"``.
+
+    Raises:
+        ValueError: an argument is invalid (unknown language, non-positive limit, unknown test layout).
+        SandboxError: the sandbox cannot be set up here (neither root nor bubblewrap; see sandbox_mode).
+    """
+    if not isinstance(program, str):
+        raise ValueError(f"program must be a str, got {type(program).__name__}")
+    cpu_s = check_code_limits(
+        language=language, timeout_s=timeout_s, memory_mb=memory_mb, max_output_bytes=max_output_bytes,
+        cpu_s=cpu_s, max_procs=max_procs, disk_mb=disk_mb, max_tests=max_tests,
+    )
+    cases = parse_tests(tests)
+    if max_tests is not None and len(cases) > max_tests:
+        keep = sorted(sorted(range(len(cases)), key=lambda i: -cases[i].size)[:max_tests])
+        cases = [cases[i] for i in keep]
+    sandbox_mode()  # raises SandboxError before any work if programs cannot be confined here
 
     cpu_soft = max(1, math.ceil(cpu_s))
     rlimits = {
@@ -662,22 +891,34 @@ def run_tests(
     messages: list[str] = []
     host_dir = tempfile.mkdtemp(prefix="lad_ref_sandbox_")
     try:
+        os.chmod(host_dir, 0o700)
         with open(os.path.join(host_dir, "prog.py"), "w", encoding="utf-8") as fh:
             fh.write(source)
-        for stdin_text, expected in pairs:
+        drivers: dict[tuple, str] = {}
+        for case in cases:
             if stop_on_failure and statuses and statuses[-1] != "ok":
                 statuses.append("skipped")
                 messages.append("an earlier test failed")
                 continue
+            name, stdin_text, nonce = "prog.py", case.stdin, ""
+            if case.kind != "stdin":
+                key = (case.kind, case.fn_name, case.test, case.entry_point)
+                if key not in drivers:
+                    drivers[key] = f"driver{len(drivers)}.py"
+                    with open(os.path.join(host_dir, drivers[key]), "w", encoding="utf-8") as fh:
+                        fh.write(driver_source(case, source))
+                name, nonce = drivers[key], secrets.token_hex(16)
+                stdin_text = driver_stdin(case, nonce)
             run = _run_once(
                 host_dir,
                 stdin_text,
+                program_name=name,
                 timeout_s=float(timeout_s),
                 rlimits=rlimits,
                 disk_kb=disk_mb * 1024,
                 max_output_bytes=max_output_bytes,
             )
-            status, message = _classify(run, expected)
+            status, message = _classify(run, case, nonce)
             statuses.append(status)
             messages.append(message)
     finally:
@@ -685,13 +926,19 @@ def run_tests(
     return CodeResult(passed=statuses.count("ok"), total=len(statuses), statuses=statuses, messages=messages)
 
 
-def code_reward(program: str, tests: Sequence[Mapping[str, str]], **limits) -> float:
-    """1.0 if ``program`` passes every test in :func:`run_tests`, else 0.0 (stops at the first failure).
+def code_reward(program: str, tests, *, partial_credit: bool = False, **limits) -> float:
+    """1.0 if ``program`` passes every test in :func:`run_tests`, else 0.0; with ``partial_credit``, the
+    fraction of tests passed.
 
-    ``limits`` are :func:`run_tests`'s keyword arguments (``language``, ``timeout_s``, ``memory_mb``,
-    ``max_output_bytes``, ``cpu_s``, ``max_procs``, ``disk_mb``). Bad arguments and an unavailable
-    sandbox raise (ValueError / SandboxError) instead of scoring 0, so a misconfigured run is not
-    mistaken for a policy that never solves anything.
+    ``tests`` is any layout :func:`run_tests` accepts; ``limits`` are its keyword arguments (``language``,
+    ``timeout_s``, ``memory_mb``, ``max_output_bytes``, ``cpu_s``, ``max_procs``, ``disk_mb``,
+    ``max_tests``). Without partial credit, grading stops at the first failure. Bad arguments, an unknown
+    test layout and an unavailable sandbox raise (ValueError / SandboxError) instead of scoring 0, so a
+    misconfigured run is not mistaken for a policy that never solves anything; the batched grader
+    (:mod:`lad_ref.rewards.batch`) scores such an item 0.0 and logs it instead.
     """
-    limits.setdefault("stop_on_failure", True)
-    return 1.0 if run_tests(program, tests, **limits).all_passed else 0.0
+    limits.setdefault("stop_on_failure", not partial_credit)
+    result = run_tests(program, tests, **limits)
+    if partial_credit:
+        return result.passed / result.total
+    return 1.0 if result.all_passed else 0.0

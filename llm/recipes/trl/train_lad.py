@@ -30,7 +30,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no hub access at run time: model
 
 import json  # noqa: E402
 import sys  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -135,29 +134,28 @@ def _completion_text(completion) -> str:
 
 
 def make_reward(recipe: RecipeArguments):
-    """The task's reward function in TRL's signature (lists in, list of floats out)."""
+    """The task's reward function in TRL's signature (lists in, list of floats out), graded across cores
+    (lad_ref.rewards.batch: a process pool for math, a thread pool over sandboxed processes for code)."""
     if recipe.task == "math":
-        from lad_ref.rewards.math import math_reward
+        from lad_ref.rewards.batch import grade_math
 
         def math_correct(completions, reference, **kwargs):
-            return [math_reward(_completion_text(c), ref) for c, ref in zip(completions, reference)]
+            return grade_math([_completion_text(c) for c in completions], list(reference))
 
         return math_correct
 
-    from lad_ref.rewards.code import SandboxError, code_reward, run_tests
+    from lad_ref.rewards.batch import grade_code
+    from lad_ref.rewards.code import SandboxError, run_tests
 
-    try:  # fail before training if the sandbox cannot run here (needs Linux + root)
+    try:  # fail before training if the sandbox cannot run here (root, or bubblewrap as a user)
         run_tests("print(input())", [{"input": "1\n", "output": "1\n"}], timeout_s=recipe.code_timeout_s)
     except SandboxError as e:
         raise SystemExit(f"error: the code sandbox is unavailable on this machine: {e}") from e
 
-    def one(completion, ref) -> float:
-        tests = json.loads(ref) if isinstance(ref, str) else ref
-        return code_reward(_completion_text(completion), tests, timeout_s=recipe.code_timeout_s)
-
     def tests_pass(completions, reference, **kwargs):
-        with ThreadPoolExecutor(max_workers=max(1, recipe.code_workers)) as pool:
-            return list(pool.map(one, completions, reference))
+        # reference: the tests in any layout lad_ref.rewards.code accepts (or its JSON string)
+        return grade_code([_completion_text(c) for c in completions], list(reference),
+                          workers=max(1, recipe.code_workers), timeout_s=recipe.code_timeout_s)
 
     return tests_pass
 

@@ -24,8 +24,9 @@ Output rows (what ``verl.trainer.main_ppo`` and ``llm/recipes/verl/reward.py`` r
 Records are read by lad_ref's own reader (``lad_ref.llm.tasks.read_records``: errors name the file and
 the line or row), so lad_ref must be installed where this runs, as it is wherever verl loads its loss.
 
-Code records whose tests are not stdin/stdout pairs (e.g. DeepCoder's LeetCode-style "functional"
-tests) are dropped and counted: lad_ref's sandbox runs programs on stdin only.
+Code records keep their tests in their own layout (stdin/stdout lists, APPS/TACO dicts with ``fn_name``,
+LiveCodeBench rows, HumanEval-style test code: everything ``lad_ref.rewards.code`` grades); a record whose
+tests it cannot read is dropped and counted.
 """
 
 from __future__ import annotations
@@ -40,21 +41,21 @@ from lad_ref.llm.tasks import DataError, question_text, read_records  # the trai
 TASKS = ("math", "code")
 
 
-def stdin_tests(value) -> list[dict] | None:
-    """The tests as [{"input", "output"}] if they are all stdin/stdout pairs, else None."""
-    tests = json.loads(value) if isinstance(value, str) else value
-    if isinstance(tests, dict) and "inputs" in tests and "outputs" in tests:  # APPS/TACO layout
-        tests = [{"input": i, "output": o} for i, o in zip(tests["inputs"], tests["outputs"])]
-    if not isinstance(tests, list) or not tests:
+def usable_tests(value) -> str | None:
+    """The tests as a JSON string if lad_ref.rewards.code can read their layout, else None."""
+    from lad_ref.rewards.code_tests import parse_tests
+
+    tests = value
+    if isinstance(value, str):
+        try:
+            tests = json.loads(value)
+        except ValueError:
+            return None
+    try:
+        parse_tests(tests)
+    except ValueError:
         return None
-    out = []
-    for t in tests:
-        if not isinstance(t, dict) or t.get("testtype", "stdin") != "stdin":
-            return None
-        if not isinstance(t.get("input"), str) or not isinstance(t.get("output"), str):
-            return None
-        out.append({"input": t["input"], "output": t["output"]})
-    return out
+    return json.dumps(tests)
 
 
 def convert(args: argparse.Namespace) -> tuple[list[dict], int]:
@@ -71,11 +72,10 @@ def convert(args: argparse.Namespace) -> tuple[list[dict], int]:
         for rec in records:
             question, answer = rec["question"], rec["fields"][args.answer_field]
             if args.task == "code":
-                tests = stdin_tests(answer)
-                if tests is None:
+                truth = usable_tests(answer)
+                if truth is None:
                     dropped += 1
                     continue
-                truth = json.dumps(tests)
             else:
                 truth = str(answer)
             rows.append(
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows, dropped = convert(args)
     if not rows:
-        raise SystemExit("error: no usable records (code: are the tests stdin/stdout pairs?).")
+        raise SystemExit("error: no usable records (code: are the tests in a layout lad_ref.rewards.code reads?).")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     pq.write_table(pa.Table.from_pylist(rows), out)
     print(
         f"wrote {len(rows)} records to {out}"
-        + (f" ({dropped} dropped: tests not stdin/stdout)" if dropped else "")
+        + (f" ({dropped} dropped: tests in no layout lad_ref.rewards.code reads)" if dropped else "")
     )
     return 0
 
