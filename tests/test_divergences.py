@@ -5,7 +5,7 @@ import torch
 
 from lad_ref.divergences import DIVERGENCE_NAMES, get_divergence
 
-# Naive formulas of DESIGN.md's table, in float64, as functions of u.
+# Naive formulas of docs/design.md's generator table, in float64, as functions of u.
 NAIVE_F = {
     "kl": lambda u: u * math.log(u),
     "rkl": lambda u: -math.log(u),

@@ -1,4 +1,4 @@
-"""The objectives of lad_ref.losses against hand-written formulas (baselines.md §1, DESIGN.md §1)."""
+"""The objectives of lad_ref.losses against hand-written formulas (docs/research/baselines.md, docs/design.md)."""
 
 import math
 
