@@ -68,7 +68,6 @@ LEVELS: tuple[str, ...] = ("token", "sequence")
 # that exp(.) never overflows. Beyond the clamp a token (or response) gets no gradient, as beyond
 # PPO's clip.
 LOG_RATIO_CLAMP = 20.0
-_LOG_RATIO_CLAMP = LOG_RATIO_CLAMP  # old private name, kept for importers
 #: Largest |A|/eta LAD accepts: exp(A/eta) * f(u) with |log u| <= 80 then stays below float32's
 #: maximum (e^80 * 80 = 4.4e36 < 3.4e38); larger values are refused up front with one sentence.
 MAX_ADV_OVER_ETA = 80.0
