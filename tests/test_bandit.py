@@ -147,7 +147,7 @@ def test_cli_config_file(tmp_path, capsys):
     cfg.write_text("objectiv: lad\n")
     with pytest.raises(SystemExit):
         main(["--config", str(cfg)])
-    assert "unknown key 'objectiv'" in capsys.readouterr().err
+    assert "unknown config key 'objectiv' (did you mean 'objective'?)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -164,3 +164,24 @@ def test_cli_bad_input_one_clear_sentence(args, message):
     proc = subprocess.run([sys.executable, "-m", "lad_ref.bandit", *args], capture_output=True, text=True)
     assert proc.returncode == 2
     assert message in proc.stderr
+
+
+def test_cli_config_file_is_typed(tmp_path, capsys):
+    """The bandit's YAML goes through the same typed config machinery as the trainer's
+    (lad_ref.configs): YAML booleans and numbers mean what they say, wrong types are one sentence."""
+    import argparse
+
+    from lad_ref.bandit.__main__ import main, resolve
+
+    f = tmp_path / "c.yaml"
+    f.write_text('all: "no"\nlr: 5e-3\nseeds: [1, 2]\n')
+    cfg = resolve(argparse.Namespace(config=f, json=False, plot=None))
+    assert cfg.all is False and cfg.lr == 5e-3 and cfg.seeds == [1, 2]
+    f.write_text("seeds: 3\n")
+    with pytest.raises(SystemExit):
+        main(["--config", str(f)])
+    assert "seeds=3 has the wrong type; expected a list of int" in capsys.readouterr().err
+    f.write_text("stepz: 3\n")
+    with pytest.raises(SystemExit):
+        main(["--config", str(f)])
+    assert "unknown config key 'stepz' (did you mean 'steps'?)" in capsys.readouterr().err

@@ -219,7 +219,7 @@ def test_cli_config_errors(tmp_path, capsys):
     cfg.write_text("rollout: 5\n")
     with pytest.raises(SystemExit):
         main(["--config", str(cfg)])
-    assert "unknown key 'rollout'" in capsys.readouterr().err
+    assert "unknown config key 'rollout' (did you mean 'rollouts'?)" in capsys.readouterr().err
     cfg.write_text("rollouts: 5\ncontrols:\n  - {name: x, modee: exact}\n")
     with pytest.raises(SystemExit):
         main(["--config", str(cfg)])

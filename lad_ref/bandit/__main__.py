@@ -13,26 +13,42 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from lad_ref.bandit.train import MODES, BanditRun, sweep_runs, train_bandit, validate_schedule
+from lad_ref.configs import build, load_yaml
 from lad_ref.divergences import DIVERGENCE_NAMES
 from lad_ref.losses import objective_names
 
-DEFAULTS = {
-    "objective": "lad",
-    "divergence": "js",
-    "eta": 1.0,
-    "steps": 4000,
-    "lr": 5e-3,
-    "mode": "exact",
-    "samples": 64,
-    "seeds": [0],
-    "all": False,
-    "refresh_old_every": 0,
-}
+
+@dataclass
+class BanditCLIConfig:
+    """What ``python -m lad_ref.bandit`` runs; a ``--config`` YAML file holds any of these keys.
+
+    Attributes:
+        objective: an objective of lad_ref.losses (ignored with ``all``).
+        divergence: f-divergence of lad / lad_theory.
+        eta: temperature of the target P_A ∝ exp(A/eta).
+        steps: Adam steps.
+        lr: Adam learning rate.
+        mode: ``exact`` expectation over all arms, or ``sampled`` arms.
+        samples: arms sampled per step in sampled mode.
+        seeds: one run per seed (``seed: N`` in a file, or ``--seed N``, is the one-seed form).
+        all: run every objective once and LAD with every divergence.
+        refresh_old_every: LAD: refresh pi_old to the current policy every N steps (0 = never).
+    """
+
+    objective: str = "lad"
+    divergence: str = "js"
+    eta: float = 1.0
+    steps: int = 4000
+    lr: float = 5e-3
+    mode: str = "exact"
+    samples: int = 64
+    seeds: list[int] = field(default_factory=lambda: [0])
+    all: bool = False
+    refresh_old_every: int = 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,43 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve(args: argparse.Namespace) -> dict:
-    """Defaults < YAML config < command line. Unknown YAML keys are an error."""
-    cfg = dict(DEFAULTS)
-    if args.config is not None:
-        if not args.config.is_file():
-            raise ValueError(f"config file {str(args.config)!r} does not exist.")
-        loaded = yaml.safe_load(args.config.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config file {str(args.config)!r} must hold a mapping of option names to values.")
-        valid = set(DEFAULTS) | {"seed"}
-        for key in loaded:
-            if key not in valid:
-                raise ValueError(
-                    f"unknown key {key!r} in {str(args.config)!r}; valid choices are {', '.join(sorted(valid))}."
-                )
-        cfg.update(loaded)
+def resolve(args: argparse.Namespace) -> BanditCLIConfig:
+    """Defaults < YAML config < command line, typed by :class:`BanditCLIConfig` (lad_ref.configs):
+    an unknown key or a value of the wrong type fails with one sentence before any work."""
+    values = load_yaml(args.config) if args.config is not None else {}
     for key, val in vars(args).items():
         if key in ("config", "json", "plot") or val is None:
             continue
-        cfg[key] = val
-    if "seed" in cfg:
-        cfg["seeds"] = [cfg.pop("seed")]
-    return cfg
+        values[key] = val
+    if "seed" in values:  # the one-seed form
+        values["seeds"] = [values.pop("seed")]
+    return build(BanditCLIConfig, values)
 
 
-def make_runs(cfg: dict) -> list[BanditRun]:
-    validate_schedule(cfg["steps"], cfg["lr"])
-    seeds = tuple(cfg["seeds"])
-    if cfg["all"]:
-        runs = sweep_runs(cfg["mode"], cfg["eta"], seeds, cfg["samples"])
+def make_runs(cfg: BanditCLIConfig) -> list[BanditRun]:
+    validate_schedule(cfg.steps, cfg.lr)
+    seeds = tuple(cfg.seeds)
+    if cfg.all:
+        runs = sweep_runs(cfg.mode, cfg.eta, seeds, cfg.samples)
     else:
         runs = [
-            BanditRun(cfg["objective"], cfg["divergence"], cfg["eta"], cfg["mode"], cfg["samples"], s)
+            BanditRun(cfg.objective, cfg.divergence, cfg.eta, cfg.mode, cfg.samples, s)
             for s in seeds
         ]
     for run in runs:
-        run.refresh_old_every = cfg["refresh_old_every"]
+        run.refresh_old_every = cfg.refresh_old_every
         run.validate()
     return runs
 
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--plot must name a .png or .pdf file, got {str(args.plot)!r}.")
     except ValueError as err:
         parser.error(str(err))
-    results = train_bandit(runs, steps=cfg["steps"], lr=cfg["lr"], progress=not args.json)
+    results = train_bandit(runs, steps=cfg.steps, lr=cfg.lr, progress=not args.json)
     if args.json:
         for r in results:
             print(json.dumps(r))

@@ -84,7 +84,6 @@ seed are not sampling luck.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import platform
@@ -97,6 +96,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lad_ref.advantages import ESTIMATORS, compute_advantages
+from lad_ref.configs import build, load_yaml
 from lad_ref.divergences import DIVERGENCE_NAMES
 from lad_ref.losses import get_loss
 from lad_ref.metrics import bootstrap_mean_ci, conditional, effective_number, kl_divergence
@@ -522,7 +522,7 @@ def make_controls(cfg: RegimeConfig, controls: list) -> list[tuple[str, RegimeCo
                 raise ValueError(
                     f"unknown key {key!r} in control {c['name']!r}; valid choices are {', '.join(config_fields())}."
                 )
-        ccfg = dataclasses.replace(cfg, **over)
+        ccfg = build(RegimeConfig, {**asdict(cfg), **over})
         ccfg.validate()
         out.append((c["name"], ccfg))
     return out
@@ -585,24 +585,14 @@ def resolve(args: argparse.Namespace) -> tuple[RegimeConfig, list[tuple[str, Reg
     """Defaults < YAML config < command line; unknown keys and bad values fail before any work."""
     values, controls = {}, []
     if args.config is not None:
-        import yaml
-
-        if not args.config.is_file():
-            raise ValueError(f"config file {str(args.config)!r} does not exist.")
-        loaded = yaml.safe_load(args.config.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"config file {str(args.config)!r} must hold a mapping of option names to values.")
+        loaded = load_yaml(args.config)
         controls = loaded.pop("controls", []) or []
-        for key in loaded:
-            if key not in config_fields():
-                raise ValueError(f"unknown key {key!r} in {str(args.config)!r}; valid choices are "
-                                 f"{', '.join(config_fields() + ('controls',))}.")
         values.update(loaded)
     for key in config_fields():
         val = getattr(args, key, None)
         if val is not None:
             values[key] = val
-    cfg = RegimeConfig(**values)
+    cfg = build(RegimeConfig, values)  # unknown keys and wrong types: one sentence (lad_ref.configs)
     cfg.validate()
     ctrl = [] if args.no_controls else make_controls(cfg, controls)
     for path in args.plot or []:

@@ -11,8 +11,8 @@ A run is described by one :class:`Config` (sections ``model``, ``data``, ``sft``
 
 Values are parsed as YAML 1.2 scalars (``1`` is an int, ``5e-1`` a float, ``true`` a bool,
 ``null`` None, ``[1, 2]`` a list) and checked against the field's type by OmegaConf's structured
-configs (the dataclasses below are the schema; see :func:`from_dict` for why OmegaConf). An unknown key, a value of the wrong type, an
-unknown objective / divergence / aggregation mode / estimator, or an invalid hyperparameter
+configs, the dataclasses below being the schema (``lad_ref/configs.py``, shared with the bandit
+commands, says why OmegaConf). An unknown key, a value of the wrong type, an unknown objective / divergence / aggregation mode / estimator, or an invalid hyperparameter
 raises :class:`ConfigError` with one sentence naming the value and the valid choices, before
 any model is loaded. The resolved config (objective hyperparameters filled with the loss
 function's defaults) is written to ``<output_dir>/config.yaml``.
@@ -28,27 +28,16 @@ sampled LLM batch can use, and what the trainer must supply them, is read from t
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from lad_ref.configs import ConfigError, build, load_yaml, parse_value
+from lad_ref.configs import hint as _hint
 from lad_ref.llm.schedule import SCHEDULES
-
-
-class ConfigError(ValueError):
-    """A bad configuration value; the message is one sentence naming the value and the choices."""
-
-
-# ======================================================================================
-# sections
-# ======================================================================================
 
 
 @dataclass
@@ -336,59 +325,9 @@ TRAINER_SUPPLIED = {
 # ======================================================================================
 
 
-def _hint(value: Any, choices) -> str:
-    near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    return f" (did you mean {near[0]!r}?)" if near else ""
-
-
 def _choices_sentence(key: str, value: Any, choices) -> str:
     choices = list(choices)
     return f"{key}={value!r} is not valid{_hint(value, choices)}; valid choices are {', '.join(map(str, choices))}."
-
-
-def _type_name(tp) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _field_at(path: list[str]):
-    """(dataclass, field type) of the dotted ``path`` inside :class:`Config`, or (class, None) if unknown."""
-    cls = Config
-    for i, part in enumerate(path):
-        hints = typing.get_type_hints(cls)
-        if part not in hints:
-            return cls, None
-        if i == len(path) - 1:
-            return cls, hints[part]
-        cls = hints[part]
-        if not dataclasses.is_dataclass(cls):
-            return cls, None
-    return cls, None
-
-
-def _value_at(data: dict, path: list[str]) -> Any:
-    for part in path:
-        data = data.get(part) if isinstance(data, dict) else None
-    return data
-
-
-def _one_sentence(e: OmegaConfBaseException, data: dict) -> ConfigError:
-    """OmegaConf's multi-line error as one sentence naming the key, the value and what is valid."""
-    key = str(getattr(e, "full_key", "") or "")
-    path = [p for p in key.replace("[", ".[").split(".") if p and not p.startswith("[")]
-    cls, tp = _field_at(path)
-    if isinstance(e, ConfigKeyError) or tp is None:
-        names = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
-        where = f"in {'.'.join(path[:-1])}" if len(path) > 1 else "at the top level"
-        return ConfigError(f"unknown config key {key!r}{_hint(path[-1] if path else key, names)}; "
-                           f"valid keys {where} are {', '.join(names)}.")
-    value = _value_at(data, path)
-    if typing.get_origin(tp) is list:
-        expected = f"a list of {_type_name(typing.get_args(tp)[0])}"
-    elif dataclasses.is_dataclass(tp):
-        expected = "a mapping of its fields"
-    else:
-        expected = " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None)) or _type_name(tp)
-    return ConfigError(f"{key}={value!r} has the wrong type; expected {expected}.")
 
 
 def to_dict(cfg) -> dict:
@@ -396,21 +335,9 @@ def to_dict(cfg) -> dict:
 
 
 def from_dict(data: dict) -> Config:
-    """Build a Config from a (possibly partial) nested dict; unknown keys and wrong types raise ConfigError.
-
-    The type checking and merging are OmegaConf's structured configs (the config library verl's
-    users write): the dataclasses below are the schema, ``OmegaConf.merge`` checks every key and
-    converts values the way YAML users expect ("3e-4" -> 3e-4 for a float, "no" -> False for a
-    bool), and :func:`_one_sentence` turns its errors into this project's one-sentence form.
-    """
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}.")
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(Config), data))
-    except OmegaConfBaseException as e:
-        raise _one_sentence(e, data) from None
+    """Build a Config from a (possibly partial) nested dict; unknown keys and wrong types raise
+    ConfigError (:func:`lad_ref.configs.build`: OmegaConf's structured-config merge)."""
+    return build(Config, data)
 
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:
@@ -424,55 +351,6 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
             raise ConfigError(f"cannot set {key!r}: {p!r} is a value, not a section.")
         d = nxt
     d[parts[-1]] = value
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2's float rule: ``5e-1`` and ``1e-8`` are numbers.
-
-    PyYAML follows YAML 1.1, where a float needs a dot (``5.0e-1``), so ``eta: 5e-1`` would
-    arrive as the string "5e-1" while ``lr: 5.0e-1`` is a number. The extra resolver below is
-    YAML 1.2's core-schema float pattern; it runs after 1.1's, so every other scalar keeps its
-    meaning (as OmegaConf's loader does for the same reason).
-    """
-
-
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-def yaml_load(text: str) -> Any:
-    """Parse YAML text with YAML 1.2 numbers (see :class:`_Yaml12Loader`)."""
-    return yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass: no arbitrary objects
-
-
-def parse_value(text: str) -> Any:
-    """A command-line value, parsed as a YAML scalar/list (``1`` -> int, ``true`` -> bool, ``null`` -> None)."""
-    try:
-        return yaml_load(text) if text != "" else ""
-    except yaml.YAMLError:
-        return text
-
-
-def load_yaml(path: str | Path) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist.")
-    try:
-        data = yaml_load(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (byte {e.start}).") from None
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {str(p)!r}{where} is not valid YAML: {getattr(e, 'problem', e)}.") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections, got {type(data).__name__}.")
-    return data
 
 
 def merge_overrides(data: dict, overrides: dict[str, Any]) -> dict:
