@@ -4,7 +4,8 @@
     python -m lad_ref.llm.train --config llm/configs/toy.yaml --objective grpo --output-dir runs/toy-grpo
     python -m lad_ref.llm.train --resume runs/toy-lad            # continue from the last checkpoint
 
-One RL step, top to bottom (see :func:`train`):
+The file reads top to bottom: small pieces, :func:`update_policy`, then :func:`setup` ->
+:func:`rl_step` (every step) -> :func:`finish`, driven by :func:`train`. One RL step (:func:`rl_step`):
 
 1. take the next ``prompts_per_step`` training prompts (a seeded permutation per data epoch);
 2. sample G responses per prompt (``rollout.py``); score them with the task's verifier;
@@ -47,7 +48,9 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -265,15 +268,38 @@ def train(cfg: Config, task, run: Path, *, resume: bool = False, stop_after: int
         return _train(cfg, task, run, resume=resume, stop_after=stop_after, progress=progress, closing=closing)
 
 
-def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None, progress: bool | None,
-           closing: contextlib.ExitStack) -> dict:
-    progress = cfg.logging.progress_bar if progress is None else progress
+@dataclass
+class RunState:
+    """Everything the RL loop works with; built once by :func:`setup`."""
+
+    cfg: Config
+    task: Any
+    dir: Path
+    device: torch.device
+    spec: Any  # lad_ref.losses.ObjectiveSpec
+    loss_fn: Any
+    hparams: dict
+    model: Any
+    tokenizer: Any
+    ref_model: Any  # None: no reference needed, or LoRA's base with adapters disabled serves
+    need_ref: bool
+    logz_head: Any  # FlowRL's log Z head, else None
+    params: list
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    rollout: Any
+    tracker: Tracker
+    start_step: int
+    start_eval: dict
+
+
+def setup(cfg: Config, task, run: Path, *, resume: bool, progress: bool, closing: contextlib.ExitStack) -> RunState:
+    """Start policy, model, optimizer and schedule (restored from the last checkpoint on resume),
+    rollout engine, tracker, and the start policy's evaluation."""
     quiet_transformers()
     device = ckpt.pick_device(cfg.device)
     seed_everything(cfg.seed)
     spec = get_objective(cfg.objective.name)
-    loss_fn = get_loss(spec.name)
-    hparams = objective_section(cfg.objective)
     save_yaml(cfg, run / "config.yaml")
 
     # ---- start policy: SFT warm start (cached by config hash, copied into the run) or the given checkpoint ----
@@ -346,72 +372,108 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     if progress:
         print(f"[lad_ref] {cfg.objective.name}: {count_parameters(model)} parameters, start "
               + ", ".join(f"{k}={start_eval[k]:.3f}" for k in HEADLINE), file=sys.stderr)
+    return RunState(cfg, task, run, device, spec, get_loss(spec.name), objective_section(cfg.objective), model,
+                    tokenizer, ref_model, need_ref, logz_head, params, optimizer, scheduler, rollout, tracker,
+                    start_step, start_eval)
 
-    # ---- RL ----
-    bar = tqdm(range(start_step + 1, cfg.optim.steps + 1), desc=f"rl/{cfg.objective.name}", disable=not progress,
-               initial=start_step, total=cfg.optim.steps, dynamic_ncols=True)
-    last_eval = start_eval
-    last_saved = start_step
-    G = cfg.rollout.group_size
+
+def rl_step(r: RunState, step: int) -> dict:
+    """One RL step: rollouts -> rewards -> group advantages -> pi_old (and pi_ref) log-probs ->
+    epochs of minibatch updates -> new weights to the rollout engine. Returns the metrics row."""
+    cfg, G = r.cfg, r.cfg.rollout.group_size
+    t0 = time.time()
+    examples = prompts_for_step(r.task.train, step, cfg.rollout.prompts_per_step, cfg.seed)
+    batch = r.rollout.generate(
+        r.model, [e.prompt for e in examples], G, max_new_tokens=cfg.rollout.max_new_tokens,
+        temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
+        seed=sub_seed(cfg.seed, Tag.ROLLOUT, step),
+    ).to(r.device)
+    rewards = torch.tensor(task_rewards(r.task, [examples[i // G] for i in range(len(batch.texts))], batch.texts))
+    group_ids = torch.arange(len(examples)).repeat_interleave(G)
+    advantages = compute_advantages(rewards, group_ids, cfg.objective.advantage_estimator).to(r.device)
+    t_gen = time.time() - t0
+
+    micro = cfg.optim.micro_batch_size
+    t1 = time.time()
+    old_log_prob = batched_log_probs(r.model, batch, cfg.rollout.temperature, micro)
+    ref_log_prob = (
+        reference_log_probs(r.model, r.ref_model, batch, cfg.rollout.temperature, micro) if r.need_ref else None
+    )
+    diff = ((old_log_prob - batch.gen_log_probs.to(r.device)).abs() * batch.response_mask).max().item()
+    t_logprob = time.time() - t1
+
+    t2 = time.time()
+    stats = update_policy(cfg, step, r.model, r.logz_head, r.optimizer, r.scheduler, r.params, batch, old_log_prob,
+                          ref_log_prob, advantages, r.loss_fn, r.hparams)
+    r.rollout.sync_weights(r.model)
+    return {
+        "step": step,
+        "train/reward_mean": rewards.mean().item(),
+        "train/accuracy": (rewards >= 1).float().mean().item(),
+        "train/distinct_correct": group_distinct_correct(batch.texts, rewards.tolist(), G, r.task),
+        "train/response_length": batch.response_mask.sum(-1).float().mean().item(),
+        "train/adv_abs_mean": advantages.abs().mean().item(),
+        "rollout/logprob_max_abs_diff": diff,
+        **stats,
+        "time/rollout_s": round(t_gen, 3),
+        "time/logprob_s": round(t_logprob, 3),
+        "time/update_s": round(time.time() - t2, 3),
+        "time/step_s": round(time.time() - t0, 3),
+    }
+
+
+def finish(r: RunState, progress: bool) -> dict:
+    """Final evaluation, results.json, the final samples, plots."""
+    cfg, run = r.cfg, r.dir
+    final_eval, samples = evaluate_policy(r.model, r.rollout, r.task, r.task.eval, cfg, progress=progress)
+    rows = ckpt.read_metrics(run)
+    if rows and rows[-1].get("step") == cfg.optim.steps:
+        rows[-1].update({f"eval/{k}": v for k, v in final_eval.items()})
+        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    r.tracker.log({"step": cfg.optim.steps, **{f"eval/{k}": v for k, v in final_eval.items()}})
+    results = {"start": r.start_eval, "final": final_eval}
+    (run / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    with open(run / "final_samples.jsonl", "w") as fh:
+        for s in samples:
+            fh.write(json.dumps(s) + "\n")
+    if cfg.logging.plots:
+        from lad_ref.llm.plots import write_plots
+
+        write_plots(run, title=f"{cfg.objective.name} seed {cfg.seed}")
+    if progress:
+        print("[lad_ref] start -> final: " + ", ".join(
+            f"{k} {r.start_eval[k]:.3f} -> {final_eval[k]:.3f}" for k in HEADLINE), file=sys.stderr)
+    return results
+
+
+def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None, progress: bool | None,
+           closing: contextlib.ExitStack) -> dict:
+    """setup -> RL steps (log, evaluate, checkpoint, stop on a signal) -> finish."""
+    progress = cfg.logging.progress_bar if progress is None else progress
+    r = setup(cfg, task, run, resume=resume, progress=progress, closing=closing)
+    bar = tqdm(range(r.start_step + 1, cfg.optim.steps + 1), desc=f"rl/{cfg.objective.name}", disable=not progress,
+               initial=r.start_step, total=cfg.optim.steps, dynamic_ncols=True)
+    last_eval, last_saved = r.start_eval, r.start_step
     stop = StopSignals()
     try:
         stop.install()
         for step in bar:
-            t0 = time.time()
-            examples = prompts_for_step(task.train, step, cfg.rollout.prompts_per_step, cfg.seed)
-            batch = rollout.generate(
-                model, [e.prompt for e in examples], G, max_new_tokens=cfg.rollout.max_new_tokens,
-                temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
-                seed=sub_seed(cfg.seed, Tag.ROLLOUT, step),
-            ).to(device)
-            rewards = torch.tensor(task_rewards(task, [examples[i // G] for i in range(len(batch.texts))], batch.texts))
-            group_ids = torch.arange(len(examples)).repeat_interleave(G)
-            advantages = compute_advantages(rewards, group_ids, cfg.objective.advantage_estimator).to(device)
-            t_gen = time.time() - t0
-
-            micro = cfg.optim.micro_batch_size
-            t1 = time.time()
-            old_log_prob = batched_log_probs(model, batch, cfg.rollout.temperature, micro)
-            ref_log_prob = (
-                reference_log_probs(model, ref_model, batch, cfg.rollout.temperature, micro) if need_ref else None
-            )
-            diff = ((old_log_prob - batch.gen_log_probs.to(device)).abs() * batch.response_mask).max().item()
-
-            t_logprob = time.time() - t1
-            t2 = time.time()
-            stats = update_policy(cfg, step, model, logz_head, optimizer, scheduler, params, batch, old_log_prob,
-                                  ref_log_prob, advantages, loss_fn, hparams)
-            rollout.sync_weights(model)
-
-            row = {
-                "step": step,
-                "train/reward_mean": rewards.mean().item(),
-                "train/accuracy": (rewards >= 1).float().mean().item(),
-                "train/distinct_correct": group_distinct_correct(batch.texts, rewards.tolist(), G, task),
-                "train/response_length": batch.response_mask.sum(-1).float().mean().item(),
-                "train/adv_abs_mean": advantages.abs().mean().item(),
-                "rollout/logprob_max_abs_diff": diff,
-                **stats,
-                "time/rollout_s": round(t_gen, 3),
-                "time/logprob_s": round(t_logprob, 3),
-                "time/update_s": round(time.time() - t2, 3),
-                "time/step_s": round(time.time() - t0, 3),
-            }
+            row = rl_step(r, step)
             if cfg.eval.every and step % cfg.eval.every == 0 and step != cfg.optim.steps:
-                last_eval, _ = evaluate_policy(model, rollout, task, task.eval, cfg)
+                last_eval, _ = evaluate_policy(r.model, r.rollout, task, task.eval, cfg)
                 row.update({f"eval/{k}": v for k, v in last_eval.items()})
             if step % cfg.logging.log_every == 0 or "eval/avg_at_k" in row or step == cfg.optim.steps:
                 ckpt.append_metrics(run, row)
-                tracker.log(row)
+                r.tracker.log(row)
             bar.set_postfix(reward=f"{row['train/reward_mean']:.2f}", acc=f"{row['train/accuracy']:.2f}",
                             eval_acc=f"{last_eval['avg_at_k']:.2f}")
 
             if step % cfg.checkpoint.every == 0 or step == cfg.optim.steps or step == stop_after:
-                _save(run, step, model, tokenizer, optimizer, scheduler, logz_head, cfg)
+                _save(r, step)
                 last_saved = step
             if stop.received is not None and step < cfg.optim.steps:
                 if last_saved != step:
-                    _save(run, step, model, tokenizer, optimizer, scheduler, logz_head, cfg)
+                    _save(r, step)
                 bar.close()
                 print(f"[lad_ref] stopped by {stop.received.name} after RL step {step}/{cfg.optim.steps}; checkpoint "
                       f"{run / ckpt.CKPT_DIR / f'step_{step:06d}'}; continue with: python -m lad_ref.llm.train "
@@ -428,27 +490,7 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
     finally:
         stop.restore()
     bar.close()
-
-    # ---- final evaluation, results.json, plots ----
-    final_eval, samples = evaluate_policy(model, rollout, task, task.eval, cfg, progress=progress)
-    rows = ckpt.read_metrics(run)
-    if rows and rows[-1].get("step") == cfg.optim.steps:
-        rows[-1].update({f"eval/{k}": v for k, v in final_eval.items()})
-        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    tracker.log({"step": cfg.optim.steps, **{f"eval/{k}": v for k, v in final_eval.items()}})
-    results = {"start": start_eval, "final": final_eval}
-    (run / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    with open(run / "final_samples.jsonl", "w") as fh:
-        for s in samples:
-            fh.write(json.dumps(s) + "\n")
-    if cfg.logging.plots:
-        from lad_ref.llm.plots import write_plots
-
-        write_plots(run, title=f"{cfg.objective.name} seed {cfg.seed}")
-    if progress:
-        print("[lad_ref] start -> final: " + ", ".join(
-            f"{k} {start_eval[k]:.3f} -> {final_eval[k]:.3f}" for k in HEADLINE), file=sys.stderr)
-    return results
+    return finish(r, progress)
 
 
 def nan_advice(cfg: Config, run: Path) -> str:
@@ -502,9 +544,11 @@ def _load_start(cfg: Config, start_path: str, device):
     return load_causal_lm(start_path, cfg.model, device, trainable=False)
 
 
-def _save(run, step, model, tokenizer, optimizer, scheduler, logz_head, cfg):
+def _save(r: RunState, step: int) -> None:
+    cfg = r.cfg
     state = {"step": step, "data_position": step * cfg.rollout.prompts_per_step, "config": to_dict(cfg)}
-    ckpt.save_checkpoint(run, step, model, tokenizer, optimizer, scheduler, logz_head, state, cfg.checkpoint.keep_last)
+    ckpt.save_checkpoint(r.dir, step, r.model, r.tokenizer, r.optimizer, r.scheduler, r.logz_head, state,
+                         cfg.checkpoint.keep_last)
 
 
 # ======================================================================================
