@@ -56,11 +56,11 @@ bench: setup
 # No `setup` dependency: on a GPU image nothing can be installed, so it runs with .venv's python
 # where there is one and the image's python3 otherwise (GPU_PY=..., GPU_OUT=<folder> to choose).
 # The trainer's pure-Python config library (omegaconf + its antlr4 runtime) is not in a bare GPU
-# image: `make gpu-deps` copies it from .venv into .gpu_pythonpath/ (git-ignored, < 2 MB), which the
-# device call carries; gpu-check puts that folder on PYTHONPATH when it exists.
+# image: `make gpu-deps` copies it from .venv into .gpu_pythonpath/ (git-ignored, ~2 MB), which the
+# device call carries; gpu_check appends that folder to sys.path when it exists.
 GPU_PY  ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 gpu-check:
-	PYTHONPATH="$(CURDIR)/.gpu_pythonpath$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PY) -m benchmarks.gpu_check $(if $(GPU_OUT),--out $(GPU_OUT))
+	$(GPU_PY) -m benchmarks.gpu_check $(if $(GPU_OUT),--out $(GPU_OUT))
 
 gpu-deps: setup
 	rm -rf .gpu_pythonpath && mkdir -p .gpu_pythonpath

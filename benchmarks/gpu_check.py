@@ -53,6 +53,10 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+# A bare GPU image lacks the trainer's pure-Python config library (omegaconf); `make gpu-deps` copies
+# it into .gpu_pythonpath/ to carry along. Appended, so an image that has it keeps its own.
+if (ROOT / ".gpu_pythonpath").is_dir():
+    sys.path.append(str(ROOT / ".gpu_pythonpath"))
 TOY_CONFIG = ROOT / "llm" / "configs" / "toy-gpu.yaml"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 
