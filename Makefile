@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= dev,llm,notebooks,trl,verl
+EXTRAS ?= dev,llm,notebooks,tracking,trl,verl
 RUN    ?= runs
 # make figures: how many of notebook 04's training runs go side by side (each on one CPU thread)
 JOBS   ?= 2

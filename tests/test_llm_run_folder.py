@@ -374,3 +374,21 @@ def test_sigterm_during_setup_stops_at_once_with_one_line(monkeypatch, cache, tm
     err = capsys.readouterr().err
     assert "stopped by SIGTERM" in err and "rerun the same command" in err and "Traceback" not in err
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.mark.slow
+def test_trackio_logs_locally(cache, tmp_path):
+    """trackio reads TRACKIO_DIR when imported, so the run goes in a subprocess with its own."""
+    pytest.importorskip("trackio")
+    import sqlite3
+
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRACKIO_DIR": str(tmp_path / "trackio")}
+    args = fast_args(cache, run, "--objective", "grpo", "--steps", "2", "--logging.report_to", "[trackio]",
+                     "--logging.project", "lad-test")
+    proc = subprocess.run([sys.executable, "-m", "lad_ref.llm.train", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with sqlite3.connect(tmp_path / "trackio" / "lad-test.db") as con:
+        steps = sorted(r[0] for r in con.execute("select step from metrics"))
+    assert steps == [0, 1, 2, 2]  # start evaluation, steps 1 and 2, and the final evaluation at step 2
