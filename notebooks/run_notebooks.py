@@ -104,9 +104,12 @@ def execute(
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
-    env_before = {k: os.environ.get(k) for k in (*ENV_KEYS, "PYTHONPATH")}
+    env_before = {k: os.environ.get(k) for k in (*ENV_KEYS, "PYTHONPATH", "MPLBACKEND")}
     # the kernel imports the lad_ref of this checkout, even where another copy is installed in the environment
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO), env_before["PYTHONPATH"])))
+    # CI exports MPLBACKEND=Agg for headless plotting; in a kernel it would replace the inline backend,
+    # and the figures would be saved but never shown in the notebook's outputs
+    os.environ.pop("MPLBACKEND", None)
     os.environ["LAD_FAST"] = "1" if fast else "0"
     os.environ["LAD_FIGURES_DIR"] = str(Path(figures_dir).resolve())
     os.environ["LAD_RUNS_DIR"] = str(Path(runs_dir or DEFAULT_RUNS).resolve())
