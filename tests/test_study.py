@@ -147,6 +147,8 @@ def test_fast_study_end_to_end(tmp_path):
         step1 = [next(x for x in rs if x["step"] == 1) for rs in rows]
         assert step1[0]["train/reward_mean"] == step1[1]["train/reward_mean"]
         assert "brake/log_ratio_q95" in step1[1] and "lad/weight_flip_frac" in step1[1] and "grpo/clipfrac" in step1[0]
+        # the policy moved within rollout batches (log r != 0 after the first minibatch), and the logs show it
+        assert max(x.get("brake/log_ratio_abs_max", 0.0) for x in rows[1]) > 0
     a = [json.loads((root / "main" / "grpo" / f"seed{s}" / "start_eval.json").read_text()) for s in (0, 1)]
     assert a[0] != a[1]  # different seeds: different starts
 

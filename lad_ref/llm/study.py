@@ -500,8 +500,8 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
                 starts = [r["start"] for r in rows.values()]
                 out["methods"][method + tag] = {
                     "seeds": sorted(rows), "variant": variant,
-                    "mean": {k: float(np.nanmean([r[k] for r in rows.values()])) for k in keys},
-                    "start_mean": {k: float(np.nanmean([s[k] for s in starts])) for k in starts[0]},
+                    "mean": {k: _nanmean([r[k] for r in rows.values()]) for k in keys},
+                    "start_mean": {k: _nanmean([s[k] for s in starts]) for k in starts[0]},
                 }
             for comp in g.comparisons:
                 a, b = parse_comparison(comp)
@@ -534,6 +534,12 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
     return out
 
 
+def _nanmean(values) -> float:
+    """Mean of the non-NaN values (NaN: no correct sample, so no answer distribution); NaN if none."""
+    v = [x for x in values if x == x]
+    return float(np.mean(v)) if v else float("nan")
+
+
 def _curves(study, groups, metrics) -> dict:
     g = groups.get(study.curve_group)
     if g is None:
@@ -559,7 +565,8 @@ def _brake(study, groups, metrics) -> dict:
             rows = [r for r in rows if r is not None]
             if rows:
                 out[f"{method} [{variant}]"] = {
-                    key: np.nanmean(np.array([r["brake"][key] for r in rows], dtype=float), 0).tolist()
+                    key: [_nanmean(col) for col in zip(*[[np.nan if x is None else x for x in r["brake"][key]]
+                                                          for r in rows])]
                     for key in rows[0]["brake"]
                 }
                 out[f"{method} [{variant}]"]["seeds"] = len(rows)
@@ -678,7 +685,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="Study YAML (llm/configs/study.yaml).")
     p.add_argument("--group", action="append", default=None,
-                   help="Run/analyse only this group (repeatable); default: every group, in the file's order.")
+                   help="Run only this group (repeatable; default: every group, in the file's order). The JSON and "
+                   "figures always summarise every group's finished runs.")
     p.add_argument("--jobs", type=int, default=2, help="Runs side by side (each on one torch thread).")
     p.add_argument("--output-dir", default=None, help="Override the study's output_dir.")
     p.add_argument("--json", default=None, help="Where to write the results (default: no JSON).")
@@ -711,7 +719,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = analyse(study, groups, names)
+    # the summary covers every group's finished runs (not only the groups run now), so running one group
+    # at a time still leaves a complete toy_study.json; each group says how many of its runs finished
+    result = analyse(study, groups, list(groups))
     result["protocol"] = {"base_config": study.base_config, "overrides": study.overrides,
                           "bootstrap": {"resamples": study.bootstrap_resamples, "seed": study.bootstrap_seed,
                                         "method": "percentile, seeds resampled with replacement"}}
