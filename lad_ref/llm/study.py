@@ -481,53 +481,70 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
 
     out: dict[str, Any] = {"groups": {}, "paired": {}, "methods": {}}
     all_seeds: set[int] = set()
+    # A comparison (or method) under one variant may be listed by several groups (the protocol group's
+    # `main` runs are the headline's): it is reported once, over the union of those groups' seeds.
+    comp_seeds: dict[tuple[str, str], list[int]] = {}
+    comp_groups: dict[tuple[str, str], list[str]] = {}
+    method_seeds: dict[tuple[str, str], list[int]] = {}
     for name in names:
         g = groups[name]
         gv = list(g.variants or {MAIN_VARIANT: {}})
         done = [s for s in plan(study, groups, [name]) if metrics(s) is not None]
         out["groups"][name] = {
-            "methods": g.methods, "seeds": g.seeds, "variants": {v: variants.get(v, {}) for v in gv},
+            "methods": g.methods, "seeds": g.seeds, "comparisons": g.comparisons,
+            "variants": {v: variants.get(v, {}) for v in gv},
             "runs_finished": len(done), "runs_planned": len(plan(study, groups, [name])),
         }
         for variant in gv:
-            tag = "" if variant == MAIN_VARIANT else f" [{variant}]"
             for method in g.methods:
-                rows = {s: metrics(RunSpec(variant, method, s)) for s in g.seeds}
-                rows = {s: r for s, r in rows.items() if r is not None}
-                if not rows:
-                    continue
-                keys = [k for k in next(iter(rows.values())) if isinstance(next(iter(rows.values()))[k], (int, float))]
-                starts = [r["start"] for r in rows.values()]
-                out["methods"][method + tag] = {
-                    "seeds": sorted(rows), "variant": variant,
-                    "mean": {k: _nanmean([r[k] for r in rows.values()]) for k in keys},
-                    "start_mean": {k: _nanmean([s[k] for s in starts]) for k in starts[0]},
-                }
+                lst = method_seeds.setdefault((method, variant), [])
+                lst += [x for x in g.seeds if x not in lst]
             for comp in g.comparisons:
-                a, b = parse_comparison(comp)
-                ra = {s: metrics(RunSpec(variant, a, s)) for s in g.seeds}
-                rb = {s: metrics(RunSpec(variant, b, s)) for s in g.seeds}
-                seeds = [s for s in g.seeds if ra[s] is not None and rb[s] is not None]
-                if not seeds:
-                    continue
-                all_seeds.update(seeds)
-                first = ra[seeds[0]]
-                k = next(int(m.split("_")[-1]) for m in first if re.fullmatch(r"pass_at_\d+", m) and m != "pass_at_1")
-                names_ = [m.replace("{K}", str(k)) for m in PAIRED_METRICS_ORDER]
-                entry = {"group": name, "variant": variant, "seeds": seeds}
-                for m in names_:
-                    if m in first:
-                        entry[m] = paired_summary([ra[s][m] for s in seeds], [rb[s][m] for s in seeds],
-                                                  study.bootstrap_resamples, study.bootstrap_seed)
-                if first.get("curve"):
-                    ca = np.array([ra[s]["curve"] for s in seeds])
-                    cb = np.array([rb[s]["curve"] for s in seeds])
-                    entry["pass_at_k_curve_diff"] = {
-                        "k": list(range(1, ca.shape[1] + 1)), "mean": (ca - cb).mean(0).tolist(),
-                        "ci95": [list(bootstrap_ci(ca[:, j] - cb[:, j], 2000, study.bootstrap_seed))
-                                 for j in range(ca.shape[1])],
-                    }
-                out["paired"][comp + tag] = entry
+                lst = comp_seeds.setdefault((comp, variant), [])
+                lst += [x for x in g.seeds if x not in lst]
+                comp_groups.setdefault((comp, variant), []).append(name)
+
+    for (method, variant), seeds in method_seeds.items():
+        tag = "" if variant == MAIN_VARIANT else f" [{variant}]"
+        rows = {s: metrics(RunSpec(variant, method, s)) for s in sorted(seeds)}
+        rows = {s: r for s, r in rows.items() if r is not None}
+        if not rows:
+            continue
+        one = next(iter(rows.values()))
+        keys = [k for k in one if isinstance(one[k], (int, float))]
+        starts = [r["start"] for r in rows.values()]
+        out["methods"][method + tag] = {
+            "seeds": sorted(rows), "variant": variant,
+            "mean": {k: _nanmean([r[k] for r in rows.values()]) for k in keys},
+            "start_mean": {k: _nanmean([s[k] for s in starts]) for k in starts[0]},
+        }
+
+    for (comp, variant), comp_seed_list in comp_seeds.items():
+        tag = "" if variant == MAIN_VARIANT else f" [{variant}]"
+        a, b = parse_comparison(comp)
+        ra = {s: metrics(RunSpec(variant, a, s)) for s in comp_seed_list}
+        rb = {s: metrics(RunSpec(variant, b, s)) for s in comp_seed_list}
+        seeds = sorted(s for s in comp_seed_list if ra[s] is not None and rb[s] is not None)
+        if not seeds:
+            continue
+        all_seeds.update(seeds)
+        first = ra[seeds[0]]
+        k = next(int(m.split("_")[-1]) for m in first if re.fullmatch(r"pass_at_\d+", m) and m != "pass_at_1")
+        names_ = [m.replace("{K}", str(k)) for m in PAIRED_METRICS_ORDER]
+        entry = {"groups": comp_groups[(comp, variant)], "variant": variant, "seeds": seeds}
+        for m in names_:
+            if m in first:
+                entry[m] = paired_summary([ra[s][m] for s in seeds], [rb[s][m] for s in seeds],
+                                          study.bootstrap_resamples, study.bootstrap_seed)
+        if first.get("curve"):
+            ca = np.array([ra[s]["curve"] for s in seeds])
+            cb = np.array([rb[s]["curve"] for s in seeds])
+            entry["pass_at_k_curve_diff"] = {
+                "k": list(range(1, ca.shape[1] + 1)), "mean": (ca - cb).mean(0).tolist(),
+                "ci95": [list(bootstrap_ci(ca[:, j] - cb[:, j], 2000, study.bootstrap_seed))
+                         for j in range(ca.shape[1])],
+            }
+        out["paired"][comp + tag] = entry
     out["seeds"] = sorted(all_seeds)
     out["curves"] = _curves(study, groups, metrics)
     out["brake"] = _brake(study, groups, metrics)
