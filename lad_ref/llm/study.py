@@ -692,6 +692,27 @@ def write_figures(result: dict, folder: Path) -> list[Path]:
     return written
 
 
+def markdown_table(result: dict, metrics: tuple[str, ...] = ("avg_at_k", "pass_at_256", "distinct_correct",
+                                                             "correct_answer_entropy", "correct_answer_kl_from_start",
+                                                             "policy_entropy")) -> str:
+    """The paired differences as a Markdown table: mean [95% CI] (wins/seeds) per comparison and metric.
+
+    ``pass_at_256`` stands for pass@n with n the study's samples per prompt (pass_at_8 in the FAST study).
+    """
+    ks = [int(m[8:]) for e in result.get("paired", {}).values() for m in e if re.fullmatch(r"pass_at_\d+", m)]
+    if ks:
+        metrics = tuple(f"pass_at_{max(ks)}" if m == "pass_at_256" else m for m in metrics)
+    lines = ["| comparison (seeds) | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for comp, e in result.get("paired", {}).items():
+        cells = []
+        for m in metrics:
+            v = e.get(m)
+            cells.append("—" if not v or v.get("mean") is None else
+                         f"{v['mean']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] ({v['wins']}/{v['n']})")
+        lines.append(f"| {comp} ({len(e['seeds'])}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ======================================================================================
 # CLI
 # ======================================================================================
@@ -748,10 +769,7 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     if args.figures:
         write_figures(result, Path(args.figures))
-    for comp, e in result["paired"].items():
-        line = ", ".join(f"{m} {v['mean']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] {v['wins']}/{v['n']}"
-                         for m, v in e.items() if isinstance(v, dict) and v.get("mean") is not None and "wins" in v)
-        print(f"{comp}: {line}")
+    print(markdown_table(result))
     return 0
 
 
