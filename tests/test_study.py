@@ -54,7 +54,7 @@ def test_run_config_layers_and_pairing_fields(tmp_path):
     assert (a.objective.name, b.objective.name, b.objective.lad["divergence"]) == ("grpo", "lad", "js")
     assert a.threads == b.threads == 1 and a.seed == 1
     assert a.optim.steps == study.overrides["optim.steps"]  # protocol over the base YAML
-    assert c.optim.mini_batch_size == 16 and b.optim.mini_batch_size == 4  # variant over the protocol
+    assert c.optim.mini_batch_size == 32 and b.optim.mini_batch_size == 8  # variant over the protocol
     # the pairing: everything but the objective is the same, so the SFT start (keyed by this hash) is shared
     from lad_ref.llm.sft import sft_key
 

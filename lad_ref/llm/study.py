@@ -73,6 +73,8 @@ from lad_ref.llm.config import (
 )
 
 MAIN_VARIANT = "main"
+# a run folder written to within this many seconds is taken to be in training by another study process
+BUSY_S = 300
 # metrics read from each run's results.json ("final"); pass_at_<k> for the largest k is added per study
 RESULT_METRICS = (
     "avg_at_k", "pass_at_1", "distinct_correct", "correct_answer_entropy", "solution_coverage",
@@ -286,6 +288,11 @@ def _run_job(cfg_dict: dict) -> dict:
 
     cfg = validate(from_dict(cfg_dict))
     run = Path(cfg.output_dir)
+    if is_finished(run):  # finished meanwhile by another study process
+        return {"run": str(run), "wall_s": 0.0, "skipped": "finished"}
+    busy = [f for f in (run / "metrics.jsonl", run / "run_info.json") if f.exists() and time.time() - f.stat().st_mtime < BUSY_S]
+    if busy:  # another study process is training this run right now: leave it alone (no second writer)
+        return {"run": str(run), "wall_s": 0.0, "skipped": "running elsewhere"}
     resume = (run / "config.yaml").is_file()
     ckpt.prepare_run_dir(cfg.output_dir, resume=resume, overwrite=True)
     t0 = time.time()
@@ -371,6 +378,9 @@ def execute(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
                 if kind == "sft":
                     sft_done[what] = True
                     log(f"[study] {elapsed:7.0f}s  SFT start ready: {what}")
+                elif fut.result().get("skipped"):
+                    log(f"[study] {elapsed:7.0f}s  skipped {what.variant}/{what.method}/seed{what.seed}: "
+                        f"{fut.result()['skipped']} (run the study again to pick it up)")
                 else:
                     finished += 1
                     log(f"[study] {elapsed:7.0f}s  finished {what.variant}/{what.method}/seed{what.seed} "
