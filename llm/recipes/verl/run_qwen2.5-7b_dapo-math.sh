@@ -46,7 +46,8 @@ ARGS=(
                                                         # Toy-scale evidence (README, "toy study"): with 4 updates per batch the
                                                         # policy barely moves within a batch and LAD acts as a reweighted policy
                                                         # gradient (its weight flips on <0.1% of tokens); with 16 its brake acts
-                                                        # and it kept more distinct correct answers than GRPO. GUESS at 7B scale.
+                                                        # and it kept more distinct correct answers than GRPO (8 paired seeds).
+                                                        # GUESS at 7B scale.
   actor_rollout_ref.actor.ppo_epochs=1
   actor_rollout_ref.actor.use_dynamic_bsz=True
   actor_rollout_ref.actor.ppo_max_token_len_per_gpu=24576
