@@ -77,7 +77,7 @@ MAIN_VARIANT = "main"
 BUSY_S = 300
 # metrics read from each run's results.json ("final"); pass_at_<k> for the largest k is added per study
 RESULT_METRICS = (
-    "avg_at_k", "pass_at_1", "distinct_correct", "correct_answer_entropy", "solution_coverage",
+    "avg_at_k", "pass_at_1", "pass_at_16", "distinct_correct", "correct_answer_entropy", "solution_coverage",
     "policy_entropy", "dist_3",
 )
 HIGHER_IS_MORE_DIVERSE = ("distinct_correct", "correct_answer_entropy", "solution_coverage", "policy_entropy")
@@ -379,8 +379,9 @@ def execute(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
                     sft_done[what] = True
                     log(f"[study] {elapsed:7.0f}s  SFT start ready: {what}")
                 elif fut.result().get("skipped"):
-                    log(f"[study] {elapsed:7.0f}s  skipped {what.variant}/{what.method}/seed{what.seed}: "
-                        f"{fut.result()['skipped']} (run the study again to pick it up)")
+                    why = fut.result()["skipped"]
+                    log(f"[study] {elapsed:7.0f}s  skipped {what.variant}/{what.method}/seed{what.seed}: {why}"
+                        + (" (run the study again to pick it up)" if why != "finished" else ""))
                 else:
                     finished += 1
                     log(f"[study] {elapsed:7.0f}s  finished {what.variant}/{what.method}/seed{what.seed} "
