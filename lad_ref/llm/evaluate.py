@@ -108,7 +108,10 @@ def aggregate_prompts(per_prompt: list[dict], k: int) -> dict:
         metrics[key] = sum(vals) / len(vals) if vals else float("nan")
     metrics["prompts_with_correct"] = sum(1 for r in per_prompt if r["avg_at_k"] > 0)
     if "_tokens" in per_prompt[0]:
-        metrics["policy_entropy"] = sum(r["_neg_logp_sum"] for r in per_prompt) / max(1.0, sum(r["_tokens"] for r in per_prompt))
+        # rounded: the generation logits differ in the last bits between the model in memory and its reloaded
+        # checkpoint (reduction order), and a re-evaluation must reproduce the reported numbers
+        h = sum(r["_neg_logp_sum"] for r in per_prompt) / max(1.0, sum(r["_tokens"] for r in per_prompt))
+        metrics["policy_entropy"] = round(h, 5)
     counts = [r["_num_correct"] for r in per_prompt]
     metrics["pass_at_k_curve"] = pass_at_k_curve(k, counts).mean(0).tolist()
     metrics.update(num_prompts=len(per_prompt), k=k)

@@ -540,7 +540,7 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
             continue
         all_seeds.update(seeds)
         first = ra[seeds[0]]
-        k = next(int(m.split("_")[-1]) for m in first if re.fullmatch(r"pass_at_\d+", m) and m != "pass_at_1")
+        k = max(int(m.split("_")[-1]) for m in first if re.fullmatch(r"pass_at_\d+", m))  # n: pass@n, "any correct"
         names_ = [m.replace("{K}", str(k)) for m in PAIRED_METRICS_ORDER]
         entry = {"groups": comp_groups[(comp, variant)], "variant": variant, "seeds": seeds}
         for m in names_:
@@ -650,7 +650,7 @@ def write_figures(result: dict, folder: Path) -> list[Path]:
         save(fig, "toy_study_pass_at_k")
 
     paired = result.get("paired") or {}
-    if paired:
+    if any(len(e["seeds"]) >= 2 for e in paired.values()):
         metric_names = [m for m in ("avg_at_k", "pass_at_256", "distinct_correct", "correct_answer_entropy",
                                     "correct_answer_kl_from_start", "policy_entropy")
                         if any(m in e for e in paired.values())]
@@ -658,7 +658,7 @@ def write_figures(result: dict, folder: Path) -> list[Path]:
             metric_names.insert(1, next((m for e in paired.values() for m in e
                                          if re.fullmatch(r"pass_at_\d+", m) and m not in ("pass_at_1", "pass_at_16")),
                                         "pass_at_1"))
-        comps = list(paired)
+        comps = [c for c in paired if len(paired[c]["seeds"]) >= 2]  # one seed has no CI: left out of the plot
         fig, axes = plt.subplots(1, len(metric_names), figsize=(2.6 * len(metric_names), 0.35 * len(comps) + 1.4),
                                  sharey=True, squeeze=False)
         for ax, m in zip(axes[0], metric_names):
