@@ -73,6 +73,8 @@ from lad_ref.llm.config import (
 )
 
 MAIN_VARIANT = "main"
+# fewer seeds than this: the forest plot draws the CI grey whatever it is (2-4 seeds give only a handful of resamples)
+MIN_SEEDS_FOR_CI = 5
 # a run folder written to within this many seconds is taken to be in training by another study process
 BUSY_S = 300
 # metrics read from each run's results.json ("final"); pass_at_<k> for the largest k is added per study
@@ -667,14 +669,16 @@ def write_figures(result: dict, folder: Path) -> list[Path]:
                 if not e or e["mean"] is None:
                     continue
                 ax.errorbar(e["mean"], i, xerr=[[e["mean"] - e["ci95"][0]], [e["ci95"][1] - e["mean"]]],
-                            fmt="o", ms=3, capsize=2, color="C0" if e["ci95"][0] > 0 or e["ci95"][1] < 0 else "0.5")
+                            fmt="o", ms=3, capsize=2,
+                            color="C0" if (e["ci95"][0] > 0 or e["ci95"][1] < 0) and e["n"] >= MIN_SEEDS_FOR_CI else "0.5")
             ax.axvline(0, color="k", lw=0.8)
             ax.set_title(m, fontsize=8)
             ax.tick_params(labelsize=7)
         axes[0, 0].set_yticks(range(len(comps)))
         axes[0, 0].set_yticklabels([f"{c} (n={len(paired[c]['seeds'])})" for c in comps], fontsize=7)
         axes[0, 0].invert_yaxis()
-        fig.suptitle("paired difference A - B per seed: mean and 95% bootstrap CI (blue: CI excludes 0)", fontsize=8)
+        fig.suptitle(f"paired difference A - B per seed: mean and 95% bootstrap CI over seeds (blue: CI excludes 0 "
+                     f"with >= {MIN_SEEDS_FOR_CI} seeds; a CI over 2-4 seeds is too coarse to test anything)", fontsize=8)
         fig.tight_layout()
         save(fig, "toy_study_forest")
 
