@@ -9,7 +9,7 @@ RUN    ?= runs
 # make figures: how many of notebook 04's training runs go side by side (each on one CPU thread)
 JOBS   ?= 2
 
-.PHONY: setup demo demo-bandit demo-llm bandit-regime test test-fast lint figures notebooks bench gpu-check gpu-deps clean
+.PHONY: setup demo demo-bandit demo-llm bandit-regime test test-fast lint figures notebooks bench gpu-check gpu-deps study clean
 
 # torch: where no NVIDIA GPU answers, install the local CPU build first (pip would otherwise pull
 # several GB of CUDA wheels for the project's range); on a GPU machine pip picks a CUDA build.
@@ -73,6 +73,13 @@ figures: setup
 # JupyterLab on notebooks/, with the kernel `lad_ref` = this .venv's python (extra jupyter options: LAB_ARGS=...)
 notebooks: setup
 	$(PY) notebooks/run_notebooks.py --lab $(LAB_ARGS)
+
+# make study: the paired toy study (llm/configs/study.yaml); resumable, so it can be stopped and rerun.
+# GROUP=headline runs one group (protocol, protocol-epochs, headline, divergence, eta, baselines).
+GROUP ?=
+study: setup
+	$(PY) -m lad_ref.llm.study --config llm/configs/study.yaml --jobs $(JOBS) $(if $(GROUP),--group $(GROUP)) \
+		--json paper_figures/toy_study.json --figures paper_figures
 
 clean:
 	rm -rf $(RUN) .pytest_cache

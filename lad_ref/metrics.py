@@ -89,6 +89,71 @@ def count_distinct_correct(answers: Sequence[str], correct: Sequence[bool]) -> i
     return len({a.strip() for a, ok in zip(answers, correct) if ok})
 
 
+def pass_at_k_curve(num_samples: int, num_correct: Tensor | Sequence[int]) -> Tensor:
+    """Unbiased pass@k for every k = 1..n at once, per prompt: shape (P,) counts -> (P, n).
+
+    pass@k = 1 - C(n-c, k) / C(n, k) (Chen et al. 2021) with C(n-c, k) / C(n, k) =
+    prod_{i=0}^{k-1} (n - c - i) / (n - i), so the whole curve is one cumulative product
+    (float64; a factor clamped at 0 once n - c - i < 0 gives pass@k = 1 for k > n - c).
+    Equal to :func:`pass_at_k` (n, c, k) for every k; averaging over prompts gives the curve.
+    """
+    n = int(num_samples)
+    c = torch.as_tensor(num_correct, dtype=torch.float64).reshape(-1)
+    if n < 1 or bool((c < 0).any()) or bool((c > n).any()):
+        raise ValueError(f"pass_at_k_curve needs num_samples >= 1 and 0 <= num_correct <= num_samples, got n={n}, c={c.tolist()}.")
+    i = torch.arange(n, dtype=torch.float64)
+    factors = ((n - c[:, None] - i) / (n - i)).clamp(min=0.0)
+    return 1.0 - torch.cumprod(factors, dim=-1)
+
+
+def _correct_counts(answers: Sequence[str], correct: Sequence[bool]) -> dict[str, int]:
+    if len(answers) != len(correct):
+        raise ValueError(f"answers and correct differ in length: {len(answers)} vs {len(correct)}.")
+    counts: dict[str, int] = {}
+    for a, ok in zip(answers, correct):
+        if ok:
+            counts[a.strip()] = counts.get(a.strip(), 0) + 1
+    return counts
+
+
+def correct_answer_entropy(answers: Sequence[str], correct: Sequence[bool]) -> float:
+    """Entropy (nats) of the empirical distribution over the distinct correct answers of one prompt.
+
+    H = -sum_a p_a log p_a with p_a = (times answer a was sampled and correct) / (correct samples);
+    answers compared after strip(), like :func:`count_distinct_correct`. exp(H) is the effective
+    number of correct answers (= distinct_correct when they are equally frequent, less when one
+    dominates). NaN when no sample is correct (the distribution does not exist).
+    """
+    counts = _correct_counts(answers, correct)
+    if not counts:
+        return float("nan")
+    p = torch.tensor(list(counts.values()), dtype=torch.float64)
+    p = p / p.sum()
+    return float(-(p * p.log()).sum())
+
+
+def correct_answer_kl(answers: Sequence[str], correct: Sequence[bool], ref_answers: Sequence[str],
+                      ref_correct: Sequence[bool], pseudocount: float = 0.5) -> float:
+    """KL(p || p_ref) between two empirical distributions over the distinct correct answers of one prompt.
+
+    p is this policy's, p_ref the reference's (the RL start). Both are smoothed over the union U
+    of correct answers seen in either sample set: p_a = (count_a + alpha) / (total + alpha |U|),
+    alpha = ``pseudocount`` (0.5, the Krichevsky-Trofimov estimator), so an answer one policy
+    never produced does not make the KL infinite. 0 when the two samples have the same counts;
+    grows as the policy reshapes (e.g. concentrates) its mass among correct answers. NaN when
+    either sample has no correct answer.
+    """
+    if pseudocount <= 0:
+        raise ValueError(f"pseudocount must be > 0, got {pseudocount}.")
+    p_counts, q_counts = _correct_counts(answers, correct), _correct_counts(ref_answers, ref_correct)
+    if not p_counts or not q_counts:
+        return float("nan")
+    support = sorted(set(p_counts) | set(q_counts))
+    p = torch.tensor([p_counts.get(a, 0) for a in support], dtype=torch.float64) + pseudocount
+    q = torch.tensor([q_counts.get(a, 0) for a in support], dtype=torch.float64) + pseudocount
+    return float(kl_divergence(p / p.sum(), q / q.sum()))
+
+
 # --------------------------------------------------------------------------------------
 # distributions over a finite set of answers: entropy, effective number, restriction to a subset
 # (the bandit in the LLM regime, lad_ref.bandit.regime). Batched: the last dimension is the support.

@@ -17,10 +17,24 @@ Metrics (all averaged over held-out prompts; k = ``eval.num_samples``):
 * ``dist_1`` .. ``dist_4``: distinct n-grams / total n-grams of the prompt's k responses
   (response token ids, EOS excluded), i.e. *within-prompt* diversity (across prompts
   responses differ trivially);
-* ``response_length``: mean response length in tokens (EOS included); ``truncated_frac``.
+* ``response_length``: mean response length in tokens (EOS included); ``truncated_frac``;
+* ``correct_answer_entropy``: entropy (nats) of the empirical distribution over the prompt's
+  distinct correct answers (``lad_ref.metrics.correct_answer_entropy``), averaged over the
+  prompts with at least one correct sample (``prompts_with_correct`` says how many);
+* ``policy_entropy``: mean over sampled response tokens of -log pi(token), an unbiased estimate of
+  the policy's per-token entropy under its own sampling distribution (from the generation log-probs,
+  no extra forward pass);
+* ``pass_at_k_curve``: the unbiased pass@j for every j = 1..k from the same n = k samples
+  (``lad_ref.metrics.pass_at_k_curve``), a list of k numbers averaged over prompts.
+
+The sampled responses come back per prompt (with ``num_correct``), so a study can compute
+distribution-level metrics against another policy's samples (``correct_answer_kl``).
 
 The sampling RNG is seeded from the run seed only, so every evaluation of a run uses the
-same random numbers (common random numbers: start and final differ only by the policy).
+same random numbers (common random numbers: start and final differ only by the policy). The
+prompts are cut into chunks by ``eval.batch_size`` alone, so the seed a prompt is sampled with
+depends on (run seed, prompt position, eval settings) and not on the objective: runs of different
+methods with the same seed are evaluated with the same random numbers (the study's pairing).
 """
 
 from __future__ import annotations
@@ -36,7 +50,7 @@ from tqdm.auto import tqdm
 
 from lad_ref.llm.rollout import sub_seed
 from lad_ref.llm.tasks import task_rewards
-from lad_ref.metrics import count_distinct_correct, dist_n, pass_at_k
+from lad_ref.metrics import correct_answer_entropy, count_distinct_correct, dist_n, pass_at_k, pass_at_k_curve
 
 EVAL_SEED_TAG = 3
 HEADLINE = ("avg_at_k", "pass_at_k", "distinct_correct", "dist_3")
@@ -46,8 +60,8 @@ def eval_seed(seed: int) -> int:
     return sub_seed(seed, EVAL_SEED_TAG)
 
 
-def score_responses(task, examples, batch, k: int, pass_ks=(), eos_ids=()) -> tuple[dict, list[dict]]:
-    """Metrics of a RolloutBatch holding k responses per example (rows grouped by example)."""
+def score_responses(task, examples, batch, k: int, pass_ks=(), eos_ids=()) -> tuple[list[dict], list[dict]]:
+    """Per-prompt metrics and samples of a RolloutBatch holding k responses per example (rows grouped by example)."""
     per_prompt = []
     samples = []
     eos = set(eos_ids)
@@ -64,24 +78,48 @@ def score_responses(task, examples, batch, k: int, pass_ks=(), eos_ids=()) -> tu
             token_seqs.append([t for t in ids if t not in eos])
         c = sum(correct)
         distinct = count_distinct_correct(keys, correct)
+        mask = batch.response_mask[list(rows)]
         row = {
+            "_num_correct": c,
             "avg_at_k": c / k,
             "pass_at_k": pass_at_k(k, c, k),
             **{f"pass_at_{j}": pass_at_k(k, c, j) for j in pass_ks if j != k},
             "distinct_correct": float(distinct),
+            "correct_answer_entropy": correct_answer_entropy(keys, correct),
             **{f"dist_{n}": dist_n(token_seqs, n) for n in (1, 2, 3, 4)},
-            "response_length": float(batch.response_mask[list(rows)].sum(-1).float().mean()),
+            "response_length": float(mask.sum(-1).float().mean()),
             "truncated_frac": float(batch.truncated[list(rows)].float().mean()),
         }
+        if batch.gen_log_probs is not None:
+            # sums and counts, so the per-token mean is over all tokens of all prompts (not a mean of means)
+            row["_neg_logp_sum"] = float(-(batch.gen_log_probs[list(rows)] * mask).sum())
+            row["_tokens"] = float(mask.sum())
         n_sol = ex.meta.get("num_solutions") if ex.meta else None
         if n_sol:
             row["solution_coverage"] = distinct / n_sol
         per_prompt.append(row)
-        samples.append({"uid": ex.uid, "prompt": ex.prompt, "responses": texts, "correct": correct})
-    keys_all = per_prompt[0].keys()
-    metrics = {key: sum(r[key] for r in per_prompt) / len(per_prompt) for key in keys_all}
-    metrics.update(num_prompts=len(examples), k=k)
-    return metrics, samples
+        samples.append({"uid": ex.uid, "prompt": ex.prompt, "responses": texts, "correct": correct, "num_correct": c})
+    return per_prompt, samples
+
+
+def aggregate_prompts(per_prompt: list[dict], k: int) -> dict:
+    """Means over prompts of :func:`score_responses`' rows, plus the pass@j curve for j = 1..k."""
+    metrics = {}
+    for key in per_prompt[0]:
+        if key.startswith("_"):
+            continue
+        vals = [r[key] for r in per_prompt if key in r and r[key] == r[key]]  # r != r: NaN (no correct sample)
+        metrics[key] = sum(vals) / len(vals) if vals else float("nan")
+    metrics["prompts_with_correct"] = sum(1 for r in per_prompt if r["avg_at_k"] > 0)
+    if "_tokens" in per_prompt[0]:
+        # rounded: the generation logits differ in the last bits between the model in memory and its reloaded
+        # checkpoint (reduction order), and a re-evaluation must reproduce the reported numbers
+        h = sum(r["_neg_logp_sum"] for r in per_prompt) / max(1.0, sum(r["_tokens"] for r in per_prompt))
+        metrics["policy_entropy"] = round(h, 5)
+    counts = [r["_num_correct"] for r in per_prompt]
+    metrics["pass_at_k_curve"] = pass_at_k_curve(k, counts).mean(0).tolist()
+    metrics.update(num_prompts=len(per_prompt), k=k)
+    return metrics
 
 
 @torch.no_grad()
@@ -93,7 +131,7 @@ def evaluate_policy(model, rollout, task, examples, cfg, *, progress: bool = Fal
     # Chunk by prompts so that each generate() call holds at most eval.batch_size sequences; the
     # seed of chunk c is fixed, so the result does not depend on what else the run did.
     per_chunk = max(1, e.batch_size // k)
-    all_metrics, all_samples, weights = [], [], []
+    per_prompt, all_samples = [], []
     chunks = list(range(0, len(examples), per_chunk))
     for c, start in enumerate(tqdm(chunks, desc="eval", disable=not progress, leave=False)):
         exs = examples[start:start + per_chunk]
@@ -101,17 +139,10 @@ def evaluate_policy(model, rollout, task, examples, cfg, *, progress: bool = Fal
             model, [x.prompt for x in exs], k, max_new_tokens=max_new, temperature=e.temperature,
             top_p=e.top_p, top_k=e.top_k, seed=sub_seed(eval_seed(cfg.seed), c),
         )
-        m, s = score_responses(task, exs, batch, k, e.pass_ks, rollout.eos_ids)
-        all_metrics.append(m)
+        rows, s = score_responses(task, exs, batch, k, e.pass_ks, rollout.eos_ids)
+        per_prompt += rows
         all_samples += s
-        weights.append(len(exs))
-    total = sum(weights)
-    metrics = {
-        key: sum(m[key] * w for m, w in zip(all_metrics, weights)) / total
-        for key in all_metrics[0] if key not in ("num_prompts", "k")
-    }
-    metrics.update(num_prompts=total, k=k)
-    return metrics, all_samples
+    return aggregate_prompts(per_prompt, k), all_samples
 
 
 # ======================================================================================

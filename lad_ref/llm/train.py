@@ -193,6 +193,7 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
     agg_mode = spec.aggregation(obj.loss_agg_mode)  # FlowRL: its own mean over sequences
     n = len(batch)
     stats = []
+    log_ratios = []  # per minibatch: log r = log pi_theta - log pi_old of its valid tokens (brake engagement)
     for epoch in range(o.epochs):
         g = torch.Generator().manual_seed(sub_seed(cfg.seed, Tag.SHUFFLE, step, epoch))
         order = torch.randperm(n, generator=g) if o.shuffle else torch.arange(n)
@@ -204,6 +205,7 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
             agg_kwargs = {"batch_num_tokens": float(mask_mini.sum()), "global_batch_size": float(len(mini))}
             optimizer.zero_grad(set_to_none=True)
             mb_stats = []
+            mb_log_ratios = []
             for ms in range(0, len(mini), o.micro_batch_size):
                 idx = mini[ms:ms + o.micro_batch_size]
                 micro = batch.select(idx)
@@ -238,6 +240,8 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
                     )
                 loss.backward()
                 mb_stats.append({"train/loss": loss.item(), **metrics})
+                mb_log_ratios.append((out["log_prob"].detach() - old_log_prob[idx])[micro.response_mask.bool()])
+            log_ratios.append(torch.cat(mb_log_ratios).float().cpu())
             max_norm = o.max_grad_norm if o.max_grad_norm > 0 else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
             if not torch.isfinite(grad_norm):
@@ -250,7 +254,30 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
             stats.append(row)
     out = mean_dicts(stats)
     out["train/lr"] = scheduler.get_last_lr()[0]
+    out.update(brake_stats(log_ratios))
     return out
+
+
+def brake_stats(log_ratios: list[torch.Tensor]) -> dict:
+    """How far pi_theta moved from pi_old within one rollout batch: quantiles of log r over its tokens.
+
+    ``log_ratios`` holds one 1-D tensor per minibatch (its valid tokens' log pi_theta - log pi_old,
+    before that minibatch's optimizer step). ``brake/log_ratio_q05/q50/q95`` pool every minibatch of
+    the step; ``brake/log_ratio_abs_max`` is the largest |log r|; ``brake/last_q05/q95`` are the last
+    minibatch's (the furthest the policy gets from pi_old). LAD's weight r f'(u) changes sign once
+    r passes e^{A/eta} (``lad/weight_flip_frac``); GRPO's clip acts once |log r| passes log(1 +/- eps)
+    (``grpo/clipfrac``). With one minibatch and one epoch every log r is 0 and neither acts.
+    """
+    if not log_ratios:
+        return {}
+    pooled = torch.cat(log_ratios)
+    q = torch.quantile(pooled, torch.tensor([0.05, 0.5, 0.95]))
+    last = torch.quantile(log_ratios[-1], torch.tensor([0.05, 0.95]))
+    return {
+        "brake/log_ratio_q05": q[0].item(), "brake/log_ratio_q50": q[1].item(), "brake/log_ratio_q95": q[2].item(),
+        "brake/log_ratio_abs_max": pooled.abs().max().item(),
+        "brake/last_q05": last[0].item(), "brake/last_q95": last[1].item(),
+    }
 
 
 # ======================================================================================
@@ -364,9 +391,11 @@ def setup(cfg: Config, task, run: Path, *, resume: bool, progress: bool, closing
     if resume and (run / "start_eval.json").exists() and any(r.get("step") == 0 for r in ckpt.read_metrics(run)):
         start_eval = json.loads((run / "start_eval.json").read_text())
     else:
-        start_eval, _ = evaluate_policy(model if last is None else _load_start(cfg, start_path, device), rollout,
-                                        task, task.eval, cfg, progress=progress)
+        start_eval, start_samples = evaluate_policy(model if last is None else _load_start(cfg, start_path, device),
+                                                    rollout, task, task.eval, cfg, progress=progress)
         (run / "start_eval.json").write_text(json.dumps(start_eval, indent=2) + "\n")
+        with open(run / "start_samples.jsonl", "w") as fh:  # the study compares final answers with these
+            fh.writelines(json.dumps(x) + "\n" for x in start_samples)
         ckpt.append_metrics(run, {"step": 0, **{f"eval/{k}": v for k, v in start_eval.items()}})
         tracker.log({"step": 0, **{f"eval/{k}": v for k, v in start_eval.items()}})
     if progress:

@@ -41,7 +41,11 @@ ARGS=(
   actor_rollout_ref.model.use_remove_padding=True
   actor_rollout_ref.model.enable_gradient_checkpointing=True
   actor_rollout_ref.actor.optim.lr=1e-6                 # GUESS
-  actor_rollout_ref.actor.ppo_mini_batch_size=16        # GUESS: 4 updates per rollout batch
+  actor_rollout_ref.actor.ppo_mini_batch_size=16        # GUESS: 4 updates per rollout batch (64 / 16). The toy study (README,
+                                                        # "toy study"; toy-scale evidence only) found LAD's brake acting and its
+                                                        # diversity gain over GRPO at 16 updates per batch (at 4 the brake hardly
+                                                        # acts); 16 here
+                                                        # would leave 4 prompts per update, so raise train_batch_size with it.
   actor_rollout_ref.actor.ppo_epochs=1
   actor_rollout_ref.actor.use_dynamic_bsz=True
   actor_rollout_ref.actor.ppo_max_token_len_per_gpu=32768
