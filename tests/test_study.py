@@ -79,7 +79,7 @@ def test_bad_group_and_comparison_fail_before_work(tmp_path):
     with pytest.raises(ConfigError, match="not one of its methods"):
         st.load_study(p)
     p.write_text(yaml.safe_dump({"groups": {"g": {"methods": ["grpo"], "sedes": [1]}}}))
-    with pytest.raises(ConfigError, match="unknown config key 'groups.g.sedes'"):
+    with pytest.raises(ConfigError, match="groups.g: unknown config key 'sedes'"):
         st.load_study(p)
 
 
@@ -141,7 +141,10 @@ def test_fast_study_end_to_end(tmp_path):
     for seed in (0, 1):
         ga, la = root / "main" / "grpo" / f"seed{seed}", root / "main" / "lad-js" / f"seed{seed}"
         info = [json.loads((r / "run_info.json").read_text()) for r in (ga, la)]
-        assert info[0]["start_policy"] == info[1]["start_policy"]
+        # each run links the SFT start into its own folder; both links come from one cached SFT
+        assert info[0]["start"]["cache_path"] == info[1]["start"]["cache_path"]
+        assert (Path(info[0]["start_policy"]) / "model.safetensors").read_bytes() == \
+            (Path(info[1]["start_policy"]) / "model.safetensors").read_bytes()
         assert (ga / "start_samples.jsonl").read_text() == (la / "start_samples.jsonl").read_text()
         rows = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()] for r in (ga, la)]
         step1 = [next(x for x in rs if x["step"] == 1) for rs in rows]

@@ -60,17 +60,17 @@ from typing import Any
 import numpy as np
 import yaml
 
+from lad_ref.configs import build
 from lad_ref.llm.config import (
-    LLM_OBJECTIVES,
     Config,
     ConfigError,
-    _build,
     from_dict,
     load_yaml,
     merge_overrides,
     to_dict,
     validate,
 )
+from lad_ref.losses import objective_names
 
 MAIN_VARIANT = "main"
 # fewer seeds than this: the forest plot draws the CI grey whatever it is (2-4 seeds give only a handful of resamples)
@@ -129,15 +129,22 @@ class StudyConfig:
     )
 
 
+def _group(name: str, values) -> GroupConfig:
+    try:
+        return build(GroupConfig, values)
+    except ConfigError as e:
+        raise ConfigError(f"groups.{name}: {e}") from None
+
+
 def load_study(path: str | Path) -> tuple[StudyConfig, dict[str, GroupConfig]]:
     """Read and check a study YAML; every method name and comparison is checked before any work."""
     data = load_yaml(path)
-    study = _build(StudyConfig, data, "study")
+    study = build(StudyConfig, data)
     groups = {}
     for name, g in study.groups.items():
         if not isinstance(g, dict):
             raise ConfigError(f"study group {name!r} must be a mapping of methods, seeds, comparisons, variants.")
-        grp = _build(GroupConfig, g, f"groups.{name}")
+        grp = _group(name, g)
         if not grp.methods:
             raise ConfigError(f"study group {name!r} lists no methods.")
         if not grp.seeds:
@@ -181,10 +188,11 @@ def method_overrides(method: str) -> dict[str, Any]:
             except ValueError:
                 raise ConfigError(f"method {method!r} has eta={m['eta']!r}, which is not a number.") from None
         return out
-    if method in LLM_OBJECTIVES and method != "lad":
+    llm_objectives = objective_names(scope="any")  # what a sampled LLM batch can use (the specs say)
+    if method in llm_objectives and method != "lad":
         return {"objective.name": method}
     raise ConfigError(
-        f"unknown method {method!r}; valid methods are {', '.join(o for o in LLM_OBJECTIVES if o != 'lad')}, "
+        f"unknown method {method!r}; valid methods are {', '.join(o for o in llm_objectives if o != 'lad')}, "
         "lad(<divergence>) and lad(<divergence>,eta=<number>)."
     )
 
@@ -781,6 +789,11 @@ def main(argv: list[str] | None = None) -> int:
     result["this_invocation"] = {**info, "jobs": args.jobs, "groups": names}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        regime = Path(args.json).parent / "bandit_regime.json"  # item 1's table, written by make bandit-regime
+        if regime.is_file():
+            rec = json.loads(regime.read_text())
+            result["bandit_regime"] = {"source": regime.name, "seeds": rec.get("seeds"), "rows": rec.get("rows"),
+                                       "paired": rec.get("paired")}
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     if args.figures:
         write_figures(result, Path(args.figures))
