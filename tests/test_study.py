@@ -31,6 +31,40 @@ def test_method_names_map_to_objectives():
         st.parse_comparison("lad(js)-grpo")
 
 
+def test_lad_method_options_eta_and_level():
+    assert st.method_overrides("lad(kl, eta=2, level=sequence)") == {
+        "objective.name": "lad", "objective.lad.divergence": "kl", "objective.lad.eta": 2.0,
+        "objective.lad.level": "sequence"}
+    assert st.method_slug("lad(js,level=sequence)") == "lad-js-levelsequence"
+    with pytest.raises(ConfigError, match="level='seq'; valid levels are token, sequence"):
+        st.method_overrides("lad(js,level=seq)")
+    with pytest.raises(ConfigError, match="option 'beta=2'; valid options are eta=<value>, level=<value>"):
+        st.method_overrides("lad(js,beta=2)")
+
+
+def _entry(seeds, mean):
+    return {"seeds": seeds, "avg_at_k": {"mean": mean}}
+
+
+def test_carry_over_keeps_absent_or_larger_entries_of_the_same_protocol_only():
+    protocol = {"base_config": "toy.yaml", "overrides": {"optim.epochs": 2}}
+    previous = {"protocol": protocol, "seeds": list(range(8)),
+                "paired": {"a - b": _entry(list(range(8)), 0.1), "c - b": _entry([0, 1], 0.3),
+                           "old - b": _entry([0, 1, 2, 3], 0.5)},
+                "methods": {}, "curves": {"start": [0.1]}, "brake": {}}
+    fresh = {"protocol": dict(protocol), "seeds": [0, 1, 2, 3],
+             "paired": {"a - b": _entry([0, 1, 2, 3], 0.2), "c - b": _entry([0, 1, 2, 3], 0.4),
+                        "new - b": _entry([0, 1, 2, 3], 0.6)},
+             "methods": {}, "curves": {}, "brake": {}}
+    out = st.carry_over(previous, json.loads(json.dumps(fresh)))
+    assert out["paired"]["a - b"]["avg_at_k"]["mean"] == 0.1 and out["paired"]["a - b"]["carried_over"]  # 8 > 4 seeds
+    assert out["paired"]["c - b"]["avg_at_k"]["mean"] == 0.4 and "carried_over" not in out["paired"]["c - b"]
+    assert out["paired"]["old - b"]["carried_over"] and out["paired"]["new - b"]["avg_at_k"]["mean"] == 0.6
+    assert out["curves"] == {"start": [0.1]} and out["seeds"] == list(range(8))
+    other = {**previous, "protocol": {**protocol, "overrides": {"optim.epochs": 8}}}
+    assert st.carry_over(other, json.loads(json.dumps(fresh))) == fresh  # another protocol: nothing carried
+
+
 def test_shipped_study_configs_load_and_every_run_config_validates(tmp_path):
     for path in (FULL, FAST):
         study, groups = st.load_study(path)

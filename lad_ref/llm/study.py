@@ -8,7 +8,8 @@
 A study is one base run config (``base_config``, e.g. ``llm/configs/toy.yaml``) plus the study's
 protocol (``overrides``), and named **groups** of runs. Each group lists methods, seeds and the
 comparisons to report (``"lad(js) - grpo"``). A method is an objective name (``grpo``, ``entadv``,
-``kl_cov``, ``clip_cov``, ``flowrl``) or ``lad(<divergence>)`` / ``lad(<divergence>,eta=<x>)``.
+``kl_cov``, ``clip_cov``, ``flowrl``) or ``lad(<divergence>)`` with options
+(``lad(js,eta=2)``, ``lad(js,level=sequence)``).
 A group may also name protocol **variants** (extra overrides, e.g. ``optim.epochs: 8``), which
 is how the updates-per-rollout sweep is written.
 
@@ -168,32 +169,48 @@ def load_study(path: str | Path) -> tuple[StudyConfig, dict[str, GroupConfig]]:
     return study, groups
 
 
-_LAD = re.compile(r"^lad\((?P<div>[a-z0-9]+)(?:,\s*eta=(?P<eta>[0-9.eE+-]+))?\)$")
+_LAD = re.compile(r"^lad\((?P<div>[a-z0-9]+)(?P<opts>(?:,[^,()]*)*)\)$")
+# lad(...) options after the divergence: key=value -> dotted config field
+_LAD_OPTIONS = {"eta": "objective.lad.eta", "level": "objective.lad.level"}
 
 
 def method_overrides(method: str) -> dict[str, Any]:
-    """Dotted config overrides of a method name: ``grpo`` -> objective grpo; ``lad(js,eta=2)`` -> LAD, JS, eta 2."""
-    from lad_ref.divergences import DIVERGENCE_NAMES
+    """Dotted config overrides of a method name.
 
-    m = _LAD.match(method)
+    ``grpo`` -> objective grpo; ``lad(js)`` -> LAD with JS; options follow the divergence as
+    ``key=value``: ``lad(js,eta=2)``, ``lad(js,level=sequence)``, ``lad(kl,eta=0.5,level=sequence)``.
+    """
+    from lad_ref.divergences import DIVERGENCE_NAMES
+    from lad_ref.losses import LEVELS
+
+    m = _LAD.match(method.replace(" ", ""))
     if m:
         if m["div"] not in DIVERGENCE_NAMES:
             raise ConfigError(
                 f"method {method!r} names divergence {m['div']!r}; valid divergences are {', '.join(DIVERGENCE_NAMES)}."
             )
         out: dict[str, Any] = {"objective.name": "lad", "objective.lad.divergence": m["div"]}
-        if m["eta"] is not None:
-            try:
-                out["objective.lad.eta"] = float(m["eta"])
-            except ValueError:
-                raise ConfigError(f"method {method!r} has eta={m['eta']!r}, which is not a number.") from None
+        for opt in filter(None, m["opts"].split(",")):
+            key, sep, value = opt.partition("=")
+            if not sep or key not in _LAD_OPTIONS:
+                raise ConfigError(f"method {method!r} has option {opt!r}; valid options are "
+                                  f"{', '.join(k + '=<value>' for k in _LAD_OPTIONS)}.")
+            if key == "eta":
+                try:
+                    out[_LAD_OPTIONS[key]] = float(value)
+                except ValueError:
+                    raise ConfigError(f"method {method!r} has eta={value!r}, which is not a number.") from None
+            else:
+                if value not in LEVELS:
+                    raise ConfigError(f"method {method!r} has level={value!r}; valid levels are {', '.join(LEVELS)}.")
+                out[_LAD_OPTIONS[key]] = value
         return out
     llm_objectives = objective_names(scope="any")  # what a sampled LLM batch can use (the specs say)
     if method in llm_objectives and method != "lad":
         return {"objective.name": method}
     raise ConfigError(
         f"unknown method {method!r}; valid methods are {', '.join(o for o in llm_objectives if o != 'lad')}, "
-        "lad(<divergence>) and lad(<divergence>,eta=<number>)."
+        "lad(<divergence>) and lad(<divergence>,eta=<number>,level=<token|sequence>)."
     )
 
 
@@ -537,6 +554,7 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
         out["methods"][method + tag] = {
             "seeds": sorted(rows), "variant": variant,
             "mean": {k: _nanmean([r[k] for r in rows.values()]) for k in keys},
+            "per_seed": {str(s): {k: r[k] for k in keys} for s, r in rows.items()},
             "start_mean": {k: _nanmean([s[k] for s in starts]) for k in starts[0]},
         }
 
@@ -570,6 +588,34 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
     out["curves"] = _curves(study, groups, metrics)
     out["brake"] = _brake(study, groups, metrics)
     return out
+
+
+def carry_over(previous: dict, result: dict) -> dict:
+    """Keep a previous JSON's results whose runs are not in this output_dir (same protocol only).
+
+    Run folders are large and stay on the machine that trained them; the JSON is what is committed.
+    So a study extended later (a new group run on another machine or day) must not drop the
+    comparisons it cannot recompute: an entry of ``previous`` is kept when this analysis has no
+    entry under that name, or one over fewer seeds (its runs are partly absent). Kept entries are
+    marked ``"carried_over": true``. Nothing is carried when the protocol (base config, overrides,
+    bootstrap) differs: those numbers would answer another question.
+    """
+    if previous.get("protocol") != result.get("protocol"):
+        return result
+    for section in ("paired", "methods"):
+        new, old = result.setdefault(section, {}), previous.get(section) or {}
+        for key, entry in old.items():
+            if key not in new or len(new[key].get("seeds", [])) < len(entry.get("seeds", [])):
+                new[key] = {**entry, "carried_over": True}
+    for name, entry in (previous.get("groups") or {}).items():
+        g = result.setdefault("groups", {}).get(name)
+        if g is not None and g.get("runs_finished", 0) < entry.get("runs_finished", 0):
+            result["groups"][name] = {**entry, "carried_over": True}
+    for section in ("curves", "brake"):
+        if not result.get(section) and previous.get(section):
+            result[section] = previous[section]
+    result["seeds"] = sorted({*result.get("seeds", []), *previous.get("seeds", [])})
+    return result
 
 
 def _nanmean(values) -> float:
@@ -789,6 +835,8 @@ def main(argv: list[str] | None = None) -> int:
     result["this_invocation"] = {**info, "jobs": args.jobs, "groups": names}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        if Path(args.json).is_file():  # results of runs not on this machine stay (same protocol only)
+            result = carry_over(json.loads(Path(args.json).read_text()), result)
         regime = Path(args.json).parent / "bandit_regime.json"  # item 1's table, written by make bandit-regime
         if regime.is_file():
             rec = json.loads(regime.read_text())
