@@ -6,6 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -98,6 +99,12 @@ def test_toy_run_end_to_end(cache, tmp_path):
     assert evaluate_mod.main(["--run", str(run), "--checkpoint", "start", "--no-progress"]) == 0
     start = json.loads((run / "eval_start.json").read_text())
     assert {k: start[k] for k in results["start"]} == results["start"]
+    # the Python API (notebooks, studies) gives the CLI's numbers and the samples behind them
+    metrics, samples = evaluate_mod.evaluate_run(run, "start")
+    assert metrics == start
+    k = results["start"]["k"]
+    assert samples and all(len(s["responses"]) == k for s in samples)
+    assert np.mean([np.mean(s["correct"]) for s in samples]) == pytest.approx(start["avg_at_k"], abs=1e-6)
 
 
 @pytest.mark.slow

@@ -5,6 +5,8 @@ Used during training (start, every ``eval.every`` steps, final) and standalone::
     python -m lad_ref.llm.evaluate --run runs/toy-lad              # the run's latest checkpoint
     python -m lad_ref.llm.evaluate --run runs/toy-lad --checkpoint start --num-samples 64
 
+or from Python (notebooks, studies): ``evaluate_run(run, "start", num_samples=64)``.
+
 Metrics (all averaged over held-out prompts; k = ``eval.num_samples``):
 
 * ``avg_at_k``: mean correctness of the k samples (avg@k, the paper's Avg@32 / Avg@16);
@@ -48,16 +50,15 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from lad_ref.llm.rollout import sub_seed
+from lad_ref.llm.seeding import Tag, sub_seed
 from lad_ref.llm.tasks import task_rewards
 from lad_ref.metrics import correct_answer_entropy, count_distinct_correct, dist_n, pass_at_k, pass_at_k_curve
 
-EVAL_SEED_TAG = 3
 HEADLINE = ("avg_at_k", "pass_at_k", "distinct_correct", "dist_3")
 
 
 def eval_seed(seed: int) -> int:
-    return sub_seed(seed, EVAL_SEED_TAG)
+    return sub_seed(seed, Tag.EVAL)
 
 
 def score_responses(task, examples, batch, k: int, pass_ks=(), eos_ids=()) -> tuple[list[dict], list[dict]]:
@@ -171,55 +172,94 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+class EvalRequest:
+    """What to evaluate, resolved and checked before any model is loaded (see :func:`prepare`)."""
+
+    def __init__(self, cfg, task, run: Path, model_path, adapter_path, label: str, device, examples):
+        self.cfg, self.task, self.run = cfg, task, run
+        self.model_path, self.adapter_path, self.label = model_path, adapter_path, label
+        self.device, self.examples = device, examples
+
+
+def prepare(run: str | Path, checkpoint: str = "latest", *, num_samples: int | None = None,
+            temperature: float | None = None, device: str | None = None,
+            max_prompts: int | None = None) -> EvalRequest:
+    """Read ``run``'s config, apply the overrides and check everything; raises ConfigError / DataError."""
     from lad_ref.llm import checkpoint as ckpt
     from lad_ref.llm.config import ConfigError, from_dict, load_yaml, validate
+    from lad_ref.llm.tasks import build_task
+
+    run = Path(run)
+    if not (run / "config.yaml").is_file():
+        raise ConfigError(f"--run {str(run)!r} is not a run folder: it has no config.yaml.")
+    cfg = validate(from_dict(load_yaml(run / "config.yaml")))
+    if num_samples is not None:
+        cfg.eval.num_samples = num_samples
+        cfg.eval.pass_ks = [j for j in cfg.eval.pass_ks if j <= num_samples]
+    if temperature is not None:
+        cfg.eval.temperature = temperature
+    if device is not None:
+        cfg.device = device
+    if max_prompts is not None and max_prompts < 1:
+        raise ConfigError(f"--max-prompts {max_prompts} must be >= 1.")
+    cfg = validate(cfg)  # --num-samples / --temperature / --device get the config file's checks
+    task = build_task(cfg)
+    model_path, adapter_path, label = ckpt.resolve_policy(run, checkpoint)
+    examples = task.eval[:max_prompts] if max_prompts else task.eval
+    return EvalRequest(cfg, task, run, model_path, adapter_path, label, ckpt.pick_device(cfg.device), examples)
+
+
+def evaluate_request(req: EvalRequest, *, progress: bool = False) -> tuple[dict, list[dict]]:
+    """Load the request's policy and evaluate it: (metrics, per-prompt samples)."""
     from lad_ref.llm.model import load_causal_lm, load_tokenizer, quiet_transformers
     from lad_ref.llm.rollout import build_rollout
-    from lad_ref.llm.tasks import DataError, build_task
+    from lad_ref.threads import torch_threads
+
+    quiet_transformers()
+    with torch_threads(req.cfg.threads or None):
+        tokenizer = load_tokenizer(req.model_path, req.cfg.model.trust_remote_code)
+        model = load_causal_lm(req.model_path, req.cfg.model, req.device, trainable=False)
+        if req.adapter_path is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, req.adapter_path).eval()
+        rollout = build_rollout(req.cfg, tokenizer, model, str(req.model_path))
+        rollout.sync_weights(model)  # vLLM loaded the base weights; push merged LoRA adapters (no-op for hf)
+        metrics, samples = evaluate_policy(model, rollout, req.task, req.examples, req.cfg, progress=progress)
+    return {"run": str(req.run), "checkpoint": req.label, **metrics}, samples
+
+
+def evaluate_run(run: str | Path, checkpoint: str = "latest", *, num_samples: int | None = None,
+                 temperature: float | None = None, device: str | None = None, max_prompts: int | None = None,
+                 progress: bool = False) -> tuple[dict, list[dict]]:
+    """Evaluate a run folder's policy (``checkpoint``: latest, start, step_000100 or a model path).
+
+    Returns (metrics, samples): the JSON the CLI writes, and per held-out prompt its sampled
+    responses with their correctness. The sampling random numbers depend on the run's seed only
+    (``eval_seed``), so two runs of one seed are evaluated with the same random numbers.
+    """
+    req = prepare(run, checkpoint, num_samples=num_samples, temperature=temperature, device=device,
+                  max_prompts=max_prompts)
+    return evaluate_request(req, progress=progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lad_ref.llm.config import ConfigError
+    from lad_ref.llm.tasks import DataError
 
     args = build_parser().parse_args(argv)
-    run = Path(args.run)
     try:
-        if not (run / "config.yaml").is_file():
-            raise ConfigError(f"--run {str(run)!r} is not a run folder: it has no config.yaml.")
-        cfg = validate(from_dict(load_yaml(run / "config.yaml")))
-        if args.num_samples is not None:
-            cfg.eval.num_samples = args.num_samples
-            cfg.eval.pass_ks = [j for j in cfg.eval.pass_ks if j <= args.num_samples]
-        if args.temperature is not None:
-            cfg.eval.temperature = args.temperature
-        if args.device is not None:
-            cfg.device = args.device
-        if args.max_prompts is not None and args.max_prompts < 1:
-            raise ConfigError(f"--max-prompts {args.max_prompts} must be >= 1.")
-        cfg = validate(cfg)  # --num-samples / --temperature / --device get the config file's checks
-        out = Path(args.output) if args.output else None
-        if out is not None and not out.parent.is_dir():
+        req = prepare(args.run, args.checkpoint, num_samples=args.num_samples, temperature=args.temperature,
+                      device=args.device, max_prompts=args.max_prompts)
+        out = Path(args.output) if args.output else req.run / f"eval_{req.label}.json"
+        if not out.parent.is_dir():
             raise ConfigError(f"--output {str(out)!r}: the folder {str(out.parent)!r} does not exist.")
-        task = build_task(cfg)
-        model_path, adapter_path, label = ckpt.resolve_policy(run, args.checkpoint)
-        out = out or run / f"eval_{label}.json"
         if not os.access(out.parent, os.W_OK):
             raise ConfigError(f"--output {str(out)!r}: the folder {str(out.parent)!r} is not writable.")
-        device = ckpt.pick_device(cfg.device)
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    quiet_transformers()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    tokenizer = load_tokenizer(model_path, cfg.model.trust_remote_code)
-    model = load_causal_lm(model_path, cfg.model, device, trainable=False)
-    if adapter_path is not None:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter_path).eval()
-    rollout = build_rollout(cfg, tokenizer, model, str(model_path))
-    rollout.sync_weights(model)  # vLLM loaded the base weights; push merged LoRA adapters (no-op for hf)
-    examples = task.eval[: args.max_prompts] if args.max_prompts else task.eval
-    metrics, samples = evaluate_policy(model, rollout, task, examples, cfg, progress=not args.no_progress)
-    result = {"run": str(run), "checkpoint": label, **metrics}
+    result, samples = evaluate_request(req, progress=not args.no_progress)
     out.write_text(json.dumps(result, indent=2) + "\n")
     if args.samples:
         with open(str(out) + ".samples.jsonl", "w") as fh:
