@@ -1,0 +1,305 @@
+"""Tables of the toy study's committed numbers, and the blocks of docs and notebooks that show them.
+
+    python -m lad_ref.llm.report --table headline                 # print one table (from toy_study.json)
+    python -m lad_ref.llm.report --sync README.md notebooks/03_tiny_llm.ipynb   # rewrite the blocks in place
+    python -m lad_ref.llm.report --check README.md notebooks/*.ipynb            # exit 1 naming each stale block
+
+A block is the text between ``<!-- report:NAME -->`` and ``<!-- /report:NAME -->`` in a Markdown file or in a
+markdown cell of a notebook; ``--sync`` replaces it with the table NAME built from ``--json``
+(``paper_figures/toy_study.json``, written by ``python -m lad_ref.llm.study``), ``--check`` fails when it differs,
+so a number in the prose cannot go stale silently. The tables are pure functions of the JSON (dict -> str).
+
+**Verdicts.** A paired difference A - B "holds" when its 95% CI excludes 0 in A's favour over at least
+``MIN_SEEDS`` seeds, is "reversed" when it excludes 0 against A, and is otherwise "not distinguishable": a
+bootstrap CI over 2-4 seeds has at most 35 distinct resamples, too coarse to test anything (the study's forest
+plot greys such CIs for the same reason). "Favour" is higher for the metrics in ``HIGHER_IS_BETTER``; the others
+(``REPORT_ONLY``) are reported without a verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+MIN_SEEDS = 5  # = lad_ref.llm.study.MIN_SEEDS_FOR_CI (tested); not imported, so this module needs no torch
+# metric -> label; "pass_at_K" stands for pass@n, n = the study's samples per prompt (256; 8 in the FAST study)
+LABELS = {
+    "avg_at_k": "avg@{K} (= pass@1)", "pass_at_16": "pass@16", "pass_at_K": "pass@{K}",
+    "distinct_correct": "distinct correct answers / prompt", "correct_answer_entropy": "correct-answer entropy (nats)",
+    "correct_answer_kl_from_start": "KL of the correct answers from the start's", "policy_entropy":
+    "per-token policy entropy (nats)", "dist_3": "dist-3 (distinct token trigrams)",
+    "update_seconds_per_step": "update time per RL step (s)",
+}
+HIGHER_IS_BETTER = ("avg_at_k", "pass_at_1", "pass_at_16", "pass_at_K", "distinct_correct", "correct_answer_entropy")
+REPORT_ONLY = ("correct_answer_kl_from_start", "policy_entropy", "dist_3")
+GROUP_METRICS = ("avg_at_k", "pass_at_K", "distinct_correct", "correct_answer_entropy")
+# which paired comparisons (keys of toy_study.json's "paired", main protocol) each group table lists
+GROUPS = {
+    "divergence": r"lad\((kl|rkl|jf|tv|hd|js)\) - (grpo|lad\(tv\))",
+    "eta": r"lad\(js(,eta=[0-9.]+)?\) - grpo",
+    "baselines": r"lad\(js\) - (entadv|kl_cov|clip_cov|flowrl)",
+    "level": r"lad\(js,level=sequence\) - lad\(js\)",
+}
+HEADLINE = "lad(js) - grpo"
+MARKER = re.compile(r"<!-- report:([a-z_]+) -->(.*?)<!-- /report:\1 -->", re.S)
+OPENING = re.compile(r"<!-- report:([a-z_]+) -->")
+
+
+def verdict(entry: dict, higher_is_better: bool = True) -> str:
+    """holds / reversed / not distinguishable for one paired summary {"mean", "ci95", "n"} (see the module doc)."""
+    if not entry or entry.get("ci95") is None or entry.get("n", 0) < MIN_SEEDS:
+        return "not distinguishable"
+    lo, hi = entry["ci95"]
+    if lo > 0 or hi < 0:
+        return "holds" if (lo > 0) == higher_is_better else "reversed"
+    return "not distinguishable"
+
+
+def _k_name(entry: dict) -> str:
+    """The key of pass@n (n = the largest k the entry has), e.g. pass_at_256."""
+    ks = [int(m[8:]) for m in entry if re.fullmatch(r"pass_at_\d+", m)]
+    return f"pass_at_{max(ks)}" if ks else "pass_at_K"
+
+
+def _key(metric: str, entry: dict) -> str:
+    return _k_name(entry) if metric == "pass_at_K" else metric
+
+
+def _label(metric: str, entry: dict) -> str:
+    return LABELS.get(metric, metric).replace("{K}", _k_name(entry)[8:])
+
+
+def _num(x: float, metric: str, signed: bool = True) -> str:
+    digits = 2 if metric in ("distinct_correct", "update_seconds_per_step") else 3
+    return f"{x:{'+' if signed else ''}.{digits}f}"
+
+
+def _diff(e: dict | None, metric: str) -> str:
+    """'+0.016 [+0.002, +0.031], 7/8' (mean [95% CI], seeds on which A > B / seeds)."""
+    if not e or e.get("mean") is None:
+        return "—"
+    lo, hi = e["ci95"]
+    return f"{_num(e['mean'], metric)} [{_num(lo, metric)}, {_num(hi, metric)}], {e['wins']}/{e['n']}"
+
+
+def _main_paired(result: dict) -> dict:
+    return {k: v for k, v in (result.get("paired") or {}).items() if v.get("variant", "main") == "main"}
+
+
+def _absent(what: str, group: str) -> str:
+    return (f"*No {what} in this toy_study.json yet (`make study GROUP={group}` runs them, then "
+            f"`python -m lad_ref.llm.report --sync FILE`).*")
+
+
+def headline_table(result: dict) -> str:
+    """LAD(js) - GRPO per metric: mean [95% CI], wins/n, which direction is better, verdict."""
+    e = _main_paired(result).get(HEADLINE)
+    if not e:
+        return _absent(f"`{HEADLINE}` comparison", "headline")
+    lines = [f"| metric | LAD − GRPO, mean [95% CI], LAD wins/seeds | better | verdict ({len(e['seeds'])} paired seeds) |",
+             "|---|---|---|---|"]
+    for m in ("avg_at_k", "pass_at_16", "pass_at_K", "distinct_correct", "correct_answer_entropy", *REPORT_ONLY):
+        key = _key(m, e)
+        if key not in e:
+            continue
+        up = m in HIGHER_IS_BETTER
+        lines.append(f"| {_label(m, e)} | {_diff(e[key], m)} | {'higher' if up else '— (reported)'} | "
+                     f"{verdict(e[key]) if up else '—'} |")
+    return "\n".join(lines)
+
+
+def comparisons_table(result: dict, group: str) -> str:
+    """One row per comparison of ``group`` (GROUPS), one column per metric of GROUP_METRICS."""
+    pat = re.compile(GROUPS[group])
+    rows = {c: e for c, e in _main_paired(result).items() if pat.fullmatch(c)}
+    if not rows:
+        return _absent(f"{group} comparisons", group)
+    if group == "eta":
+        rows = dict(sorted(rows.items(), key=lambda kv: float((re.search(r"eta=([0-9.]+)", kv[0]) or [0, 1])[1])))
+    first = next(iter(rows.values()))
+    head = [_label(m, first) for m in GROUP_METRICS]
+    lines = ["| A − B (seeds) | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    for c, e in rows.items():
+        cells = []
+        for m in GROUP_METRICS:
+            v = e.get(_key(m, e))
+            word = verdict(v) if v else ""
+            cells.append(_diff(v, m) + (f" **{word}**" if word in ("holds", "reversed") else ""))
+        lines.append(f"| {c} ({len(e['seeds'])}) | " + " | ".join(cells) + " |")
+    fewest = min(len(e["seeds"]) for e in rows.values())
+    note = (f"Cells: mean [95% CI], seeds A wins / seeds; **holds** / **reversed** where the CI excludes 0 over "
+            f">= {MIN_SEEDS} seeds, else not distinguishable.")
+    if fewest < MIN_SEEDS:
+        note += f" Rows with fewer than {MIN_SEEDS} seeds give a direction (wins), not a test."
+    return "\n".join(lines) + "\n\n" + note
+
+
+def cost_table(result: dict) -> str:
+    """Update time per RL step (pi_old log-probs + the epochs of minibatch steps), paired A - B."""
+    methods = result.get("methods") or {}
+    pat = re.compile("|".join(f"(?:{GROUPS[g]})" for g in ("divergence", "baselines", "level")))
+    rows = {c: e for c, e in _main_paired(result).items()
+            if pat.fullmatch(c) and not c.endswith("lad(tv)") and "update_seconds_per_step" in e}
+    if not rows:
+        return _absent("update times", "headline")
+    lines = ["| A − B (seeds) | A − B, s per step, mean [95% CI], A slower/seeds | B's mean (s) | relative | verdict |",
+             "|---|---|---|---|---|"]
+    for c, e in rows.items():
+        v, b = e["update_seconds_per_step"], methods.get(c.split(" - ")[1]) or {}
+        per_seed = b.get("per_seed") or {}  # B's own time over the comparison's seeds where the JSON has them
+        base = (_mean([per_seed[str(s)].get("update_seconds_per_step") for s in e["seeds"] if str(s) in per_seed])
+                if per_seed else b.get("mean", {}).get("update_seconds_per_step"))
+        word = {"holds": "A slower", "reversed": "A faster"}.get(verdict(v), "not distinguishable")
+        rel = f"{v['mean'] / base:+.0%}" if base else "—"
+        lines.append(f"| {c} ({len(e['seeds'])}) | {_diff(v, 'update_seconds_per_step')} | "
+                     f"{_num(base, 'update_seconds_per_step', False) if base else '—'} | {rel} | {word} |")
+    return "\n".join(lines) + ("\n\nOne thread per run, two or more runs side by side on a shared CPU whose load "
+                               "varied between groups; a policy that writes shorter answers also updates faster. So a "
+                               "difference is not the loss's cost alone (`benchmarks/` times the losses on equal "
+                               "tensors).")
+
+
+def _mean(xs) -> float:
+    xs = [x for x in xs if x is not None and x == x]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def protocol_table(result: dict) -> str:
+    """Brake engagement per protocol variant (the `protocol` group, one seed) and LAD - GRPO on that seed."""
+    brake, paired = result.get("brake") or {}, result.get("paired") or {}
+    seeds = ((result.get("groups") or {}).get("protocol") or {}).get("seeds") or []
+    if not brake or not seeds:
+        return _absent("protocol runs", "protocol")
+    lines = ["| protocol (variant) | LAD: weight-flip % of tokens, mean (max) | LAD: log r 5–95%, all / last minibatch "
+             "| GRPO: clip %, log r 5–95% | LAD − GRPO avg@k, distinct correct (seed " + str(seeds[0]) + ") |",
+             "|---|---|---|---|---|"]
+    for variant in dict.fromkeys(k.split(" [")[1].rstrip("]") for k in brake):
+        lad = next((b for k, b in brake.items() if k.endswith(f"[{variant}]") and "lad/weight_flip_frac" in b), {})
+        grpo = next((b for k, b in brake.items() if k.endswith(f"[{variant}]") and "grpo/clipfrac" in b), {})
+        cells = ["—"] * 3
+        if lad:
+            flip = lad["lad/weight_flip_frac"]
+            cells[0] = f"{100 * _mean(flip):.2f}% ({100 * max(x for x in flip if x is not None):.1f}%)"
+            cells[1] = (f"{_mean(lad['brake/log_ratio_q05']):+.3f}…{_mean(lad['brake/log_ratio_q95']):+.3f} / "
+                        f"{_mean(lad['brake/last_q05']):+.3f}…{_mean(lad['brake/last_q95']):+.3f}")
+        if grpo:
+            cells[2] = (f"{100 * _mean(grpo['grpo/clipfrac']):.1f}%, {_mean(grpo['brake/log_ratio_q05']):+.3f}…"
+                        f"{_mean(grpo['brake/log_ratio_q95']):+.3f}")
+        e = paired.get(HEADLINE + ("" if variant == "main" else f" [{variant}]"))
+        if e and seeds[0] in e["seeds"]:
+            i = e["seeds"].index(seeds[0])
+            d = [(e.get(m) or {}).get("per_seed") for m in ("avg_at_k", "distinct_correct")]
+            cells.append(", ".join("—" if not x else _num(x[i], m) for x, m in zip(d, ("avg_at_k", "distinct_correct")))
+                         + f" (of {_k_name(e)[8:]} samples)")
+        else:
+            cells.append("—")
+        over = ((result["groups"]["protocol"].get("variants") or {}).get(variant)) or {
+            k: v for k, v in ((result.get("protocol") or {}).get("overrides") or {}).items() if k.startswith("optim.")}
+        over = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in over.items() if "micro" not in k)
+        lines.append(f"| {variant}: {over} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + f"\n\nMeans over the RL steps of one seed ({', '.join(map(str, seeds))}): a " \
+        "description of each protocol, not a comparison of methods."
+
+
+def methods_table(result: dict) -> str:
+    """Absolute means over seeds: the SFT start and each method under the study protocol."""
+    ms = {k: v for k, v in (result.get("methods") or {}).items() if v.get("variant", "main") == "main"}
+    if not ms:
+        return _absent("method results", "headline")
+    ref = max(ms.values(), key=lambda v: len(v["seeds"]))
+    cols = ("avg_at_k", "pass_at_K", "distinct_correct", "correct_answer_entropy", "policy_entropy")
+    head = [_label(m, ref["mean"]) for m in cols]
+    lines = ["| policy (seeds) | " + " | ".join(head) + " |", "|---" * (len(cols) + 1) + "|"]
+    rows = [(f"start (SFT) ({len(ref['seeds'])})", ref["start_mean"])]
+    rows += [(f"{name} ({len(v['seeds'])})", v["mean"]) for name, v in ms.items()]
+    for name, vals in rows:
+        cells = [_num(vals[_key(m, vals)], m, False) if vals.get(_key(m, vals)) is not None else "—" for m in cols]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+TABLES = {
+    "headline": headline_table, **{g: (lambda r, g=g: comparisons_table(r, g)) for g in GROUPS},
+    "cost": cost_table, "protocol": protocol_table, "methods": methods_table,
+}
+
+
+def table(name: str, result: dict) -> str:
+    if name not in TABLES:
+        raise ValueError(f"unknown report table {name!r}; valid tables are {', '.join(TABLES)}.")
+    return TABLES[name](result)
+
+
+def sync_text(text: str, result: dict) -> tuple[str, list[str]]:
+    """Replace every report block of ``text`` by its fresh table: (new text, names of the blocks that changed)."""
+    opened, closed = OPENING.findall(text), MARKER.findall(text)
+    if len(opened) != len(closed):
+        raise ValueError(f"unclosed report block(s): {len(opened)} opened, {len(closed)} closed with "
+                         "<!-- /report:NAME --> (the name must match the opening one).")
+    stale = []
+
+    def fresh(m: re.Match) -> str:
+        new = f"\n{table(m[1], result)}\n"
+        if m[2] != new:
+            stale.append(m[1])
+        return f"<!-- report:{m[1]} -->{new}<!-- /report:{m[1]} -->"
+
+    return MARKER.sub(fresh, text), stale
+
+
+def sync_file(path: Path, result: dict, write: bool) -> list[str]:
+    """Sync a .md file or an .ipynb's markdown cells (in place when ``write``); returns the stale blocks' names."""
+    raw = path.read_text()
+    if path.suffix != ".ipynb":
+        new, stale = sync_text(raw, result)
+    else:
+        nb, stale = json.loads(raw), []
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "markdown":
+                src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+                src, s = sync_text(src, result)
+                cell["source"], stale = src.splitlines(keepends=True), stale + s
+        new = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"  # nbformat's own layout
+    if write and new != raw:
+        path.write_text(new)
+    return stale
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m lad_ref.llm.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", default="paper_figures/toy_study.json", help="The study's results (toy_study.json).")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--sync", nargs="+", type=Path, metavar="FILE", help="Rewrite the report blocks in place.")
+    mode.add_argument("--check", nargs="+", type=Path, metavar="FILE", help="Exit 1 if a report block is stale.")
+    mode.add_argument("--table", choices=list(TABLES), help="Print one table.")
+    args = p.parse_args(argv)
+    if not Path(args.json).is_file():
+        p.error(f"--json {args.json!r} does not exist; write it with python -m lad_ref.llm.study --json.")
+    result = json.loads(Path(args.json).read_text())
+    if args.table:
+        print(table(args.table, result))
+        return 0
+    files = args.sync or args.check
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        p.error(f"no such file: {', '.join(missing)}.")
+    bad = 0
+    for f in files:
+        try:
+            stale = sync_file(f, result, write=bool(args.sync))
+        except ValueError as e:
+            print(f"{f}: {e}", file=sys.stderr)
+            return 2
+        for name in stale:
+            bad += 1
+            print(f"{f}: report block {name!r} {'rewritten' if args.sync else 'is stale'}"
+                  + ("" if args.sync else f"; run python -m lad_ref.llm.report --json {args.json} --sync {f}"),
+                  file=sys.stderr)
+    return 1 if bad and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
