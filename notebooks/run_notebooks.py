@@ -8,8 +8,9 @@ Each notebook's parameter cell reads environment variables, which this runner se
   (``make figures`` regenerates the committed figures); a notebook opened by hand writes into the git-ignored
   ``notebooks/_scratch/`` instead, so exploring never overwrites ``paper_figures/``;
 * ``LAD_RUNS_DIR``: where the LLM notebooks (03, 04) put their training runs (default: ``runs/notebooks/``,
-  git-ignored);
-* ``LAD_JOBS``: how many training runs notebook 04 trains side by side (``--jobs``; default 1).
+  git-ignored): the toy study's run folders under ``<runs>/study/`` (``study-fast/`` in FAST mode), which 03 and 04
+  share (03's seed-0 runs are the study's, so whichever notebook runs second reuses them);
+* ``LAD_JOBS``: how many training runs notebook 04's study trains side by side (``--jobs``; default 1).
 
 Notebooks 01 and 02 (seconds to a minute) are committed **with their outputs**, so they read like a paper without
 running; ``--store-outputs`` (used by ``make figures``) writes the outputs of a full run back into them, and
@@ -22,7 +23,7 @@ Examples::
     python notebooks/run_notebooks.py --full --store-outputs 01 02   # and store 01/02's outputs in the notebooks
     python notebooks/run_notebooks.py --fast --figures-dir /tmp/figs 01 02
     python notebooks/run_notebooks.py --save-executed /tmp/executed   # keep the executed notebooks
-    python notebooks/run_notebooks.py --full --jobs 2 04      # the ~40 ablation runs, two at a time
+    python notebooks/run_notebooks.py --full --jobs 2 04      # the whole toy study (= make study), two at a time
     python notebooks/run_notebooks.py --lab                   # JupyterLab on notebooks/ (``make notebooks``)
 
 The kernel is the ``python3`` kernel of the interpreter that runs this script (ipykernel's default spec), so run it
@@ -179,10 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout",
         type=int,
         default=None,
-        help="seconds allowed per cell (default: 1800 with --fast, 14400 for the full figures, whose ablation cell "
-        "trains ~40 runs)",
+        help="seconds allowed per cell (default: 1800 with --fast, 28800 for the full figures, where notebook 04 runs "
+        "the whole toy study, ~85 runs; it resumes where it stopped)",
     )
-    p.add_argument("--jobs", type=int, default=None, help="training runs side by side in notebook 04 (default 1)")
+    p.add_argument("--jobs", type=int, default=None, help="training runs side by side in notebook 04's study (default 1)")
     p.add_argument("--save-executed", type=Path, default=None, help="also write the executed notebooks here")
     p.add_argument(
         "--store-outputs",
@@ -216,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = args.jobs if args.jobs is not None else int(os.environ.get("LAD_JOBS", "1"))
     if jobs < 1:
         p.error(f"--jobs must be at least 1, got {jobs}.")
-    timeout = args.timeout if args.timeout is not None else (1800 if fast else 14400)
+    timeout = args.timeout if args.timeout is not None else (1800 if fast else 28800)
     figures_dir = args.figures_dir or Path(os.environ.get("LAD_FIGURES_DIR", DEFAULT_FIGURES))
     runs_dir = args.runs_dir or Path(os.environ.get("LAD_RUNS_DIR", DEFAULT_RUNS))
     print(f"running {len(paths)} notebook(s), FAST={fast}, figures -> {figures_dir}", flush=True)

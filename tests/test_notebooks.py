@@ -3,7 +3,8 @@
 * Notebooks 01 and 02 are committed with the outputs of a full run (``make figures`` stores them); the unmarked tests
   check that those outputs belong to the current code (a digest of the code cells), ran top to bottom without error
   and show every figure. Notebooks 03 and 04 train models for minutes: they are committed without outputs and show the
-  committed figures through markdown image links, which must resolve.
+  committed figures through markdown image links, which must resolve, and the toy study's numbers through report
+  blocks (``<!-- report:NAME -->``, ``lad_ref.llm.report``), which must match ``paper_figures/toy_study.json``.
 * Every notebook exports to HTML with its figures (nbconvert, no execution).
 * ``make notebooks`` (``run_notebooks.py --lab``) starts a JupyterLab that answers on localhost and whose ``lad_ref``
   kernel imports lad_ref (a headless start, a few seconds).
@@ -38,8 +39,18 @@ FIGURES_README = FIGURES / "README.md"
 EXPECTED: dict[str, tuple[str, ...]] = {
     "01_from_trust_region_to_lad.ipynb": ("01_gradient_weights", "01_lemma_minimisers"),
     "02_bandit_trimodal.ipynb": ("02_bandit_policies", "02_tv_curves", "02_eta_sweep", "02_refresh_pi_old"),
-    "03_tiny_llm.ipynb": ("03_training_curves", "03_answer_histogram"),
-    "04_ablations.ipynb": ("04_divergence_ablation", "04_eta_ablation", "04_step_time"),
+    "03_tiny_llm.ipynb": ("03_answer_histogram",),
+    "04_ablations.ipynb": ("toy_study_pass_at_k", "toy_study_forest", "toy_study_brake"),  # the study's write_figures
+}
+# notebook -> the committed figures (paper_figures/<stem>.png) its markdown must show, for readers who do not run it
+EMBEDDED: dict[str, tuple[str, ...]] = {
+    "03_tiny_llm.ipynb": ("toy_study_pass_at_k", "toy_study_brake", "03_answer_histogram"),
+    "04_ablations.ipynb": ("toy_study_forest",),
+}
+# notebook -> the report blocks (tables of toy_study.json) its markdown must carry
+REPORT_BLOCKS: dict[str, tuple[str, ...]] = {
+    "03_tiny_llm.ipynb": ("headline", "protocol"),
+    "04_ablations.ipynb": ("divergence", "eta", "baselines", "level", "cost", "methods"),
 }
 STORED = sorted(n for n in EXPECTED if n.startswith(("01_", "02_")))
 STRIPPED = sorted(n for n in EXPECTED if n not in STORED)
@@ -102,10 +113,37 @@ def test_long_notebooks_are_stripped_and_embed_the_committed_figures(name):
         f"{name} has stored outputs; it trains for minutes, so commit it stripped (the figures are embedded as links)"
     )
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    for stem in EXPECTED[name]:
+    for stem in EMBEDDED[name]:
         assert f"](../paper_figures/{stem}.png)" in markdown, f"{name}'s markdown does not show {stem}.png"
-        assert (FIGURES / f"{stem}.png").is_file(), f"{stem}.png is linked from {name} but not committed"
+    for stem in re.findall(r"\]\(\.\./paper_figures/([^)]+)\)", markdown):
+        assert (FIGURES / stem).is_file(), f"{stem} is linked from {name} but not committed"
+    for block in REPORT_BLOCKS[name]:
+        assert f"<!-- report:{block} -->" in markdown, f"{name}'s markdown has no report block {block!r}"
     assert re.search(r"\d\.\d{2}", markdown), f"{name}'s markdown states no number of the committed run"
+
+
+def _files_with_report_blocks() -> list[Path]:
+    """Every .md and .ipynb of the repository (outside ignored folders) that contains a report block."""
+    skip = {".git", "runs", "node_modules", "_scratch", ".ipynb_checkpoints", "build", "dist"}
+    found = []
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if d not in skip and not d.startswith((".venv", "venv"))]  # pruned, not walked
+        for f in files:
+            path = Path(folder) / f
+            if path.suffix in (".md", ".ipynb") and "<!-- report:" in path.read_text(errors="ignore"):
+                found.append(path)
+    return sorted(found)
+
+
+def test_report_blocks_match_the_committed_study():
+    """`python -m lad_ref.llm.report --check` on every file with a report block (notebooks 03/04, the README once it has
+    them): the numbers in the prose are those of paper_figures/toy_study.json, so they cannot go stale silently."""
+    from lad_ref.llm import report
+
+    files = _files_with_report_blocks()
+    assert {NOTEBOOKS / n for n in REPORT_BLOCKS} <= set(files)
+    rc = report.main(["--json", str(FIGURES / "toy_study.json"), "--check", *map(str, files)])
+    assert rc == 0, "stale report blocks (named above): run python -m lad_ref.llm.report --sync FILE"
 
 
 @pytest.mark.parametrize("name", STORED)
@@ -142,8 +180,9 @@ def test_html_export_shows_the_figures(name):
         assert n_images >= len(EXPECTED[name]), f"{name} exports to HTML with {n_images} figures"
     else:
         linked = re.findall(r'<img[^>]*src="\.\./paper_figures/([^"]+)\.png"', html)
-        assert set(linked) == set(EXPECTED[name]), f"{name} exports to HTML linking {linked}"
+        assert set(EMBEDDED[name]) <= set(linked), f"{name} exports to HTML linking {linked}"
         assert all((FIGURES / f"{stem}.png").is_file() for stem in linked)
+        assert "<table>" in html, f"{name}'s HTML shows no table of the committed numbers"
 
 
 def test_store_outputs_needs_a_full_run(capsys):
@@ -259,7 +298,7 @@ def test_notebook_runs_fast_and_writes_its_figures(name, tmp_path):
     pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
     runner = _runner()
-    # notebook 04 trains its runs two at a time in subprocesses (LAD_JOBS=2), the path `make figures` takes
+    # notebook 04 runs the FAST study two runs at a time in worker processes (LAD_JOBS=2), the path `make figures` takes
     jobs = 2 if name.startswith("04") else 1
     wall = runner.execute(
         NOTEBOOKS / name,
@@ -280,8 +319,8 @@ def test_notebook_runs_fast_and_writes_its_figures(name, tmp_path):
     fresh = _read(tmp_path / "executed" / name)
     if jobs > 1:
         printed = "".join(_text(c) for c in _code(fresh))
-        assert "trained by prefetch" in printed and "kept from an earlier run" not in printed, (
-            f"{name} with LAD_JOBS={jobs} did not read its runs from the side-by-side prefetch"
+        assert f"{jobs} at a time" in printed and "[study]" in printed and "finished main/" in printed, (
+            f"{name} with LAD_JOBS={jobs} did not train its runs through the study's execute()"
         )
     assert all(c.execution_count is not None for c in _code(fresh)), f"{name}: a cell was not executed"
     if name in STORED:  # the stored full-mode outputs have the structure of a fresh run: same cells, same figures
