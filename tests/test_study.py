@@ -84,11 +84,11 @@ def test_run_config_layers_and_pairing_fields(tmp_path):
     variants = st.all_variants(groups)
     a = st.run_config(study, st.RunSpec("main", "grpo", 1), variants, tmp_path)
     b = st.run_config(study, st.RunSpec("main", "lad(js)", 1), variants, tmp_path)
-    c = st.run_config(study, st.RunSpec("shipped", "lad(js)", 1), variants, tmp_path)
+    c = st.run_config(study, st.RunSpec("k4", "lad(js)", 1), variants, tmp_path)
     assert (a.objective.name, b.objective.name, b.objective.lad["divergence"]) == ("grpo", "lad", "js")
     assert a.threads == b.threads == 1 and a.seed == 1
     assert a.optim.steps == study.overrides["optim.steps"]  # protocol over the base YAML
-    assert c.optim.mini_batch_size == 32 and b.optim.mini_batch_size == 8  # variant over the protocol
+    assert c.optim.mini_batch_size == 16 and b.optim.mini_batch_size == 8  # variant over the protocol
     # the pairing: everything but the objective is the same, so the SFT start (keyed by this hash) is shared
     from lad_ref.llm.sft import sft_key
 
@@ -204,7 +204,7 @@ def test_fast_study_end_to_end(tmp_path):
     assert min(diffs) - 1e-12 <= lo <= e["distinct_correct"]["mean"] <= hi <= max(diffs) + 1e-12
     assert e["distinct_correct"]["wins"] == sum(d > 0 for d in diffs)
     assert len(result["curves"]["start"]) == 8 and set(result["curves"]) == {"start", "grpo", "lad(js)"}
-    assert set(result["brake"]) >= {"lad(js) [shipped]", "lad(js) [main]"}
+    assert set(result["brake"]) >= {"lad(js) [k4]", "lad(js) [main]"}
     for stem in ("toy_study_pass_at_k", "toy_study_forest", "toy_study_brake"):
         assert (figs / f"{stem}.png").stat().st_size > 0
 

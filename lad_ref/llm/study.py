@@ -120,7 +120,7 @@ class StudyConfig:
     bootstrap_resamples: int = field(default=10_000, metadata={"help": "Bootstrap resamples of the seeds."})
     bootstrap_seed: int = field(default=0, metadata={"help": "Seed of the bootstrap (fixed: the CI is reproducible)."})
     brake_variants: list[str] = field(
-        default_factory=lambda: ["shipped", MAIN_VARIANT],
+        default_factory=lambda: ["k4", MAIN_VARIANT],
         metadata={"help": "Two variants whose per-step brake engagement the brake figure compares."},
     )
     brake_group: str = field(default="protocol", metadata={"help": "Group whose runs feed the brake figure."})
