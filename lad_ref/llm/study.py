@@ -121,7 +121,7 @@ class StudyConfig:
     bootstrap_seed: int = field(default=0, metadata={"help": "Seed of the bootstrap (fixed: the CI is reproducible)."})
     brake_variants: list[str] = field(
         default_factory=lambda: ["k4", MAIN_VARIANT],
-        metadata={"help": "Two variants whose per-step brake engagement the brake figure compares."},
+        metadata={"help": "Variants whose per-step brake engagement the brake figure compares."},
     )
     brake_group: str = field(default="protocol", metadata={"help": "Group whose runs feed the brake figure."})
     curve_group: str = field(default="headline", metadata={"help": "Group whose methods the pass@k figure shows."})
