@@ -117,19 +117,19 @@ def test_bad_group_and_comparison_fail_before_work(tmp_path):
         st.load_study(p)
 
 
-def test_bootstrap_ci_properties():
-    assert st.bootstrap_ci([0.3] * 8) == (pytest.approx(0.3), pytest.approx(0.3))
+def test_paired_summary_interval_is_the_percentile_bootstrap_of_the_differences():
     d = [0.1, -0.2, 0.4, 0.05, 0.3, -0.1, 0.2, 0.15]
-    lo, hi = st.bootstrap_ci(d, 10_000, 0)
+    s = st.paired_summary([x + 1.0 for x in d], [1.0] * 8, 10_000, 0)
+    lo, hi = s["ci95"]
     assert lo < np.mean(d) < hi
-    assert st.bootstrap_ci(d, 10_000, 0) == (lo, hi)  # fixed seed: reproducible
+    assert st.paired_summary([x + 1.0 for x in d], [1.0] * 8, 10_000, 0)["ci95"] == [lo, hi]  # fixed seed
     # the percentile interval of resampled means: close to the normal approximation for 8 seeds
     se = np.std(d, ddof=0) / np.sqrt(len(d))
     assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.2)
-    wide = st.bootstrap_ci([x * 10 for x in d], 10_000, 0)
+    wide = st.paired_summary([10 * x for x in d], [0.0] * 8, 10_000, 0)["ci95"]
     assert wide[1] - wide[0] == pytest.approx(10 * (hi - lo), rel=1e-6)
-    with pytest.raises(ValueError, match="non-empty"):
-        st.bootstrap_ci([])
+    assert st.paired_summary([0.3] * 8, [0.0] * 8, 1000, 0)["ci95"] == [pytest.approx(0.3), pytest.approx(0.3)]
+    assert st.paired_summary([1.0], [0.5], 1000, 0)["ci95"] is None  # one seed: no interval
 
 
 def test_paired_summary_counts_wins_and_drops_nan():
