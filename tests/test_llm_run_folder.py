@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,16 +56,40 @@ def test_non_empty_folder_is_refused_without_overwrite(cache, tmp_path, capsys):
 
 
 def test_read_only_output_folder_fails_before_any_work(cache, tmp_path, capsys):
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
+    if os.geteuid() != 0:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            assert train_mod.main(fast_args(cache, ro / "run", "--objective", "grpo")) == 2
+            assert "not writable" in capsys.readouterr().err
+        finally:
+            ro.chmod(0o700)
+        return
+    # root writes into read-only folders, so the check is exercised as an unprivileged user (uid 65534)
+    # in a child process; pytest's tmp_path is private to root, so the folders live under a 0755 one
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root and util-linux's setpriv is not installed to drop privileges")
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="lad_ro_"))
     try:
-        assert train_mod.main(fast_args(cache, ro / "run", "--objective", "grpo")) == 2
-        assert "not writable" in capsys.readouterr().err
+        base.chmod(0o755)
+        ro, home = base / "ro", base / "home"
+        ro.mkdir(mode=0o555)
+        home.mkdir()
+        os.chown(home, 65534, 65534)
+        argv = fast_args(base / "cache", ro / "run", "--objective", "grpo")
+        env = {**os.environ, "HOME": str(home), "HF_HOME": str(home / "hf"), "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                               sys.executable, "-m", "lad_ref.llm.train", *argv],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        lines = [x for x in proc.stderr.splitlines() if x.strip()]
+        assert len(lines) == 1 and "not writable" in lines[0] and str(ro / "run") in lines[0], proc.stderr
+        assert not (base / "cache").exists() and list(ro.iterdir()) == []  # no SFT, nothing written
     finally:
-        ro.chmod(0o700)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_a_second_writer_is_refused(cache, tmp_path, capsys):

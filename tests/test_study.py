@@ -84,11 +84,11 @@ def test_run_config_layers_and_pairing_fields(tmp_path):
     variants = st.all_variants(groups)
     a = st.run_config(study, st.RunSpec("main", "grpo", 1), variants, tmp_path)
     b = st.run_config(study, st.RunSpec("main", "lad(js)", 1), variants, tmp_path)
-    c = st.run_config(study, st.RunSpec("shipped", "lad(js)", 1), variants, tmp_path)
+    c = st.run_config(study, st.RunSpec("k4", "lad(js)", 1), variants, tmp_path)
     assert (a.objective.name, b.objective.name, b.objective.lad["divergence"]) == ("grpo", "lad", "js")
     assert a.threads == b.threads == 1 and a.seed == 1
     assert a.optim.steps == study.overrides["optim.steps"]  # protocol over the base YAML
-    assert c.optim.mini_batch_size == 32 and b.optim.mini_batch_size == 8  # variant over the protocol
+    assert c.optim.mini_batch_size == 16 and b.optim.mini_batch_size == 8  # variant over the protocol
     # the pairing: everything but the objective is the same, so the SFT start (keyed by this hash) is shared
     from lad_ref.llm.sft import sft_key
 
@@ -117,19 +117,19 @@ def test_bad_group_and_comparison_fail_before_work(tmp_path):
         st.load_study(p)
 
 
-def test_bootstrap_ci_properties():
-    assert st.bootstrap_ci([0.3] * 8) == (pytest.approx(0.3), pytest.approx(0.3))
+def test_paired_summary_interval_is_the_percentile_bootstrap_of_the_differences():
     d = [0.1, -0.2, 0.4, 0.05, 0.3, -0.1, 0.2, 0.15]
-    lo, hi = st.bootstrap_ci(d, 10_000, 0)
+    s = st.paired_summary([x + 1.0 for x in d], [1.0] * 8, 10_000, 0)
+    lo, hi = s["ci95"]
     assert lo < np.mean(d) < hi
-    assert st.bootstrap_ci(d, 10_000, 0) == (lo, hi)  # fixed seed: reproducible
+    assert st.paired_summary([x + 1.0 for x in d], [1.0] * 8, 10_000, 0)["ci95"] == [lo, hi]  # fixed seed
     # the percentile interval of resampled means: close to the normal approximation for 8 seeds
     se = np.std(d, ddof=0) / np.sqrt(len(d))
     assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.2)
-    wide = st.bootstrap_ci([x * 10 for x in d], 10_000, 0)
+    wide = st.paired_summary([10 * x for x in d], [0.0] * 8, 10_000, 0)["ci95"]
     assert wide[1] - wide[0] == pytest.approx(10 * (hi - lo), rel=1e-6)
-    with pytest.raises(ValueError, match="non-empty"):
-        st.bootstrap_ci([])
+    assert st.paired_summary([0.3] * 8, [0.0] * 8, 1000, 0)["ci95"] == [pytest.approx(0.3), pytest.approx(0.3)]
+    assert st.paired_summary([1.0], [0.5], 1000, 0)["ci95"] is None  # one seed: no interval
 
 
 def test_paired_summary_counts_wins_and_drops_nan():
@@ -204,7 +204,7 @@ def test_fast_study_end_to_end(tmp_path):
     assert min(diffs) - 1e-12 <= lo <= e["distinct_correct"]["mean"] <= hi <= max(diffs) + 1e-12
     assert e["distinct_correct"]["wins"] == sum(d > 0 for d in diffs)
     assert len(result["curves"]["start"]) == 8 and set(result["curves"]) == {"start", "grpo", "lad(js)"}
-    assert set(result["brake"]) >= {"lad(js) [shipped]", "lad(js) [main]"}
+    assert set(result["brake"]) >= {"lad(js) [k4]", "lad(js) [main]"}
     for stem in ("toy_study_pass_at_k", "toy_study_forest", "toy_study_brake"):
         assert (figs / f"{stem}.png").stat().st_size > 0
 

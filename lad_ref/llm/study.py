@@ -27,7 +27,7 @@ and step alone: ``train.prompts_for_step``), the rollout random numbers' seeds, 
 evaluation's random numbers (``evaluate.eval_seed``: a function of the seed and the prompt chunk).
 So a per-seed difference LAD - X removes the seed-to-seed spread of the start, which is larger
 than the effects being measured. Differences are summarised by their mean, a 95% percentile
-bootstrap CI over seeds (``bootstrap_ci``: resampling seeds with replacement, fixed bootstrap seed)
+bootstrap CI over seeds (``lad_ref.metrics.bootstrap_mean_ci``: seeds resampled with replacement, fixed seed)
 and the number of seeds on which LAD's value is larger ("wins").
 
 **Jobs side by side** use :class:`concurrent.futures.ProcessPoolExecutor` (standard library;
@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
 from lad_ref.configs import build
@@ -72,6 +73,7 @@ from lad_ref.llm.config import (
     validate,
 )
 from lad_ref.losses import objective_names
+from lad_ref.metrics import bootstrap_mean_ci
 
 MAIN_VARIANT = "main"
 # fewer seeds than this: the forest plot draws the CI grey whatever it is (2-4 seeds give only a handful of resamples)
@@ -120,8 +122,8 @@ class StudyConfig:
     bootstrap_resamples: int = field(default=10_000, metadata={"help": "Bootstrap resamples of the seeds."})
     bootstrap_seed: int = field(default=0, metadata={"help": "Seed of the bootstrap (fixed: the CI is reproducible)."})
     brake_variants: list[str] = field(
-        default_factory=lambda: ["shipped", MAIN_VARIANT],
-        metadata={"help": "Two variants whose per-step brake engagement the brake figure compares."},
+        default_factory=lambda: ["k4", MAIN_VARIANT],
+        metadata={"help": "Variants whose per-step brake engagement the brake figure compares."},
     )
     brake_group: str = field(default="protocol", metadata={"help": "Group whose runs feed the brake figure."})
     curve_group: str = field(default="headline", metadata={"help": "Group whose methods the pass@k figure shows."})
@@ -435,29 +437,14 @@ def _raise_interrupt(signum, frame):
 # ======================================================================================
 
 
-def bootstrap_ci(diffs, resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of paired differences (one per seed), resampling seeds.
-
-    numpy's Generator, fixed seed: the interval is reproducible. (scipy.stats.bootstrap with
-    method='percentile' computes the same interval; the project does not depend on scipy for this.)
-    With n seeds there are at most C(2n-1, n) distinct resamples, so the CI is coarse for small n.
-    """
-    d = np.asarray(diffs, dtype=np.float64)
-    if d.ndim != 1 or len(d) == 0:
-        raise ValueError(f"bootstrap_ci needs a non-empty 1-D list of differences, got {diffs!r}.")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(resamples, len(d)))].mean(1)
-    alpha = (1.0 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
-
-
 def paired_summary(a: list[float], b: list[float], resamples: int, seed: int) -> dict:
     """mean, 95% CI and wins of the per-seed differences a_i - b_i (NaN pairs dropped)."""
     d = [x - y for x, y in zip(a, b) if x == x and y == y]
     if not d:
         return {"mean": None, "ci95": None, "wins": 0, "n": 0}
-    lo, hi = bootstrap_ci(d, resamples, seed)
-    return {"mean": float(np.mean(d)), "ci95": [lo, hi], "wins": int(sum(x > 0 for x in d)),
+    # one seed has no interval (the forest plot and the report tables leave such comparisons out)
+    ci = list(bootstrap_mean_ci(torch.tensor(d), n_boot=resamples, seed=seed)) if len(d) >= 2 else None
+    return {"mean": float(np.mean(d)), "ci95": ci, "wins": int(sum(x > 0 for x in d)),
             "losses": int(sum(x < 0 for x in d)), "n": len(d), "per_seed": d}
 
 
@@ -580,8 +567,8 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
             cb = np.array([rb[s]["curve"] for s in seeds])
             entry["pass_at_k_curve_diff"] = {
                 "k": list(range(1, ca.shape[1] + 1)), "mean": (ca - cb).mean(0).tolist(),
-                "ci95": [list(bootstrap_ci(ca[:, j] - cb[:, j], 2000, study.bootstrap_seed))
-                         for j in range(ca.shape[1])],
+                "ci95": [list(bootstrap_mean_ci(torch.from_numpy(ca[:, j] - cb[:, j]), n_boot=2000,
+                                                seed=study.bootstrap_seed)) for j in range(ca.shape[1])],
             }
         out["paired"][comp + tag] = entry
     out["seeds"] = sorted(all_seeds)
@@ -776,8 +763,12 @@ def markdown_table(result: dict, metrics: tuple[str, ...] = ("avg_at_k", "pass_a
         cells = []
         for m in metrics:
             v = e.get(m)
-            cells.append("—" if not v or v.get("mean") is None else
-                         f"{v['mean']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] ({v['wins']}/{v['n']})")
+            if not v or v.get("mean") is None:
+                cells.append("—")
+            elif v.get("ci95") is None:  # one seed
+                cells.append(f"{v['mean']:+.3f} ({v['wins']}/{v['n']})")
+            else:
+                cells.append(f"{v['mean']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] ({v['wins']}/{v['n']})")
         lines.append(f"| {comp} ({len(e['seeds'])}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
