@@ -127,3 +127,19 @@ def test_cli_check_names_each_stale_block_and_file(tmp_path, capsys):
     assert report.main(["--json", str(data), "--sync", str(md)]) == 0
     assert report.main(["--json", str(data), "--check", str(md)]) == 0
 
+
+
+def test_protocol_table_one_row_per_variant_with_brake_and_paired_difference():
+    r = _result()
+    steps = {"brake/log_ratio_q05": [-0.1, -0.2], "brake/log_ratio_q95": [0.1, 0.3], "brake/last_q05": [-0.2, -0.2],
+             "brake/last_q95": [0.2, 0.2]}
+    r["groups"]["protocol"] = {"seeds": list(range(8)), "variants": {"k1": {"optim.epochs": 1}, "main": {}}}
+    r["brake"] = {"grpo [k1]": {"grpo/clipfrac": [0.0, 0.02], **steps}, "lad(js) [k1]": {"lad/weight_flip_frac":
+                  [0.001, 0.003], **steps}, "lad(js) [main]": {"lad/weight_flip_frac": [0.01, 0.03], **steps}}
+    r["paired"]["lad(js) - grpo [k1]"] = {"variant": "k1", "seeds": [0], "avg_at_k": {"mean": -0.01, "ci95": None,
+                                                                                      "wins": 0, "n": 1}}
+    rows = report.table("protocol", r).splitlines()
+    k1 = next(line for line in rows if line.startswith("| k1 (epochs 1; 1 seed)"))
+    main = next(line for line in rows if line.startswith("| main ("))
+    assert "| 0.20% (0.3%) |" in k1 and "| 1.0%, -0.150…+0.200 |" in k1 and "-0.010 (1 seed, no CI)" in k1
+    assert "| 2.00% (3.0%) |" in main and "+0.020 [+0.010, +0.030], 8/8 **holds**" in main

@@ -81,6 +81,8 @@ def _diff(e: dict | None, metric: str) -> str:
     """'+0.016 [+0.002, +0.031], 7/8' (mean [95% CI], seeds on which A > B / seeds)."""
     if not e or e.get("mean") is None:
         return "—"
+    if e.get("ci95") is None:  # one seed: no interval
+        return f"{_num(e['mean'], metric)} (1 seed, no CI)"
     lo, hi = e["ci95"]
     return f"{_num(e['mean'], metric)} [{_num(lo, metric)}, {_num(hi, metric)}], {e['wins']}/{e['n']}"
 
@@ -168,40 +170,38 @@ def _mean(xs) -> float:
 
 
 def protocol_table(result: dict) -> str:
-    """Brake engagement per protocol variant (the `protocol` group, one seed) and LAD - GRPO on that seed."""
+    """Per protocol variant of the `protocol` group (updates per rollout batch): how much LAD's mechanism engages
+    (per-step brake statistics, averaged over steps; each step's value is the mean over the seeds) and LAD - GRPO."""
     brake, paired = result.get("brake") or {}, result.get("paired") or {}
-    seeds = ((result.get("groups") or {}).get("protocol") or {}).get("seeds") or []
-    if not brake or not seeds:
+    group = (result.get("groups") or {}).get("protocol") or {}
+    if not brake or not group:
         return _absent("protocol runs", "protocol")
-    lines = ["| protocol (variant) | LAD: weight-flip % of tokens, mean (max) | LAD: log r 5–95%, all / last minibatch "
-             "| GRPO: clip %, log r 5–95% | LAD − GRPO avg@k, distinct correct (seed " + str(seeds[0]) + ") |",
-             "|---|---|---|---|---|"]
-    for variant in dict.fromkeys(k.split(" [")[1].rstrip("]") for k in brake):
+    lines = ["| protocol (variant) | LAD: weight-flip % of tokens, mean (max) over steps | LAD: log r 5–95%, all / last "
+             "minibatch | GRPO: clip %, log r 5–95% | LAD − GRPO: avg@k | LAD − GRPO: distinct correct answers |",
+             "|---|---|---|---|---|---|"]
+    for variant in dict.fromkeys(k.split(" [")[1].rstrip("]") for k in brake if " [" in k):
         lad = next((b for k, b in brake.items() if k.endswith(f"[{variant}]") and "lad/weight_flip_frac" in b), {})
         grpo = next((b for k, b in brake.items() if k.endswith(f"[{variant}]") and "grpo/clipfrac" in b), {})
         cells = ["—"] * 3
         if lad:
-            flip = lad["lad/weight_flip_frac"]
-            cells[0] = f"{100 * _mean(flip):.2f}% ({100 * max(x for x in flip if x is not None):.1f}%)"
+            flip = [x for x in lad["lad/weight_flip_frac"] if x is not None]
+            cells[0] = f"{100 * _mean(flip):.2f}% ({100 * max(flip, default=float('nan')):.1f}%)"
             cells[1] = (f"{_mean(lad['brake/log_ratio_q05']):+.3f}…{_mean(lad['brake/log_ratio_q95']):+.3f} / "
                         f"{_mean(lad['brake/last_q05']):+.3f}…{_mean(lad['brake/last_q95']):+.3f}")
         if grpo:
             cells[2] = (f"{100 * _mean(grpo['grpo/clipfrac']):.1f}%, {_mean(grpo['brake/log_ratio_q05']):+.3f}…"
                         f"{_mean(grpo['brake/log_ratio_q95']):+.3f}")
-        e = paired.get(HEADLINE + ("" if variant == "main" else f" [{variant}]"))
-        if e and seeds[0] in e["seeds"]:
-            i = e["seeds"].index(seeds[0])
-            d = [(e.get(m) or {}).get("per_seed") for m in ("avg_at_k", "distinct_correct")]
-            cells.append(", ".join("—" if not x else _num(x[i], m) for x, m in zip(d, ("avg_at_k", "distinct_correct")))
-                         + f" (of {_k_name(e)[8:]} samples)")
-        else:
-            cells.append("—")
-        over = ((result["groups"]["protocol"].get("variants") or {}).get(variant)) or {
+        e = paired.get(HEADLINE + ("" if variant == "main" else f" [{variant}]")) or {}
+        for m in ("avg_at_k", "distinct_correct"):
+            word = verdict(e.get(m))
+            cells.append(_diff(e.get(m), m) + (f" **{word}**" if word in ("holds", "reversed") else ""))
+        over = (group.get("variants") or {}).get(variant) or {
             k: v for k, v in ((result.get("protocol") or {}).get("overrides") or {}).items() if k.startswith("optim.")}
-        over = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in over.items() if "micro" not in k)
-        lines.append(f"| {variant}: {over} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + f"\n\nMeans over the RL steps of one seed ({', '.join(map(str, seeds))}): a " \
-        "description of each protocol, not a comparison of methods."
+        over = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in over.items() if "micro" not in k and "eval" not in k)
+        seeds = len(e.get("seeds", [])) or lad.get("seeds", "?")
+        lines.append(f"| {variant} ({over}; {seeds} seed{'' if seeds == 1 else 's'}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + (f"\n\nLAD − GRPO: mean [95% CI], seeds LAD wins / seeds; **holds** / **reversed** where the "
+                               f"CI excludes 0 over >= {MIN_SEEDS} seeds.")
 
 
 def methods_table(result: dict) -> str:
