@@ -778,6 +778,21 @@ def markdown_table(result: dict, metrics: tuple[str, ...] = ("avg_at_k", "pass_a
 # ======================================================================================
 
 
+def code_version() -> dict:
+    """The git commit of the checkout (and whether it has uncommitted changes): the numbers depend on it."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "lad_ref"],
+                                    cwd=root, capture_output=True, text=True, timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "lad_ref_dirty": None}
+    return {"commit": commit or None, "lad_ref_dirty": dirty if commit else None}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lad_ref.llm.study", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -823,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
     result["protocol"] = {"base_config": study.base_config, "overrides": study.overrides,
                           "bootstrap": {"resamples": study.bootstrap_resamples, "seed": study.bootstrap_seed,
                                         "method": "percentile, seeds resampled with replacement"}}
-    result["this_invocation"] = {**info, "jobs": args.jobs, "groups": names}
+    result["this_invocation"] = {**info, "jobs": args.jobs, "groups": names, "code": code_version()}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         if Path(args.json).is_file():  # results of runs not on this machine stay (same protocol only)
