@@ -205,6 +205,9 @@ def test_fast_study_end_to_end(tmp_path):
     assert e["distinct_correct"]["wins"] == sum(d > 0 for d in diffs)
     assert len(result["curves"]["start"]) == 8 and set(result["curves"]) == {"start", "grpo", "lad(js)"}
     assert set(result["brake"]) >= {"lad(js) [k4]", "lad(js) [main]"}
+    one = result["paired"]["lad(js) - grpo [k4]"]  # one seed: a difference, no interval
+    assert one["seeds"] == [0] and one["distinct_correct"]["ci95"] is None
+    assert one["pass_at_k_curve_diff"]["ci95"] is None and len(one["pass_at_k_curve_diff"]["mean"]) == 8
     for stem in ("toy_study_pass_at_k", "toy_study_forest", "toy_study_brake"):
         assert (figs / f"{stem}.png").stat().st_size > 0
 

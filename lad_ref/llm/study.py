@@ -568,7 +568,8 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
             entry["pass_at_k_curve_diff"] = {
                 "k": list(range(1, ca.shape[1] + 1)), "mean": (ca - cb).mean(0).tolist(),
                 "ci95": [list(bootstrap_mean_ci(torch.from_numpy(ca[:, j] - cb[:, j]), n_boot=2000,
-                                                seed=study.bootstrap_seed)) for j in range(ca.shape[1])],
+                                                seed=study.bootstrap_seed)) for j in range(ca.shape[1])]
+                if len(seeds) >= 2 else None,  # one seed: no interval
             }
         out["paired"][comp + tag] = entry
     out["seeds"] = sorted(all_seeds)
@@ -681,8 +682,9 @@ def write_figures(result: dict, folder: Path) -> list[Path]:
         if comp:
             d = result["paired"][comp]["pass_at_k_curve_diff"]
             ax = axes[0, 1]
-            lo, hi = zip(*d["ci95"])
-            ax.fill_between(d["k"], lo, hi, alpha=0.3, label="95% bootstrap CI over seeds")
+            if d["ci95"] is not None:
+                lo, hi = zip(*d["ci95"])
+                ax.fill_between(d["k"], lo, hi, alpha=0.3, label="95% bootstrap CI over seeds")
             ax.plot(d["k"], d["mean"], label=f"{comp} (paired, {len(result['paired'][comp]['seeds'])} seeds)")
             ax.axhline(0, color="k", lw=0.8)
             ax.set_xscale("log", base=2)
