@@ -45,7 +45,7 @@ ARGS=(
   actor_rollout_ref.actor.ppo_mini_batch_size=16        # 16 updates per rollout batch (256 / 16), as verl's DAPO recipe (512 / 32).
                                                         # Toy-scale evidence (README, "toy study"): with 4 updates per batch the
                                                         # policy barely moves within a batch and LAD acts as a reweighted policy
-                                                        # gradient (its weight flips on <0.1% of tokens); with 16 its brake acts
+                                                        # gradient (its weight flips on 0.2% of tokens); with 16 its brake acts
                                                         # and it kept more distinct correct answers than GRPO (8 paired seeds).
                                                         # GUESS at 7B scale.
   actor_rollout_ref.actor.ppo_epochs=1
