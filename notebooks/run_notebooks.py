@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="seconds allowed per cell (default: 1800 with --fast, 28800 for the full figures, where notebook 04 runs "
-        "the whole toy study, ~85 runs; it resumes where it stopped)",
+        "the whole toy study, 109 runs, about an hour with --jobs 2; it resumes where it stopped)",
     )
     p.add_argument("--jobs", type=int, default=None, help="training runs side by side in notebook 04's study (default 1)")
     p.add_argument("--save-executed", type=Path, default=None, help="also write the executed notebooks here")
