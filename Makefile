@@ -66,7 +66,7 @@ gpu-deps: setup
 	rm -rf .gpu_pythonpath && mkdir -p .gpu_pythonpath
 	$(PY) -c "import omegaconf, antlr4, os, shutil; [shutil.copytree(os.path.dirname(m.__file__), '.gpu_pythonpath/' + m.__name__) for m in (omegaconf, antlr4)]"
 
-# regenerate paper_figures/ and the stored outputs of notebooks 01-02 (full mode, ~22 min on 2 CPU cores)
+# regenerate paper_figures/ and the stored outputs of notebooks 01-02 (full mode, ~70 min on 2 CPU cores: 04 runs the whole toy study)
 figures: setup
 	$(PY) notebooks/run_notebooks.py --full --jobs $(JOBS) --store-outputs
 

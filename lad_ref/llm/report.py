@@ -197,7 +197,9 @@ def protocol_table(result: dict) -> str:
             cells.append(_diff(e.get(m), m) + (f" **{word}**" if word in ("holds", "reversed") else ""))
         over = (group.get("variants") or {}).get(variant) or {
             k: v for k, v in ((result.get("protocol") or {}).get("overrides") or {}).items() if k.startswith("optim.")}
-        over = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in over.items() if "micro" not in k and "eval" not in k)
+        # the updates per batch are set by epochs and mini_batch_size (steps, micro batches, eval: the same in all)
+        over = ", ".join(f"{k.split('.')[-1]} {v}" for k, v in over.items()
+                         if k in ("optim.epochs", "optim.mini_batch_size"))
         seeds = len(e.get("seeds", [])) or lad.get("seeds", "?")
         lines.append(f"| {variant} ({over}; {seeds} seed{'' if seeds == 1 else 's'}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + (f"\n\nLAD − GRPO: mean [95% CI], seeds LAD wins / seeds; **holds** / **reversed** where the "

@@ -339,7 +339,8 @@ def check_folder(cfg: Config, run: Path) -> None:
         return
     old = yaml.safe_load(f.read_text()) or {}
     new = to_dict(cfg)
-    ignore = {"logging", "checkpoint", "threads", "device"}
+    # output_dir: the folder is the run's identity (a study folder moved or reached by another path is still it)
+    ignore = {"logging", "checkpoint", "threads", "device", "output_dir"}
     diff = sorted(k for k in set(old) | set(new) if k not in ignore and old.get(k) != new.get(k))
     if diff:
         raise ConfigError(
