@@ -45,7 +45,9 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -172,13 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@dataclass
 class EvalRequest:
     """What to evaluate, resolved and checked before any model is loaded (see :func:`prepare`)."""
 
-    def __init__(self, cfg, task, run: Path, model_path, adapter_path, label: str, device, examples):
-        self.cfg, self.task, self.run = cfg, task, run
-        self.model_path, self.adapter_path, self.label = model_path, adapter_path, label
-        self.device, self.examples = device, examples
+    cfg: Any
+    task: Any
+    run: Path
+    model_path: Any
+    adapter_path: Any
+    label: str
+    device: Any
+    examples: list
 
 
 def prepare(run: str | Path, checkpoint: str = "latest", *, num_samples: int | None = None,

@@ -24,7 +24,7 @@ import re
 import sys
 from pathlib import Path
 
-MIN_SEEDS = 5  # = lad_ref.llm.study.MIN_SEEDS_FOR_CI (tested); not imported, so this module needs no torch
+MIN_SEEDS = 5  # the study's forest plot uses the same rule (it imports this; this module needs no torch)
 # metric -> label; "pass_at_K" stands for pass@n, n = the study's samples per prompt (256; 8 in the FAST study)
 LABELS = {
     "avg_at_k": "avg@{K} (= pass@1)", "pass_at_16": "pass@16", "pass_at_K": "pass@{K}",
@@ -77,7 +77,7 @@ def _num(x: float, metric: str, signed: bool = True) -> str:
     return f"{x:{'+' if signed else ''}.{digits}f}"
 
 
-def _diff(e: dict | None, metric: str) -> str:
+def diff_cell(e: dict | None, metric: str) -> str:
     """'+0.016 [+0.002, +0.031], 7/8' (mean [95% CI], seeds on which A > B / seeds)."""
     if not e or e.get("mean") is None:
         return "—"
@@ -108,7 +108,7 @@ def headline_table(result: dict) -> str:
         if key not in e:
             continue
         up = m in HIGHER_IS_BETTER
-        lines.append(f"| {_label(m, e)} | {_diff(e[key], m)} | {'higher' if up else '— (reported)'} | "
+        lines.append(f"| {_label(m, e)} | {diff_cell(e[key], m)} | {'higher' if up else '— (reported)'} | "
                      f"{verdict(e[key]) if up else '—'} |")
     return "\n".join(lines)
 
@@ -129,7 +129,7 @@ def comparisons_table(result: dict, group: str) -> str:
         for m in GROUP_METRICS:
             v = e.get(_key(m, e))
             word = verdict(v) if v else ""
-            cells.append(_diff(v, m) + (f" **{word}**" if word in ("holds", "reversed") else ""))
+            cells.append(diff_cell(v, m) + (f" **{word}**" if word in ("holds", "reversed") else ""))
         lines.append(f"| {c} ({len(e['seeds'])}) | " + " | ".join(cells) + " |")
     fewest = min(len(e["seeds"]) for e in rows.values())
     note = (f"Cells: mean [95% CI], seeds A wins / seeds; **holds** / **reversed** where the CI excludes 0 over "
@@ -156,7 +156,7 @@ def cost_table(result: dict) -> str:
                 if per_seed else b.get("mean", {}).get("update_seconds_per_step"))
         word = {"holds": "A slower", "reversed": "A faster"}.get(verdict(v), "not distinguishable")
         rel = f"{v['mean'] / base:+.0%}" if base else "—"
-        lines.append(f"| {c} ({len(e['seeds'])}) | {_diff(v, 'update_seconds_per_step')} | "
+        lines.append(f"| {c} ({len(e['seeds'])}) | {diff_cell(v, 'update_seconds_per_step')} | "
                      f"{_num(base, 'update_seconds_per_step', False) if base else '—'} | {rel} | {word} |")
     return "\n".join(lines) + ("\n\nOne thread per run, two or more runs side by side on a shared CPU whose load "
                                "varied between groups; a policy that writes shorter answers also updates faster. So a "
@@ -194,7 +194,7 @@ def protocol_table(result: dict) -> str:
         e = paired.get(HEADLINE + ("" if variant == "main" else f" [{variant}]")) or {}
         for m in ("avg_at_k", "distinct_correct"):
             word = verdict(e.get(m))
-            cells.append(_diff(e.get(m), m) + (f" **{word}**" if word in ("holds", "reversed") else ""))
+            cells.append(diff_cell(e.get(m), m) + (f" **{word}**" if word in ("holds", "reversed") else ""))
         over = (group.get("variants") or {}).get(variant) or {
             k: v for k, v in ((result.get("protocol") or {}).get("overrides") or {}).items() if k.startswith("optim.")}
         # the updates per batch are set by epochs and mini_batch_size (steps, micro batches, eval: the same in all)

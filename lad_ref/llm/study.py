@@ -72,12 +72,14 @@ from lad_ref.llm.config import (
     to_dict,
     validate,
 )
+from lad_ref.llm.report import MIN_SEEDS, diff_cell, verdict
 from lad_ref.losses import objective_names
 from lad_ref.metrics import bootstrap_mean_ci
 
 MAIN_VARIANT = "main"
-# fewer seeds than this: the forest plot draws the CI grey whatever it is (2-4 seeds give only a handful of resamples)
-MIN_SEEDS_FOR_CI = 5
+# fewer seeds than this: the forest plot draws the CI grey whatever it is (2-4 seeds give only a handful of resamples);
+# the same rule gives the report tables' verdicts
+MIN_SEEDS_FOR_CI = MIN_SEEDS
 # a run folder written to within this many seconds is taken to be in training by another study process
 BUSY_S = 300
 # metrics read from each run's results.json ("final"); pass_at_<k> for the largest k is added per study
@@ -714,7 +716,7 @@ def write_figures(result: dict, folder: Path) -> list[Path]:
                     continue
                 ax.errorbar(e["mean"], i, xerr=[[e["mean"] - e["ci95"][0]], [e["ci95"][1] - e["mean"]]],
                             fmt="o", ms=3, capsize=2,
-                            color="C0" if (e["ci95"][0] > 0 or e["ci95"][1] < 0) and e["n"] >= MIN_SEEDS_FOR_CI else "0.5")
+                            color="0.5" if verdict(e) == "not distinguishable" else "C0")
             ax.axvline(0, color="k", lw=0.8)
             ax.set_title(m, fontsize=8)
             ax.tick_params(labelsize=7)
@@ -765,13 +767,7 @@ def markdown_table(result: dict, metrics: tuple[str, ...] = ("avg_at_k", "pass_a
     for comp, e in result.get("paired", {}).items():
         cells = []
         for m in metrics:
-            v = e.get(m)
-            if not v or v.get("mean") is None:
-                cells.append("—")
-            elif v.get("ci95") is None:  # one seed
-                cells.append(f"{v['mean']:+.3f} ({v['wins']}/{v['n']})")
-            else:
-                cells.append(f"{v['mean']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}] ({v['wins']}/{v['n']})")
+            cells.append(diff_cell(e.get(m), m))
         lines.append(f"| {comp} ({len(e['seeds'])}) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
