@@ -804,63 +804,6 @@ def grpo_loss(
     return loss, metrics
 
 
-@register_objective("ppo_penalty", hparams=PpoPenaltyHparams)
-def ppo_penalty_loss(
-    old_log_prob: Tensor,
-    log_prob: Tensor,
-    advantages: Tensor,
-    response_mask: Tensor,
-    loss_agg_mode: str = "token-mean",
-    *,
-    clip_ratio_low: float = 0.2,
-    clip_ratio_high: float = 0.2,
-    clip_ratio_c: float | None = 3.0,
-    beta: float = 0.1,
-    kl_estimator: str = "k3",
-    tied_only: bool = False,
-    weights: Tensor | None = None,
-    agg_kwargs: Mapping | None = None,
-    compute_metrics: bool = True,
-    check: bool = True,
-) -> tuple[Tensor, dict[str, float]]:
-    """GRPO's clipped surrogate plus PPO's KL penalty to the behaviour policy (a trust-region baseline).
-
-        L_t = L_t^GRPO + beta * k(lp_t, lp_old_t) * [A_t == 0 if tied_only]
-
-    L^GRPO is :func:`grpo_loss`'s per-token loss (dual clip included) and k is :func:`kl_penalty`
-    with pi_ref := pi_old, i.e. verl's ``kl_penalty`` estimator of KL(pi_theta || pi_old) from
-    x = log r = lp - lp_old: k1 = x, k2 = x^2/2, k3 = e^{-x} + x - 1 (clamped as verl). Its
-    gradient w.r.t. lp is beta * {1, x, 1 - 1/r}: zero at r = 1 for k2 and k3, so with one update
-    per rollout batch (r = 1 at the update) the step is GRPO's exactly; k1's is beta at every r (its
-    expectation under pi is 0, a single sample's is not). Both terms sit in one per-token loss, so
-    they share the aggregation's normaliser.
-
-    ``tied_only`` puts the penalty only on tokens whose advantage is exactly 0. With group-normalised
-    binary (0/1) rewards these are exactly the responses of tied groups (every response of the prompt
-    got the same reward): in a mixed group r_i - mean != 0 for every i. With other rewards a response
-    that hits its group's mean exactly is also penalised. This is the term LAD's f(r) contributes on
-    tied groups (exp(0) f(r), pulling r back to 1), in KL form.
-    """
-    if check:
-        PpoPenaltyHparams(clip_ratio_low, clip_ratio_high, clip_ratio_c, beta, kl_estimator, tied_only)
-    adv, old_log_prob, log_prob = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
-    log_ratio = log_prob.float() - old_log_prob.float()
-    loss_mat, ratio, clipped, dual = _clipped_surrogate(log_ratio, adv, clip_ratio_low, clip_ratio_high, clip_ratio_c)
-    kl = kl_penalty(log_prob, old_log_prob, kl_estimator)
-    if tied_only:
-        kl = torch.where(adv == 0, kl, torch.zeros((), dtype=kl.dtype))
-    loss_mat = loss_mat + beta * kl
-    loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
-    if not compute_metrics:
-        return loss, {}
-    with torch.no_grad():
-        metrics = _masked_means(
-            _mask(response_mask), "ppo_penalty", ratio_mean=ratio, clipfrac=clipped, clipfrac_lower=dual,
-            kl_mean=kl, penalised_frac=(adv == 0) if tied_only else torch.ones_like(adv),
-        )
-    return loss, metrics
-
-
 @register_objective("entadv", hparams=EntAdvHparams, needs=("entropy",))
 def entadv_loss(
     old_log_prob: Tensor,
@@ -1087,6 +1030,64 @@ def flowrl_loss(
             "flowrl/is_weight_mean": w.mean().item(),
             "flowrl/log_z_mean": log_z.float().mean().item(),
         }
+    return loss, metrics
+
+
+# registered after the paper's baselines, so that the registry lists those in their usual order
+@register_objective("ppo_penalty", hparams=PpoPenaltyHparams)
+def ppo_penalty_loss(
+    old_log_prob: Tensor,
+    log_prob: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    loss_agg_mode: str = "token-mean",
+    *,
+    clip_ratio_low: float = 0.2,
+    clip_ratio_high: float = 0.2,
+    clip_ratio_c: float | None = 3.0,
+    beta: float = 0.1,
+    kl_estimator: str = "k3",
+    tied_only: bool = False,
+    weights: Tensor | None = None,
+    agg_kwargs: Mapping | None = None,
+    compute_metrics: bool = True,
+    check: bool = True,
+) -> tuple[Tensor, dict[str, float]]:
+    """GRPO's clipped surrogate plus PPO's KL penalty to the behaviour policy (a trust-region baseline).
+
+        L_t = L_t^GRPO + beta * k(lp_t, lp_old_t) * [A_t == 0 if tied_only]
+
+    L^GRPO is :func:`grpo_loss`'s per-token loss (dual clip included) and k is :func:`kl_penalty`
+    with pi_ref := pi_old, i.e. verl's ``kl_penalty`` estimator of KL(pi_theta || pi_old) from
+    x = log r = lp - lp_old: k1 = x, k2 = x^2/2, k3 = e^{-x} + x - 1 (clamped as verl). Its
+    gradient w.r.t. lp is beta * {1, x, 1 - 1/r}: zero at r = 1 for k2 and k3, so with one update
+    per rollout batch (r = 1 at the update) the step is GRPO's exactly; k1's is beta at every r (its
+    expectation under pi is 0, a single sample's is not). Both terms sit in one per-token loss, so
+    they share the aggregation's normaliser.
+
+    ``tied_only`` puts the penalty only on tokens whose advantage is exactly 0. With group-normalised
+    binary (0/1) rewards these are exactly the responses of tied groups (every response of the prompt
+    got the same reward): in a mixed group r_i - mean != 0 for every i. With other rewards a response
+    that hits its group's mean exactly is also penalised. This is the term LAD's f(r) contributes on
+    tied groups (exp(0) f(r), pulling r back to 1), in KL form.
+    """
+    if check:
+        PpoPenaltyHparams(clip_ratio_low, clip_ratio_high, clip_ratio_c, beta, kl_estimator, tied_only)
+    adv, old_log_prob, log_prob = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    log_ratio = log_prob.float() - old_log_prob.float()
+    loss_mat, ratio, clipped, dual = _clipped_surrogate(log_ratio, adv, clip_ratio_low, clip_ratio_high, clip_ratio_c)
+    kl = kl_penalty(log_prob, old_log_prob, kl_estimator)
+    if tied_only:
+        kl = torch.where(adv == 0, kl, torch.zeros((), dtype=kl.dtype))
+    loss_mat = loss_mat + beta * kl
+    loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
+    if not compute_metrics:
+        return loss, {}
+    with torch.no_grad():
+        metrics = _masked_means(
+            _mask(response_mask), "ppo_penalty", ratio_mean=ratio, clipfrac=clipped, clipfrac_lower=dual,
+            kl_mean=kl, penalised_frac=(adv == 0) if tied_only else torch.ones_like(adv),
+        )
     return loss, metrics
 
 
