@@ -14,6 +14,11 @@ so a number in the prose cannot go stale silently. The tables are pure functions
 bootstrap CI over 2-4 seeds has at most 35 distinct resamples, too coarse to test anything (the study's forest
 plot greys such CIs for the same reason). "Favour" is higher for the metrics in ``HIGHER_IS_BETTER``; the others
 (``REPORT_ONLY``) are reported without a verdict.
+
+**Multiplicity.** Each table that gives verdicts ends with one line: of its N tests (comparisons x metrics with a
+verdict), how many survive Holm's correction at 0.05, with each test's p-value from a two-sided paired sign-flip
+permutation test of the per-seed differences (``lad_ref.stats``: exact over the 2^n sign patterns; with 4 seeds
+no p-value can be below 0.125, with 8 seeds below 0.0078).
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import json
 import re
 import sys
 from pathlib import Path
+
+from lad_ref.divergences import DIVERGENCE_NAMES
+from lad_ref.stats import holm, sign_flip_p
 
 MIN_SEEDS = 5  # the study's forest plot uses the same rule (it imports this; this module needs no torch)
 # metric -> label; "pass_at_K" stands for pass@n, n = the study's samples per prompt (256; 8 in the FAST study)
@@ -38,10 +46,15 @@ REPORT_ONLY = ("correct_answer_kl_from_start", "policy_entropy", "dist_3")
 GROUP_METRICS = ("avg_at_k", "pass_at_K", "distinct_correct", "correct_answer_entropy")
 # which paired comparisons (keys of toy_study.json's "paired", main protocol) each group table lists
 GROUPS = {
-    "divergence": r"lad\((kl|rkl|jf|tv|hd|js)\) - (grpo|lad\(tv\))",
+    "divergence": rf"lad\(({'|'.join(DIVERGENCE_NAMES)})\) - (grpo|lad\(tv\))",  # every registered generator
     "eta": r"lad\(js(,eta=[0-9.]+)?\) - grpo",
     "baselines": r"lad\(js\) - (entadv|kl_cov|clip_cov|flowrl)",
     "level": r"lad\(js,level=sequence\) - lad\(js\)",
+    # issue 19: LAD's term on tied groups switched off (tied=0), and dynamic sampling (ds=1)
+    "control": r"(lad\(js\)|lad\(js,tied=0\)|grpo\(tied=0\)) - grpo",
+    "dynamic": r"lad\(js,ds=1\) - grpo\(ds=1\)|grpo\(ds=1\) - grpo|lad\(js,ds=1\) - lad\(js\)",
+    # issue 24: GRPO + beta * KL to pi_old beside LAD's eta
+    "penalty": r"(lad\(js(,eta=[0-9.]+)?\)|ppo_penalty\(beta=[0-9.]+\)) - grpo|lad\(js\) - ppo_penalty\(beta=[0-9.]+\)",
 }
 HEADLINE = "lad(js) - grpo"
 MARKER = re.compile(r"<!-- report:([a-z_]+) -->(.*?)<!-- /report:\1 -->", re.S)
@@ -87,6 +100,29 @@ def diff_cell(e: dict | None, metric: str) -> str:
     return f"{_num(e['mean'], metric)} [{_num(lo, metric)}, {_num(hi, metric)}], {e['wins']}/{e['n']}"
 
 
+def multiplicity_line(tests: list[dict | None], alpha: float = 0.05) -> str:
+    """'Multiplicity: K of N tests survive Holm at 0.05 ...' for one table's family of paired summaries.
+
+    Each test is a summary with ``per_seed`` differences; its p-value is :func:`lad_ref.stats.sign_flip_p`, and the
+    family's p-values are Holm-adjusted together (:func:`lad_ref.stats.holm`). Summaries without per-seed values
+    are left out and counted.
+    """
+    usable = [t for t in tests if t and t.get("per_seed") and len(t["per_seed"]) >= 2]
+    if not usable:
+        return "Multiplicity: no per-seed differences to test."
+    adjusted = holm([sign_flip_p(t["per_seed"]) for t in usable])
+    survive = sum(a <= alpha for a in adjusted)
+    ci_excl = sum(verdict(t) in ("holds", "reversed") for t in usable)
+    fewest = min(len(t["per_seed"]) for t in usable)
+    text = (f"Multiplicity: {survive} of {len(usable)} tests (comparisons × metrics) survive Holm's correction at "
+            f"{alpha:g} (two-sided paired sign-flip permutation p-values, `lad_ref.stats`); {ci_excl} of the "
+            f"{len(usable)} CIs exclude 0 over ≥ {MIN_SEEDS} seeds.")
+    if fewest < 5:
+        text += f" With {fewest} seeds no p-value can be below {2 / 2 ** fewest:.3g}."
+    left = len(tests) - len(usable)
+    return text + (f" {left} summaries without per-seed values are left out." if left else "")
+
+
 def _main_paired(result: dict) -> dict:
     return {k: v for k, v in (result.get("paired") or {}).items() if v.get("variant", "main") == "main"}
 
@@ -103,14 +139,17 @@ def headline_table(result: dict) -> str:
         return _absent(f"`{HEADLINE}` comparison", "headline")
     lines = [f"| metric | LAD − GRPO, mean [95% CI], LAD wins/seeds | better | verdict ({len(e['seeds'])} paired seeds) |",
              "|---|---|---|---|"]
+    tests = []
     for m in ("avg_at_k", "pass_at_16", "pass_at_K", "distinct_correct", "correct_answer_entropy", *REPORT_ONLY):
         key = _key(m, e)
         if key not in e:
             continue
         up = m in HIGHER_IS_BETTER
+        if up:
+            tests.append(e[key])
         lines.append(f"| {_label(m, e)} | {diff_cell(e[key], m)} | {'higher' if up else '— (reported)'} | "
                      f"{verdict(e[key]) if up else '—'} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + multiplicity_line(tests)
 
 
 def comparisons_table(result: dict, group: str) -> str:
@@ -124,10 +163,12 @@ def comparisons_table(result: dict, group: str) -> str:
     first = next(iter(rows.values()))
     head = [_label(m, first) for m in GROUP_METRICS]
     lines = ["| A − B (seeds) | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    tests = []
     for c, e in rows.items():
         cells = []
         for m in GROUP_METRICS:
             v = e.get(_key(m, e))
+            tests.append(v)
             word = verdict(v) if v else ""
             cells.append(diff_cell(v, m) + (f" **{word}**" if word in ("holds", "reversed") else ""))
         lines.append(f"| {c} ({len(e['seeds'])}) | " + " | ".join(cells) + " |")
@@ -136,7 +177,7 @@ def comparisons_table(result: dict, group: str) -> str:
             f">= {MIN_SEEDS} seeds, else not distinguishable.")
     if fewest < MIN_SEEDS:
         note += f" Rows with fewer than {MIN_SEEDS} seeds give a direction (wins), not a test."
-    return "\n".join(lines) + "\n\n" + note
+    return "\n".join(lines) + "\n\n" + note + " " + multiplicity_line(tests)
 
 
 def cost_table(result: dict) -> str:

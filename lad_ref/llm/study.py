@@ -8,8 +8,9 @@
 A study is one base run config (``base_config``, e.g. ``llm/configs/toy.yaml``) plus the study's
 protocol (``overrides``), and named **groups** of runs. Each group lists methods, seeds and the
 comparisons to report (``"lad(js) - grpo"``). A method is an objective name (``grpo``, ``entadv``,
-``kl_cov``, ``clip_cov``, ``flowrl``) or ``lad(<divergence>)`` with options
-(``lad(js,eta=2)``, ``lad(js,level=sequence)``).
+``kl_cov``, ``clip_cov``, ``flowrl``, ``ppo_penalty``) or ``lad(<divergence>)``, with options in parentheses
+(``lad(js,eta=2)``, ``lad(js,level=sequence)``, ``lad(js,tied=0)``, ``grpo(ds=1)``,
+``ppo_penalty(beta=1,kl=k1,tied_only=true)``; :func:`method_overrides`).
 A group may also name protocol **variants** (extra overrides, e.g. ``optim.epochs: 8``), which
 is how the updates-per-rollout sweep is written.
 
@@ -173,49 +174,77 @@ def load_study(path: str | Path) -> tuple[StudyConfig, dict[str, GroupConfig]]:
     return study, groups
 
 
-_LAD = re.compile(r"^lad\((?P<div>[a-z0-9]+)(?P<opts>(?:,[^,()]*)*)\)$")
-# lad(...) options after the divergence: key=value -> dotted config field
+_METHOD = re.compile(r"^(?P<name>[a-z_0-9]+)(?:\((?P<args>[^()]*)\))?$")
+# options every method takes: key -> (dotted config field, parser)
+_COMMON_OPTIONS = {"tied": "objective.tied_loss_weight", "ds": "rollout.dynamic_sampling",
+                   "gs": "logging.tied_grad_share"}
+# lad(...) options after the divergence
 _LAD_OPTIONS = {"eta": "objective.lad.eta", "level": "objective.lad.level"}
+# ppo_penalty(...) options
+_PENALTY_OPTIONS = {"beta": "objective.ppo_penalty.beta", "kl": "objective.ppo_penalty.kl_estimator",
+                    "tied_only": "objective.ppo_penalty.tied_only"}
+_FLAGS = {"1": True, "true": True, "0": False, "false": False}
 
 
 def method_overrides(method: str) -> dict[str, Any]:
-    """Dotted config overrides of a method name.
+    """Dotted config overrides of a method name: ``<objective>`` or ``<objective>(<options>)``.
 
-    ``grpo`` -> objective grpo; ``lad(js)`` -> LAD with JS; options follow the divergence as
-    ``key=value``: ``lad(js,eta=2)``, ``lad(js,level=sequence)``, ``lad(kl,eta=0.5,level=sequence)``.
+    ``grpo`` -> objective grpo; ``lad(js)`` -> LAD with JS (the divergence comes first and is
+    required); options are ``key=value``:
+
+    * every method: ``tied=<number>`` (objective.tied_loss_weight: ``grpo(tied=0)``, ``lad(js,tied=0)``),
+      ``ds=1|0`` (rollout.dynamic_sampling: ``grpo(ds=1)``), ``gs=1|0`` (logging.tied_grad_share);
+    * lad: ``eta=<number>``, ``level=token|sequence`` (``lad(kl,eta=0.5,level=sequence)``);
+    * ppo_penalty: ``beta=<number>``, ``kl=k1|k2|k3``, ``tied_only=true|false``
+      (``ppo_penalty(beta=1,kl=k1,tied_only=true)``).
     """
     from lad_ref.divergences import DIVERGENCE_NAMES
     from lad_ref.losses import LEVELS
 
-    m = _LAD.match(method.replace(" ", ""))
-    if m:
-        if m["div"] not in DIVERGENCE_NAMES:
-            raise ConfigError(
-                f"method {method!r} names divergence {m['div']!r}; valid divergences are {', '.join(DIVERGENCE_NAMES)}."
-            )
-        out: dict[str, Any] = {"objective.name": "lad", "objective.lad.divergence": m["div"]}
-        for opt in filter(None, m["opts"].split(",")):
-            key, sep, value = opt.partition("=")
-            if not sep or key not in _LAD_OPTIONS:
-                raise ConfigError(f"method {method!r} has option {opt!r}; valid options are "
-                                  f"{', '.join(k + '=<value>' for k in _LAD_OPTIONS)}.")
-            if key == "eta":
-                try:
-                    out[_LAD_OPTIONS[key]] = float(value)
-                except ValueError:
-                    raise ConfigError(f"method {method!r} has eta={value!r}, which is not a number.") from None
-            else:
-                if value not in LEVELS:
-                    raise ConfigError(f"method {method!r} has level={value!r}; valid levels are {', '.join(LEVELS)}.")
-                out[_LAD_OPTIONS[key]] = value
-        return out
     llm_objectives = objective_names(scope="any")  # what a sampled LLM batch can use (the specs say)
-    if method in llm_objectives and method != "lad":
-        return {"objective.name": method}
-    raise ConfigError(
-        f"unknown method {method!r}; valid methods are {', '.join(o for o in llm_objectives if o != 'lad')}, "
-        "lad(<divergence>) and lad(<divergence>,eta=<number>,level=<token|sequence>)."
-    )
+    m = _METHOD.match(method.replace(" ", ""))
+    if m is None or m["name"] not in llm_objectives or (m["name"] == "lad" and m["args"] is None):
+        raise ConfigError(
+            f"unknown method {method!r}; valid methods are {', '.join(o for o in llm_objectives if o != 'lad')}, "
+            "lad(<divergence>) and lad(<divergence>,eta=<number>,level=<token|sequence>); every method takes "
+            "the options tied=<number>, ds=<1|0>, gs=<1|0> in parentheses, ppo_penalty also "
+            "beta=<number>, kl=<k1|k2|k3>, tied_only=<true|false>."
+        )
+    name = m["name"]
+    out: dict[str, Any] = {"objective.name": name}
+    opts = m["args"].split(",") if m["args"] is not None else []
+    if name == "lad":
+        div = opts.pop(0) if opts else ""
+        if div not in DIVERGENCE_NAMES:
+            raise ConfigError(
+                f"method {method!r} names divergence {div!r}; valid divergences are {', '.join(DIVERGENCE_NAMES)}."
+            )
+        out["objective.lad.divergence"] = div
+    own = {"lad": _LAD_OPTIONS, "ppo_penalty": _PENALTY_OPTIONS}.get(name, {})
+    valid = {**own, **_COMMON_OPTIONS}
+    for opt in opts:
+        key, sep, value = opt.partition("=")
+        if not sep or key not in valid:
+            raise ConfigError(f"method {method!r} has option {opt!r}; valid options are "
+                              f"{', '.join(k + '=<value>' for k in valid)}.")
+        if key in ("eta", "beta", "tied"):
+            try:
+                out[valid[key]] = float(value)
+            except ValueError:
+                raise ConfigError(f"method {method!r} has {key}={value!r}, which is not a number.") from None
+        elif key == "level":
+            if value not in LEVELS:
+                raise ConfigError(f"method {method!r} has level={value!r}; valid levels are {', '.join(LEVELS)}.")
+            out[valid[key]] = value
+        elif key == "kl":
+            if value not in ("k1", "k2", "k3"):
+                raise ConfigError(f"method {method!r} has kl={value!r}; valid estimators are k1, k2, k3.")
+            out[valid[key]] = value
+        else:  # ds, gs, tied_only
+            if value not in _FLAGS:
+                raise ConfigError(f"method {method!r} has {key}={value!r}; valid values are 1, 0, true, false.")
+            out[valid[key]] = _FLAGS[value]
+    return out
 
 
 def parse_comparison(text: str) -> tuple[str, str]:
