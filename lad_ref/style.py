@@ -12,14 +12,17 @@ METHOD_COLORS: dict[str, str] = {
     "lad(kl)": "#6A3D9A",
     "lad(rkl)": "#B15928",
     "lad(jf)": "#CC79A7",
+    "lad(neyman)": "#1F9E89",
     "lad": "#0072B2",
     "grpo": "#D55E00",
     "entadv": "#E69F00",
     "kl_cov": "#F0E442",
     "clip_cov": "#A6761D",
     "flowrl": "#BCBD22",
+    "ppo_penalty": "#8C564B",
 }
-for _div in ("js", "hd", "tv", "kl", "rkl", "jf"):
+# every divergence of lad_ref.divergences (tests/test_style_colors.py checks the registry against this tuple)
+for _div in ("js", "hd", "tv", "kl", "rkl", "jf", "neyman"):
     METHOD_COLORS[f"lad_theory({_div})"] = METHOD_COLORS[f"lad({_div})"]
 
 

@@ -156,6 +156,9 @@ def hparams(args, rec):
             "clip_cov_ub": args.clip_cov_ub,
             "generator": gen,
         }
+    if args.objective == "ppo_penalty":
+        return {**clip, "clip_ratio_c": args.clip_ratio_c, "beta": args.penalty_beta,
+                "kl_estimator": args.kl_estimator, "tied_only": args.tied_only}
     raise AssertionError(args.objective)
 
 
@@ -215,6 +218,7 @@ LAD_CASES = {
     "jf": {"loss_type": "grpo", "level": "sequence"},
     "tv": {"loss_agg_mode": "token-mean", "gradient_accumulation_steps": 2},
     "hd": {"eta": 4.0, "gradient_accumulation_steps": 2},  # dapo: global token count of the window
+    "neyman": {"eta": 2.0},
 }
 assert set(LAD_CASES) == set(DIVERGENCE_NAMES)
 
@@ -264,6 +268,8 @@ BASELINE_CASES = {
     "entadv": {"loss_type": "grpo"},
     "kl_cov": {"kl_cov_ratio": 0.2, "advantage_estimator": "rloo"},
     "clip_cov": {"clip_cov_ratio": 0.2, "clip_cov_lb": -10.0, "clip_cov_ub": 10.0},
+    # penalty_beta is ppo_penalty's beta (TRL's own beta stays the reference-KL coefficient)
+    "ppo_penalty": {"penalty_beta": 0.3, "kl_estimator": "k2", "tied_only": True, "num_iterations": 2},
 }
 
 
@@ -320,13 +326,24 @@ def test_objective_fields_are_the_hparam_dataclasses_names(tmp_path):
     """Every hyperparameter of every objective TRL can run is a LadGRPOConfig field (same default) or TRL's own."""
     import dataclasses
 
-    from lad_ref.integrations.trl import TRL_SUPPLIED_HPARAMS, trl_objectives
+    from lad_ref.integrations.trl import (
+        RENAMED_HPARAMS,
+        TRL_SUPPLIED_HPARAMS,
+        objective_hparams,
+        trl_objectives,
+    )
     from lad_ref.losses import get_objective
 
     fields = {f.name: f.default for f in dataclasses.fields(LadGRPOConfig)}
     for name in trl_objectives():
         for key, default in get_objective(name).defaults().items():
-            assert key in TRL_SUPPLIED_HPARAMS or fields[key] == default, (name, key)
+            field_name = RENAMED_HPARAMS.get((name, key), key)
+            assert key in TRL_SUPPLIED_HPARAMS or fields[field_name] == default, (name, key)
+    args = make_args(tmp_path, objective="ppo_penalty", penalty_beta=0.3, kl_estimator="k1", beta=0.04)
+    hp = objective_hparams(args, 0.2, 0.28)
+    assert (hp["beta"], hp["kl_estimator"], hp["clip_ratio_high"]) == (0.3, "k1", 0.28)  # TRL's beta is not it
+    with pytest.raises(ValueError, match=r"penalty_beta=0.5 applies to objective 'ppo_penalty' only"):
+        make_args(tmp_path, objective="grpo", penalty_beta=0.5)
     assert "kl_cov_coef" not in fields and fields["ppo_kl_coef"] == 0.1  # verl's name
     with pytest.raises(ValueError, match=r"level='sequence' applies to objective 'lad' only; got objective 'grpo'"):
         make_args(tmp_path, objective="grpo", level="sequence")

@@ -69,7 +69,8 @@ How the loss is formed (``_compute_loss``, docs/research/baselines.md §2.2)
 Objectives: every registered objective of scope ``any`` whose extra inputs this trainer can supply
 (``TRL_SUPPLIES``: TRL's per-token entropies and a seeded generator), read from its spec
 (``lad_ref.losses.get_objective``): ``lad`` (any divergence, eta, token or sequence level), ``grpo``,
-``entadv``, ``kl_cov`` and ``clip_cov``. **FlowRL is not supported here**: it needs a learned log Z head
+``entadv``, ``kl_cov``, ``clip_cov`` and ``ppo_penalty`` (its ``beta`` is the field ``penalty_beta``: GRPOConfig's
+``beta`` is TRL's KL coefficient to the reference model). **FlowRL is not supported here**: it needs a learned log Z head
 on the prompt's hidden states that shares the optimizer; use lad_ref's own LLM trainer for it.
 ``lad_theory`` needs every action enumerated and is for finite action spaces only.
 
@@ -111,6 +112,7 @@ from lad_ref.losses import (
     EntAdvHparams,
     KlCovHparams,
     LadHparams,
+    PpoPenaltyHparams,
     aggregate,
     get_loss,
     get_objective,
@@ -154,6 +156,8 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 TRL_SUPPLIES: frozenset[str] = frozenset({"entropy", "generator"})
 #: Hyperparameters TRL itself provides, under its own names.
 TRL_SUPPLIED_HPARAMS: dict[str, str] = {"clip_ratio_low": "epsilon_low", "clip_ratio_high": "epsilon_high"}
+#: (objective, hyperparameter) -> the LadGRPOConfig field holding it, where GRPOConfig already uses the name.
+RENAMED_HPARAMS: dict[tuple[str, str], str] = {("ppo_penalty", "beta"): "penalty_beta"}
 
 
 def trl_objectives() -> tuple[str, ...]:
@@ -211,7 +215,7 @@ class LadGRPOConfig(GRPOConfig):
         dataclasses in lad_ref.losses; each objective reads only its own.
         divergence (`str`, *optional*, defaults to `"js"`):
             LAD only. Generator f of the f-divergence between the policy- and advantage-induced distributions:
-            `"js"` (the paper's main choice), `"kl"`, `"rkl"`, `"jf"`, `"tv"`, `"hd"`.
+            `"js"` (the paper's main choice), `"kl"`, `"rkl"`, `"jf"`, `"tv"`, `"hd"`, `"neyman"`.
         eta (`float`, *optional*, defaults to `1.0`):
             LAD only. Temperature of the advantage-induced distribution P_A ∝ exp(A/eta); > 0.
         level (`str`, *optional*, defaults to `"token"`):
@@ -233,6 +237,11 @@ class LadGRPOConfig(GRPOConfig):
         clip_cov_ratio (`float`, *optional*, defaults to `0.0002`), clip_cov_lb (`float`, *optional*, defaults to
         `1.0`), clip_cov_ub (`float`, *optional*, defaults to `5.0`):
             clip_cov: fraction of tokens whose gradient is dropped, drawn among those with lb < cov < ub.
+        penalty_beta (`float`, *optional*, defaults to `0.1`), kl_estimator (`str`, *optional*, defaults to `"k3"`),
+        tied_only (`bool`, *optional*, defaults to `False`):
+            ppo_penalty: coefficient of the KL(pi_theta || pi_old) estimate added to GRPO's clipped loss (the
+            objective's `beta`; TRL's own `beta` stays the KL coefficient to the reference model), verl's estimator
+            (k1, k2, k3 = low_var_kl), and whether only tokens with advantage 0 (tied groups) are penalised.
 
         > Parameters of the data flow
 
@@ -248,7 +257,7 @@ class LadGRPOConfig(GRPOConfig):
     objective: str = field(
         default="lad",
         metadata={
-            "help": "lad_ref objective to optimise: 'lad', 'grpo', 'entadv', 'kl_cov' or 'clip_cov' "
+            "help": "lad_ref objective to optimise: 'lad', 'grpo', 'entadv', 'kl_cov', 'clip_cov' or 'ppo_penalty' "
             "(FlowRL is not supported through TRL: it needs a learned log Z head).",
         },
     )
@@ -280,6 +289,9 @@ class LadGRPOConfig(GRPOConfig):
     clip_cov_ratio: float = _from(ClipCovHparams, "clip_cov_ratio")
     clip_cov_lb: float = _from(ClipCovHparams, "clip_cov_lb")
     clip_cov_ub: float = _from(ClipCovHparams, "clip_cov_ub")
+    penalty_beta: float = _from(PpoPenaltyHparams, "beta")
+    kl_estimator: str = _from(PpoPenaltyHparams, "kl_estimator")
+    tied_only: bool = _from(PpoPenaltyHparams, "tied_only")
     advantage_estimator: str | None = field(
         default=None,
         metadata={
@@ -317,7 +329,9 @@ def objective_hparams(args: LadGRPOConfig, epsilon_low: float, epsilon_high: flo
     fields = _objective_fields()
     values = {}
     for name in spec.hparam_names:
-        if name in TRL_SUPPLIED_HPARAMS:
+        if (spec.name, name) in RENAMED_HPARAMS:
+            values[name] = getattr(args, RENAMED_HPARAMS[spec.name, name])
+        elif name in TRL_SUPPLIED_HPARAMS:
             values[name] = supplied[TRL_SUPPLIED_HPARAMS[name]]
         elif name in fields:
             values[name] = getattr(args, name)
@@ -345,6 +359,11 @@ def validate_lad_config(args: LadGRPOConfig) -> None:
                 f"{name}={value!r} applies to objective {' / '.join(map(repr, owners))} only; got objective "
                 f"{args.objective!r} (leave {name} at its default {default!r})."
             )
+    for (owner, name), renamed in RENAMED_HPARAMS.items():
+        default = dataclasses.asdict(get_objective(owner).hparams())[name]
+        if args.objective != owner and getattr(args, renamed) != default:
+            raise ValueError(f"{renamed}={getattr(args, renamed)!r} applies to objective {owner!r} only; got objective "
+                             f"{args.objective!r} (leave {renamed} at its default {default!r}).")
     if args.loss_agg_mode != "auto":
         choice("loss_agg_mode", args.loss_agg_mode, ("auto",) + AGG_MODES)
     if args.loss_agg_mode == "auto" and args.loss_type not in LOSS_TYPE_TO_AGG:
