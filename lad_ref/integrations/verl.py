@@ -45,6 +45,12 @@ call) is passed as ``agg_kwargs`` so that the aggregation is the same global-bat
 verl's ``agg_loss``. Entropy bonus and KL-to-reference stay verl's (``actor.entropy_coeff``,
 ``actor.use_kl_loss``): verl adds them outside the policy-loss function.
 
+The PPO-penalty baseline (:func:`lad_ref.losses.ppo_penalty_loss`: GRPO's clip plus beta * KL(pi_theta || pi_old))
+is registered the same way under ``ppo_penalty`` (:func:`compute_policy_loss_ppo_penalty`): the clip range is the
+actor's own ``clip_ratio_low`` / ``clip_ratio_high`` / ``clip_ratio_c``, and ``beta``, ``kl_estimator``, ``tied_only``
+are read from ``policy_loss`` (``_target_=lad_ref.integrations.verl.PpoPenaltyPolicyLossConfig``). verl's own
+``use_kl_loss`` anchors to the reference model, not to pi_old.
+
 Without verl installed, importing this module succeeds and registers nothing; :func:`register` then
 raises an ImportError naming the ``[verl]`` extra.
 """
@@ -60,12 +66,13 @@ from typing import Any
 
 import torch
 
-from lad_ref.losses import LadHparams, get_objective, lad_loss
+from lad_ref.losses import LadHparams, get_objective, lad_loss, ppo_penalty_loss
 
 __all__ = [
     "LOSS_NAME",
     "SUPPORTED_VERL_VERSION",
     "compute_policy_loss_lad",
+    "compute_policy_loss_ppo_penalty",
     "lad_hparams_from_config",
     "register",
 ]
@@ -167,6 +174,41 @@ def compute_policy_loss_lad(
     return loss, metrics
 
 
+#: The name of the PPO-penalty baseline in verl's registry, and its hyperparameters read from ``policy_loss``.
+PENALTY_LOSS_NAME = "ppo_penalty"
+_PENALTY_KEYS = ("beta", "kl_estimator", "tied_only")
+# the actor config's clip fields -> ppo_penalty's (verl's vanilla loss reads the same ones)
+_CLIP_KEYS = {"clip_ratio_low": "clip_ratio_low", "clip_ratio_high": "clip_ratio_high", "clip_ratio_c": "clip_ratio_c"}
+
+
+def compute_policy_loss_ppo_penalty(
+    old_log_prob: torch.Tensor,
+    log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    loss_agg_mode: str = "token-mean",
+    config: Any = None,
+    rollout_is_weights: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """GRPO's clipped loss plus beta * KL(pi_theta || pi_old), in verl's registered-loss signature.
+
+    :func:`lad_ref.losses.ppo_penalty_loss` with the actor's clip range (``config.clip_ratio_low/high/c``;
+    absent -> 0.2, 0.2, 3.0) and ``config.policy_loss.{beta, kl_estimator, tied_only}`` (absent -> 0.1, k3, false).
+    """
+    spec = get_objective(PENALTY_LOSS_NAME)
+    defaults = spec.defaults()
+    section = _get(config, "policy_loss")
+    values = {k: _get(config, src) for k, src in _CLIP_KEYS.items()}
+    values.update({k: _get(section, k) for k in _PENALTY_KEYS})
+    hp = dataclasses.asdict(spec.make_hparams(
+        {k: (defaults[k] if v is None else v) for k, v in values.items()}, where="policy_loss."))
+    info = _get(config, "global_batch_info") or {}
+    agg_kwargs = {k: info[k] for k in _AGG_KEYS if k in info and info[k] is not None}
+    loss, m = ppo_penalty_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode,
+                               weights=rollout_is_weights, agg_kwargs=agg_kwargs, **hp)
+    return loss, {f"actor/{k}": v for k, v in m.items()}
+
+
 def _verl_version() -> str | None:
     try:
         from importlib.metadata import version
@@ -200,6 +242,7 @@ def register(name: str = LOSS_NAME):
             "the registered-loss signature (verl >= 0.6.1) is used as-is, other versions are untested.",
             stacklevel=2,
         )
+    register_policy_loss(PENALTY_LOSS_NAME)(compute_policy_loss_ppo_penalty)
     return register_policy_loss(name)(compute_policy_loss_lad)
 
 
@@ -235,6 +278,25 @@ if _PolicyLossConfig is not None:
                 raise ValueError(f"policy_loss: {e}") from None
 
     __all__.append("LadPolicyLossConfig")
+
+    @dataclass
+    class PpoPenaltyPolicyLossConfig(_PolicyLossConfig):
+        """verl's ``PolicyLossConfig`` plus the PPO-penalty fields (``beta``, ``kl_estimator``, ``tied_only``;
+        defaults and checks of :class:`lad_ref.losses.PpoPenaltyHparams`; the clip range stays the actor's)."""
+
+        loss_mode: str = PENALTY_LOSS_NAME
+        beta: float = 0.1
+        kl_estimator: str = "k3"
+        tied_only: bool = False
+
+        def __post_init__(self):
+            parent = getattr(_PolicyLossConfig, "__post_init__", None)
+            if parent is not None:
+                parent(self)
+            get_objective(PENALTY_LOSS_NAME).make_hparams(
+                {k: getattr(self, k) for k in _PENALTY_KEYS}, where="policy_loss.")
+
+    __all__.append("PpoPenaltyPolicyLossConfig")
 
 
 def _verl_installed() -> bool:
