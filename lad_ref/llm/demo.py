@@ -49,7 +49,14 @@ def table(runs: dict[str, dict], committed: dict | None) -> str:
                       _fmt(None if lad.get(m) is None or grpo.get(m) is None else lad[m] - grpo[m], m, True), ctext))
     widths = [max(len(r[i]) for r in (head, *lines)) for i in range(len(head))]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    return "\n".join([fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in lines)])
+    rows = [fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in lines)]
+    return "\n".join(r.rstrip() for r in rows)
+
+
+def updates_per_batch(cfg) -> int:
+    """K = epochs x minibatches per rollout batch (prompts_per_step x group_size responses)."""
+    n = cfg.rollout.prompts_per_step * cfg.rollout.group_size
+    return cfg.optim.epochs * -(-n // cfg.optim.mini_batch_size)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from lad_ref.llm.study import GroupConfig, RunSpec, execute, load_study, run_metrics
+    from lad_ref.llm.study import GroupConfig, RunSpec, execute, load_study, run_config, run_metrics
 
     try:
         if args.jobs < 1:
@@ -84,11 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     root = Path(args.output_dir)
     runs = {m: run_metrics(RunSpec("main", m, args.seed).folder(root)) for m in METHODS}
+    k_updates = updates_per_batch(run_config(study, RunSpec("main", "lad(js)", args.seed), {}, root))
     committed, n = None, 0
     if Path(args.json).is_file():
         entry = (json.loads(Path(args.json).read_text()).get("paired") or {}).get(HEADLINE) or {}
         committed, n = entry, len(entry.get("seeds", []))
-    print(f"\nToy LM, seed {args.seed}: held-out prompts, the study protocol (K = 16 updates per rollout batch). "
+    print(f"\nToy LM, seed {args.seed}: held-out prompts, the study protocol (K = {k_updates} updates per rollout batch). "
           f"'committed' = the same difference over {n} paired seeds ({args.json}).\n")
     print(table(runs, committed))
     print("\nOne seed is one draw; the seed-to-seed spread is larger than the effect, so read the committed column "
