@@ -1,5 +1,5 @@
 # lad_ref: two commands on a fresh machine.
-#   make demo   set up, then run the main job (bandit sweep + toy LLM run, CPU)
+#   make demo   set up, then run the main job (bandit sweep + GRPO and LAD on the toy LM, CPU)
 #   make test   set up, then run every test (what CI runs)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -35,9 +35,10 @@ demo-bandit: setup
 bandit-regime: setup
 	$(PY) -m lad_ref.bandit.regime --config bandit/regime.yaml --out paper_figures/bandit_regime.json --plot paper_figures/bandit_regime.png paper_figures/bandit_regime.pdf
 
+# GRPO and LAD-js on seed 0 with the toy study's protocol, side by side, then a table beside the committed
+# multi-seed result (lad_ref/llm/demo.py; a second `make demo` reuses the finished runs)
 demo-llm: setup
-	$(PY) -m lad_ref.llm.train --config llm/configs/toy.yaml --objective lad --divergence js \
-		--output-dir $(RUN)/toy-lad-js --overwrite
+	$(PY) -m lad_ref.llm.demo --output-dir $(RUN)/demo --jobs $(JOBS)
 
 test: setup
 	$(PY) -m ruff check .

@@ -21,16 +21,8 @@ The run folder (``--output-dir``; a non-empty folder is refused unless ``--resum
 and ``results.json`` = {"start": {...}, "final": {...}} with avg_at_k, pass_at_k,
 pass_at_{1,4,16}, distinct_correct, solution_coverage, dist_1..dist_4, response_length.
 
-Toy results (``llm/configs/toy.yaml``, 86 held-out prompts x 32 samples, measured on a 2-core
-CPU; start = the shared SFT policy of that seed; avg@32 / distinct correct answers / dist-3):
-
-    seed  start                 grpo final            lad (js, eta 1) final
-    0     0.299 /  8.2 / 0.237  0.484 / 8.0 / 0.152   0.506 /  8.7 / 0.140
-    1     0.567 / 14.0 / 0.224  0.697 / 9.4 / 0.121   0.733 / 10.9 / 0.128
-    2     0.582 / 14.7 / 0.241  0.793 / 9.7 / 0.131   0.788 / 11.2 / 0.134
-
-Both objectives raise held-out accuracy; LAD ends with more distinct correct answers per
-prompt on every seed (dist-3 falls alike for both); its cost per step is GRPO's.
+Measured results (the toy study: LAD vs GRPO over paired seeds, per number of updates per rollout
+batch) are in ``docs/results.md``, generated from ``paper_figures/toy_study.json``.
 
 Modules, in the order a run uses them:
 
