@@ -29,7 +29,8 @@ def _result(n=8, lo=0.01, hi=0.03):
     (8, 0.01, 0.03, True, "holds"),
     (8, -0.03, -0.01, True, "reversed"),
     (8, -0.01, 0.03, True, "not distinguishable"),
-    (4, 0.01, 0.03, True, "not distinguishable"),  # a 4-seed CI that excludes 0 is still too coarse to test
+    (4, 0.01, 0.03, True, "direction only"),  # a 4-seed CI that excludes 0 is still too coarse to test
+    (4, -0.01, 0.03, True, "direction only"),
     (5, 0.01, 0.03, True, "holds"),
     (8, -0.03, -0.01, False, "holds"),  # lower is better: a negative CI is in A's favour
 ])

@@ -10,8 +10,9 @@ markdown cell of a notebook; ``--sync`` replaces it with the table NAME built fr
 so a number in the prose cannot go stale silently. The tables are pure functions of the JSON (dict -> str).
 
 **Verdicts.** A paired difference A - B "holds" when its 95% CI excludes 0 in A's favour over at least
-``MIN_SEEDS`` seeds, is "reversed" when it excludes 0 against A, and is otherwise "not distinguishable": a
-bootstrap CI over 2-4 seeds has at most 35 distinct resamples, too coarse to test anything (the study's forest
+``MIN_SEEDS`` seeds, is "reversed" when it excludes 0 against A, and is otherwise "not distinguishable"; over
+fewer than ``MIN_SEEDS`` seeds it is "direction only" whatever its CI: a bootstrap CI over 2-4 seeds has at most
+35 distinct resamples, too coarse to test anything (the study's forest
 plot greys such CIs for the same reason). "Favour" is higher for the metrics in ``HIGHER_IS_BETTER``; the others
 (``REPORT_ONLY``) are reported without a verdict.
 
@@ -63,7 +64,9 @@ OPENING = re.compile(r"<!-- report:([a-z_]+) -->")
 
 def verdict(entry: dict, higher_is_better: bool = True) -> str:
     """holds / reversed / not distinguishable for one paired summary {"mean", "ci95", "n"} (see the module doc)."""
-    if not entry or entry.get("ci95") is None or entry.get("n", 0) < MIN_SEEDS:
+    if entry and entry.get("mean") is not None and 0 < entry.get("n", 0) < MIN_SEEDS:
+        return "direction only"
+    if not entry or entry.get("ci95") is None:
         return "not distinguishable"
     lo, hi = entry["ci95"]
     if lo > 0 or hi < 0:
@@ -195,7 +198,7 @@ def cost_table(result: dict) -> str:
         per_seed = b.get("per_seed") or {}  # B's own time over the comparison's seeds where the JSON has them
         base = (_mean([per_seed[str(s)].get("update_seconds_per_step") for s in e["seeds"] if str(s) in per_seed])
                 if per_seed else b.get("mean", {}).get("update_seconds_per_step"))
-        word = {"holds": "A slower", "reversed": "A faster"}.get(verdict(v), "not distinguishable")
+        word = {"holds": "A slower", "reversed": "A faster"}.get(verdict(v), verdict(v))
         rel = f"{v['mean'] / base:+.0%}" if base else "—"
         lines.append(f"| {c} ({len(e['seeds'])}) | {diff_cell(v, 'update_seconds_per_step')} | "
                      f"{_num(base, 'update_seconds_per_step', False) if base else '—'} | {rel} | {word} |")

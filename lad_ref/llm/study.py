@@ -745,7 +745,7 @@ def write_figures(result: dict, folder: Path) -> list[Path]:
                     continue
                 ax.errorbar(e["mean"], i, xerr=[[e["mean"] - e["ci95"][0]], [e["ci95"][1] - e["mean"]]],
                             fmt="o", ms=3, capsize=2,
-                            color="0.5" if verdict(e) == "not distinguishable" else "C0")
+                            color="C0" if verdict(e) in ("holds", "reversed") else "0.5")
             ax.axvline(0, color="k", lw=0.8)
             ax.set_title(m, fontsize=8)
             ax.tick_params(labelsize=7)
