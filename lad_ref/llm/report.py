@@ -52,7 +52,7 @@ GROUPS = {
     "baselines": r"lad\(js\) - (entadv|kl_cov|clip_cov|flowrl)",
     "level": r"lad\(js,level=sequence\) - lad\(js\)",
     # issue 19: LAD's term on tied groups switched off (tied=0), and dynamic sampling (ds=1)
-    "control": r"(lad\(js\)|lad\(js,tied=0\)|grpo\(tied=0\)) - grpo",
+    "control": r"(lad\(js\)|lad\(js,tied=0\)|grpo\(tied=0\)) - grpo|lad\(js\) - lad\(js,tied=0\)",
     "dynamic": r"lad\(js,ds=1\) - grpo\(ds=1\)|grpo\(ds=1\) - grpo|lad\(js,ds=1\) - lad\(js\)",
     # issue 24: GRPO + beta * KL to pi_old beside LAD's eta
     "penalty": r"(lad\(js(,eta=[0-9.]+)?\)|ppo_penalty\(beta=[0-9.]+\)) - grpo|lad\(js\) - ppo_penalty\(beta=[0-9.]+\)",
@@ -120,8 +120,10 @@ def multiplicity_line(tests: list[dict | None], alpha: float = 0.05) -> str:
     text = (f"Multiplicity: {survive} of {len(usable)} tests (comparisons × metrics) survive Holm's correction at "
             f"{alpha:g} (two-sided paired sign-flip permutation p-values, `lad_ref.stats`); {ci_excl} of the "
             f"{len(usable)} CIs exclude 0 over ≥ {MIN_SEEDS} seeds.")
-    if fewest < 5:
-        text += f" With {fewest} seeds no p-value can be below {2 / 2 ** fewest:.3g}."
+    floor = 2 / 2 ** fewest  # the smallest two-sided sign-flip p-value over n seeds (all signs agree)
+    if floor > alpha / len(usable):
+        text += (f" With {fewest} seeds no p-value can be below {floor:.3g}, so a family of {len(usable)} cannot "
+                 f"reach Holm's first threshold {alpha / len(usable):.2g}: read the CIs as per-comparison evidence.")
     left = len(tests) - len(usable)
     return text + (f" {left} summaries without per-seed values are left out." if left else "")
 
@@ -251,7 +253,7 @@ def protocol_table(result: dict) -> str:
 
 
 def methods_table(result: dict) -> str:
-    """Absolute means over seeds: the SFT start and each method under the study protocol."""
+    """Absolute means over each method's own seeds, every cell 'start -> final' (the start of the same seeds)."""
     ms = {k: v for k, v in (result.get("methods") or {}).items() if v.get("variant", "main") == "main"}
     if not ms:
         return _absent("method results", "headline")
@@ -259,17 +261,129 @@ def methods_table(result: dict) -> str:
     cols = ("avg_at_k", "pass_at_K", "distinct_correct", "correct_answer_entropy", "policy_entropy")
     head = [_label(m, ref["mean"]) for m in cols]
     lines = ["| policy (seeds) | " + " | ".join(head) + " |", "|---" * (len(cols) + 1) + "|"]
-    rows = [(f"start (SFT) ({len(ref['seeds'])})", ref["start_mean"])]
-    rows += [(f"{name} ({len(v['seeds'])})", v["mean"]) for name, v in ms.items()]
-    for name, vals in rows:
-        cells = [_num(vals[_key(m, vals)], m, False) if vals.get(_key(m, vals)) is not None else "—" for m in cols]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    for name, v in ms.items():
+        start, final = v.get("start_mean") or {}, v["mean"]
+        cells = []
+        for m in cols:
+            a, b = start.get(_key(m, start)), final.get(_key(m, final))
+            cells.append("—" if b is None else (f"{_num(a, m, False)} → " if a is not None else "") + _num(b, m, False))
+        lines.append(f"| {name} ({len(v['seeds'])}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + ("\n\nEach cell: the SFT start → the end of RL, means over the row's own seeds (a row "
+                               "over seeds 0–3 starts lower than one over more seeds).")
+
+
+# ======================================================================================
+# the regime bandit (paper_figures/bandit_regime.json, loaded beside the study's JSON)
+# ======================================================================================
+
+REGIME_HEAD = "lad(js) - grpo"
+
+
+def _regime(result: dict) -> dict:
+    return result.get("_regime") or {}
+
+
+def _short(e: dict | None, metric: str = "eff_correct") -> str:
+    """'+2.86 [+1.94, +3.82], 8/8' with the verdict in bold where it holds or is reversed."""
+    if not e or e.get("mean") is None:
+        return "—"
+    word = verdict(e, e.get("better", "higher") == "higher")
+    lo, hi = e["ci95"]
+    cell = f"{e['mean']:+.2f} [{lo:+.2f}, {hi:+.2f}], {e['wins']}/{e['n']}"
+    return cell + (f" **{word}**" if word in ("holds", "reversed") else "")
+
+
+def regime_k_table(result: dict) -> str:
+    """Regime bandit, GRPO vs LAD-js per K: effective correct answers, KL to the start, mass on correct."""
+    reg = _regime(result)
+    rows = {(r["K"], r["objective"]): r for r in reg.get("rows") or []}
+    paired = (reg.get("paired") or {}).get(REGIME_HEAD) or {}
+    if not paired:
+        return "*No regime-bandit record beside the study's JSON (`make bandit-regime` writes it).*"
+    lines = ["| K | eff. correct answers GRPO | LAD-js | LAD-js − GRPO [95% CI], wins | KL to start GRPO | LAD-js | "
+             "mass on correct GRPO / LAD-js |", "|---|---|---|---|---|---|---|"]
+    tests = []
+    for k in sorted(paired, key=int):
+        g, lad = rows.get((int(k), "grpo")), rows.get((int(k), "lad(js)"))
+        if not g or not lad:
+            continue
+        tests.append(_seed_diffs(reg.get("rows"), k, "lad(js)", paired[k].get("eff_correct")))
+        lines.append(f"| {k} | {g['eff_correct']['mean']:.2f} | {lad['eff_correct']['mean']:.2f} | "
+                     f"{_short(paired[k].get('eff_correct'))} | {g['kl_start']['mean']:.2f} | "
+                     f"{lad['kl_start']['mean']:.2f} | {g['mass_correct']['mean']:.3f} / {lad['mass_correct']['mean']:.3f} |")
+    start = (reg.get("start") or {}).get("eff_correct")
+    note = (f"{len(reg.get('seeds') or [])} paired seeds; the start's effective number of correct answers is "
+            f"{start['mean']:.2f} (same seeds)." if isinstance(start, dict) and "mean" in start else "")
+    return "\n".join(lines) + "\n\n" + note + " " + multiplicity_line(tests)
+
+
+def regime_divergence_table(result: dict) -> str:
+    """Regime bandit: effective correct answers per K and divergence, (+) / (−) / (≈) against GRPO."""
+    reg = _regime(result)
+    objs = [o for o in (reg.get("config") or {}).get("objectives", []) if o.startswith("lad(")]
+    rows = {(r["K"], r["objective"]): r for r in reg.get("rows") or []}
+    paired = reg.get("paired") or {}
+    ks = sorted({r["K"] for r in reg.get("rows") or []})
+    if not objs or not ks:
+        return "*No regime-bandit record beside the study's JSON (`make bandit-regime` writes it).*"
+    lines = ["| K | grpo | " + " | ".join(objs) + " |", "|---" * (len(objs) + 2) + "|"]
+    tests = []
+    for k in ks:
+        cells = [f"{rows[(k, 'grpo')]['eff_correct']['mean']:.2f}" if (k, "grpo") in rows else "—"]
+        for o in objs:
+            r, e = rows.get((k, o)), ((paired.get(f"{o} - grpo") or {}).get(str(k)) or {}).get("eff_correct")
+            tests.append(_seed_diffs(reg.get("rows"), k, o, e))
+            sign = "≈" if verdict(e or {}) not in ("holds", "reversed") else ("+" if e["mean"] > 0 else "−")
+            cells.append(f"{r['eff_correct']['mean']:.2f} ({sign})" if r else "—")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return ("\n".join(lines) + "\n\nEffective correct answers at the end; (+) / (−): the paired 95% CI of the difference "
+            "to GRPO lies above / below 0, (≈): it contains 0. " + multiplicity_line(tests))
+
+
+def _seed_diffs(rows: list[dict], k, a: str, summary: dict | None, b: str = "grpo",
+                metric: str = "eff_correct") -> dict | None:
+    """The paired ``summary`` of one K with its per-seed differences a_s - b_s from a regime record's rows (the
+    record stores per-seed values per row, not per comparison), for the Holm line."""
+    by = {(r["K"], r["objective"]): r for r in rows or []}
+    ra, rb = by.get((int(k), a)), by.get((int(k), b))
+    if not ra or not rb or not summary:
+        return None
+    return {**summary, "per_seed": [x - y for x, y in zip(ra[metric]["per_seed"], rb[metric]["per_seed"])]}
+
+
+def _control(reg: dict, name: str) -> dict:
+    return next((c for c in reg.get("controls") or [] if c.get("name") == name), {})
+
+
+def regime_control_table(result: dict) -> str:
+    """Regime bandit: LAD-js − GRPO per K with LAD's tied-group term on (main) and off, and with dynamic sampling."""
+    reg = _regime(result)
+    main = (reg.get("paired") or {}).get(REGIME_HEAD) or {}
+    off = ((_control(reg, "tied-group term off").get("paired") or {}).get(REGIME_HEAD)) or {}
+    ds = _control(reg, "dynamic sampling")
+    ds_pair = ((ds.get("paired") or {}).get(REGIME_HEAD)) or {}
+    if not main or not off:
+        return "*No tied-group control in the regime-bandit record (`make bandit-regime` runs it).*"
+    lines = ["| K | LAD-js − GRPO | LAD-js without its tied-group term − GRPO | with dynamic sampling: LAD-js − GRPO |",
+             "|---|---|---|---|"]
+    tests = []
+    for k in sorted(main, key=int):
+        cells = [main.get(k, {}).get("eff_correct"), (off.get(k) or {}).get("eff_correct"),
+                 (ds_pair.get(k) or {}).get("eff_correct")]
+        tests += [_seed_diffs(src, k, "lad(js)", c) for src, c in zip(
+            (reg.get("rows"), _control(reg, "tied-group term off").get("rows"), ds.get("rows")), cells) if c]
+        lines.append(f"| {k} | " + " | ".join(_short(c) for c in cells) + " |")
+    return ("\n".join(lines) + "\n\nEffective correct answers, paired differences over "
+            f"{len(reg.get('seeds') or [])} seeds: mean [95% CI], seeds the first wins. The tied-group term off: LAD's loss "
+            "on groups whose G rewards are all equal multiplied by 0, the rows kept in the normaliser (GRPO's numbers "
+            "are bit-identical with and without it). Dynamic sampling: tied groups dropped and the batch refilled "
+            "with untied ones, for both methods. " + multiplicity_line(tests))
 
 
 TABLES = {
     "headline": headline_table, **{g: (lambda r, g=g: comparisons_table(r, g)) for g in GROUPS},
     "cost": cost_table, "protocol": protocol_table, "methods": methods_table,
+    "regime_k": regime_k_table, "regime_divergence": regime_divergence_table, "regime_control": regime_control_table,
 }
 
 
@@ -314,9 +428,21 @@ def sync_file(path: Path, result: dict, write: bool) -> list[str]:
     return stale
 
 
+def load_results(study_json: str | Path, regime_json: str | Path | None = None) -> dict:
+    """The study's JSON with the regime bandit's record attached under ``_regime`` (default: the file
+    ``bandit_regime.json`` beside the study's), which the ``regime_*`` tables read."""
+    result = json.loads(Path(study_json).read_text())
+    regime = Path(regime_json) if regime_json else Path(study_json).with_name("bandit_regime.json")
+    if regime.is_file():
+        result["_regime"] = json.loads(regime.read_text())
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lad_ref.llm.report", description=__doc__.split("\n\n")[0])
     p.add_argument("--json", default="paper_figures/toy_study.json", help="The study's results (toy_study.json).")
+    p.add_argument("--regime", default=None, help="The regime bandit's record (default: bandit_regime.json beside "
+                   "--json).")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--sync", nargs="+", type=Path, metavar="FILE", help="Rewrite the report blocks in place.")
     mode.add_argument("--check", nargs="+", type=Path, metavar="FILE", help="Exit 1 if a report block is stale.")
@@ -324,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not Path(args.json).is_file():
         p.error(f"--json {args.json!r} does not exist; write it with python -m lad_ref.llm.study --json.")
-    result = json.loads(Path(args.json).read_text())
+    result = load_results(args.json, args.regime)
     if args.table:
         print(table(args.table, result))
         return 0
