@@ -98,10 +98,10 @@ import time
 
 from lad_ref.rewards.code_tests import (
     Case,
-    driver_source,
-    driver_stdin,
     checker_driver_source,
     checker_driver_stdin,
+    driver_source,
+    driver_stdin,
     driver_verdict,
     outputs_match,
     parse_tests,
