@@ -160,28 +160,33 @@ def _gold_text(answer) -> str | None:
     text = _ESCAPED_DOLLAR.sub("", text).strip()  # N1: "\$18.90" is a price, not a math delimiter
     if not text:
         return None
-    readings: list[str] = []
+    # A reading is (gold text, mode): "completion" compares with math-verify's reading of the whole completion;
+    # "answer" (a reading that drops part of the gold: its % sign or unit) only with the completion's final
+    # answer (its last box, else what math-verify extracted), so an earlier "10\%" in the text cannot match.
+    readings: list[tuple[str, str]] = []
     facts: dict = {"choice": _choice_of_gold(text)}
+    unit = _number_with_unit(text)
+    if unit is not None:
+        facts["unit"] = unit[1]
+    mixed = _MIXED_NUMBER.match(text)
     if _DELIMITED.search(text):
-        readings.append(text)
+        readings.append((text, "completion"))
+    elif mixed:  # N6: "1 1/2" is 3/2 (math-verify reads 1)
+        readings.append(("\\boxed{" + _mixed_to_frac(mixed) + "}", "completion"))
     else:
-        readings.append("\\boxed{" + text + "}")
+        readings.append(("\\boxed{" + text + "}", "completion"))
         m = _DECIMAL_COMMA.match(text)
         if m:  # G2
-            readings.append("\\boxed{" + f"{m.group(1)}.{m.group(2)}" + "}")
-        m = _PERCENT.match(text)
-        if m:  # N2: "10\%" is also its number and its fraction
-            readings += ["\\boxed{" + m.group(1) + "}", "\\boxed{\\frac{" + m.group(1) + "}{100}}"]
-        unit = _number_with_unit(text)
-        if unit is not None:  # N3: "10 weeks", "10 \text{ cm}^2" -> 10 (and remember the unit)
-            readings.append("\\boxed{" + unit[0] + "}")
-            facts["unit"] = unit[1]
-        m = _MIXED_NUMBER.match(text)
-        if m:  # N6: "1 1/2" -> 3/2
-            readings.append("\\boxed{" + _mixed_to_frac(m) + "}")
+            readings.append(("\\boxed{" + f"{m.group(1)}.{m.group(2)}" + "}", "completion"))
         latex = _plain_text_to_latex(text)
         if latex is not None:  # N5: "2*pi", "sqrt(a^2+b^2)", "pi*r^2"
-            readings.append("\\boxed{" + latex + "}")
+            readings.append(("\\boxed{" + latex + "}", "completion"))
+        m = _PERCENT.match(text)
+        if m:  # N2: "10\%" is also its number and its fraction
+            readings += [("\\boxed{" + m.group(1) + "}", "answer"),
+                         ("\\boxed{\\frac{" + m.group(1) + "}{100}}", "answer")]
+        if unit is not None:  # N3: "10 weeks", "10 \text{ cm}^2" -> 10
+            readings.append(("\\boxed{" + unit[0] + "}", "answer"))
     return json.dumps({"readings": readings, **facts})
 
 
@@ -344,9 +349,14 @@ def _grade(completion: str, gold: str, settings: dict) -> str:
         letter = _chosen_letter(completion)
         if letter is not None:
             return "correct" if letter == info["choice"] else "wrong"
+    if info.get("unit"):  # U2: a final answer with another unit is another quantity ("16 cm" for 16 cm^2)
+        box = _last_box_content(completion)
+        theirs = _number_with_unit(_unwrap(box)) if box is not None else None
+        if theirs is not None and theirs[1] != info["unit"]:
+            return "wrong"
     verdict = "bad_gold"
-    for one in info["readings"]:
-        found = _grade_one(completion, one, settings, info.get("unit"))
+    for one, mode in info["readings"]:
+        found = _grade_one(completion, one, settings, info.get("unit"), answer_only=mode == "answer")
         if found == "correct":
             return found
         if verdict == "bad_gold":
@@ -366,14 +376,17 @@ def _imaginary_equal(gold_parsed: tuple, pred: list) -> bool:
     if not isinstance(g, sympy.Expr) or not isinstance(p, sympy.Expr):
         return False
     # math-verify's symbols carry assumptions (real=True), so they are matched by name
-    if {str(x) for x in g.free_symbols} != {"i"} or not {str(x) for x in p.free_symbols} <= {"i"}:
+    names = {str(x) for x in g.free_symbols} | {str(x) for x in p.free_symbols}
+    if names != {"i"}:
         return False
     g = g.subs({x: sympy.I for x in g.free_symbols})
     p = p.subs({x: sympy.I for x in p.free_symbols})
     return sympy.simplify(g - p) == 0
 
 
-def _grade_one(completion: str, gold: str, settings: dict, gold_unit: str | None = None) -> str:
+def _grade_one(
+    completion: str, gold: str, settings: dict, gold_unit: str | None = None, *, answer_only: bool = False
+) -> str:
     mv = _import_math_verify()
     priority = int(settings["boxed_match_priority"])
     gold_parsed = _parse_gold(gold, priority)
@@ -383,6 +396,14 @@ def _grade_one(completion: str, gold: str, settings: dict, gold_unit: str | None
         return "wrong"
     pred = _parse(completion, priority)
     compare = {k: settings[k] for k in ("float_rounding", "numeric_precision", "strict", "allow_set_relation_comp")}
+    if answer_only:
+        final = _last_box_content(completion)
+        if final is None:
+            final = pred[-1] if pred and isinstance(pred[-1], str) else None
+        if final is None:
+            return "wrong"
+        completion = "$" + final + "$"
+        pred = _parse(completion, priority)
     if _same(mv, gold_parsed, pred, compare):
         return "correct"
     if _ESCAPED_DOLLAR.search(completion):  # N1 on the prediction: "\$18.90" is a price there too
