@@ -12,7 +12,9 @@ Two sandbox modes (:func:`sandbox_mode`), the same limits and the same attack su
 * ``"bwrap"`` -- bubblewrap (``bwrap``, the sandbox of Flatpak; Debian package ``bubblewrap``) for an
   ordinary user where unprivileged user namespaces exist: new user, PID, mount, network, IPC, UTS and
   cgroup namespaces; the same read-only binds (``/usr``, the interpreter prefix, ``/etc/ld.so.cache``,
-  the five device files), a ``disk_mb`` tmpfs ``/sandbox`` holding the program, ``/`` remounted read-only,
+  the five device files), a ``disk_mb`` tmpfs ``/sandbox`` of at most 4096 inodes holding the program
+  (mounted by the inner launcher with ``CAP_SYS_ADMIN`` of the sandbox's own user namespace, dropped before
+  the program runs, because bwrap's ``--tmpfs`` takes no inode limit), ``/`` remounted read-only,
   the same clean environment, ``--die-with-parent`` and ``--new-session``; the rlimits are set by a tiny
   launcher *inside* the namespaces (the kernel counts ``RLIMIT_NPROC`` per user namespace, so the limit
   covers exactly this sandbox); cleanup is a SIGKILL to the namespace's init, after which the kernel
@@ -23,9 +25,11 @@ Neither available: :class:`SandboxError` naming what to install or enable; progr
 
 Isolation mechanisms of the root mode (Linux, caller is root)
 -------------------------------------------------------------
-Every test runs in a fresh process started by a small launcher (``python -I -S -c <launcher>``, run as
-root) that sets up the sandbox and then ``execve``s the program's interpreter. No ``preexec_fn`` is
-used, so :func:`run_tests` is safe to call from several threads at once. The launcher:
+Every test runs in a fresh process started by a small launcher (``python -I -S -B -c <launcher>``, run as
+root) that sets up the sandbox and then runs the program in its own interpreter (a fresh ``__main__``
+module, as ``python -I -S -B /sandbox/prog.py`` would; a second interpreter start cost about as much as
+the program). No ``preexec_fn`` is used, so :func:`run_tests` is safe to call from several threads at
+once. The launcher:
 
 1. **Namespaces** -- ``unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)``.
    *Network*: the new network namespace has only a loopback interface, and it is down, so every
@@ -39,7 +43,7 @@ used, so :func:`run_tests` is safe to call from several threads at once. The lau
    (``/root``, ``/home``, the repository, data, other ``/tmp`` files) is not visible at all. There is no
    ``/proc`` and no ``/dev/shm``.
 3. **A private, size-bounded working directory** -- ``/sandbox``, a ``tmpfs`` of ``disk_mb`` MiB and at
-   most 4096 inodes owned by the sandbox user, is the program's cwd, ``HOME`` and ``TMPDIR`` and the only
+   most :data:`SANDBOX_INODES` (4096) inodes owned by the sandbox user, is the program's cwd, ``HOME`` and ``TMPDIR`` and the only
    writable place; the program file is copied into it. It is freed by the kernel when the last sandbox
    process exits, so nothing written there outlives the test. (On the host, a temporary directory holding
    the program source, the stdin file and an empty mount point is created per :func:`run_tests` call and
@@ -196,12 +200,12 @@ def extract_program(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The launcher: runs as root in the child process, sets up the sandbox, execs the program
+# The launcher: runs as root in the child process, sets up the sandbox, then runs the program (_RUN_INLINE)
 # ----------------------------------------------------------------------------------------------------
 
-# Executed with ``python -I -S -c``; argv[1] is a JSON config. Kept self-contained (stdlib + ctypes).
-# Any failure before execve is reported on the status pipe as "error: ..." and exits with 121;
-# "ok" is written right before execve. The status pipe is close-on-exec, so the program cannot use it.
+# Executed with ``python -I -S -B -c``; argv[1] is a Python literal config. Kept self-contained (ctypes).
+# Any failure before the program runs is reported on the status pipe as "error: ..." and exits with 121;
+# "ok" is written once the sandbox is ready, and the pipe is closed before the program runs.
 _LAUNCHER = r"""
 import ctypes, os, sys
 cfg = eval(sys.argv[1], {"__builtins__": {}})  # a literal written by the parent (no json/resource import)
@@ -436,7 +440,7 @@ def _sandbox_unavailable_reason() -> str | None:
     return None
 
 
-# Runs inside bubblewrap's namespaces, as the first command: sets the limits and execs the program.
+# Runs inside bubblewrap's namespaces, as the first command: mounts /sandbox, sets the limits, runs the program.
 # RLIMIT_NPROC is set here, not before bwrap, because the kernel counts it per user namespace: inside, it
 # counts exactly this sandbox's tasks (plus bwrap's init); outside it would count every process of the user.
 # It also reports "ok" on the status pipe once bwrap's setup is complete (the pipe is close-on-exec, so

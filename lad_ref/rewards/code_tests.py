@@ -17,21 +17,24 @@ the user. Accepted layouts (a JSON string of any of them is accepted too):
    JSON string, decoded with an unpickler that refuses every class) and ``"metadata"`` (``func_name``). The
    row's other fields (``question_content``, ``starter_code``, ...) are ignored.
 4. **Test code** (HumanEval, HumanEval+, MBPP-style) -- ``{"test": str, "entry_point": str}`` with
-   HumanEval's field names; ``test`` defines ``check(candidate)``. HumanEval's own row fields ``task_id``,
-   ``prompt`` and ``canonical_solution`` may be present and are ignored.
+   HumanEval's field names; ``test`` defines ``check(candidate)`` or is bare asserts naming the function
+   (MBPP). HumanEval's ``prompt`` is used when present (its helpers, e.g. HumanEval/32's ``poly``, are then
+   the dataset's); ``task_id`` and ``canonical_solution`` are ignored.
 
 Call-based cases run the program (as a module named ``solution``, so its ``if __name__ == "__main__"`` block
 does not run; after LiveCodeBench's import header, so ``List``, ``deque``, ``inf`` need no import) and call the top-level function ``fn_name``, or ``Solution().fn_name`` (LeetCode), with the
 arguments; the result goes through a JSON round trip (tuples become lists) and is compared with the
 expected value (:func:`values_match`: floats within :data:`FLOAT_TOLERANCE`, as APPS/verl's ``prime_code``
-allow). Test-code cases run the program, then the test code, then ``check(entry_point)``.
+allow). Test-code cases run in two sandboxes (:func:`server_driver_source`, :func:`checker_driver_source`,
+``lad_ref.rewards.code._run_code_case``): the program answers calls, the test code runs in a process the
+program cannot reach, and values cross as plain data (``_PLAIN_CODEC``).
 
 **Early exit does not pass.** A driver reads a random nonce from stdin before the program runs (stdin is
-then replaced by ``/dev/null``), and prints it only after the call / ``check`` returned; the parent requires
-it. ``os._exit(0)``, ``sys.exit(0)``, or printing a fake result at import time therefore fail. What this
-does not stop: a program that deliberately searches the interpreter's memory for the nonce (stack frames,
-``gc``) or patches the builtins the test relies on. That is a targeted attack on this harness, not an
-accident of RL; peers (HumanEval's ``execution.py``, SandboxFusion) have the same limit.
+then replaced by ``/dev/null``), and prints it only after the call / ``check`` returned; the parent
+requires it. ``os._exit(0)``, ``sys.exit(0)``, or printing a fake result at import time therefore fail. For
+call-based cases the nonce is in the program's process, but forging it only delivers a result of the
+program's choosing, which the parent compares -- the same as returning it. For test-code cases the nonce
+lives only in the test's process.
 """
 
 from __future__ import annotations
