@@ -279,7 +279,8 @@ def test_gold_normalisation_cases(gold: str, completion: str, verdict: int) -> N
 @pytest.mark.parametrize("gold", [r"\$18.90", r"\$40", r"\$1,\!120", r"\$0.25", "10\\%", "10%", "12.5\\%"])
 def test_dollar_and_percent_golds_accept_their_own_value_and_bare_number(gold) -> None:
     number = gold.replace("\\$", "").replace("\\%", "").replace("%", "").replace(",\\!", "")
-    assert math_reward(gold, gold) == 1.0
+    assert math_reward(f"The answer is ${gold}$.", gold) == 1.0
+    assert math_reward(f"The answer is $\\boxed{{{gold}}}$.", gold) == 1.0
     assert math_reward(f"The answer is $\\boxed{{{number}}}$.", gold) == 1.0
     assert math_reward("The answer is $\\boxed{7}$.", gold) == 0.0
 
