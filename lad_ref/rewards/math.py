@@ -32,6 +32,20 @@ careful human grader says (each has its own test in ``tests/test_math_reward.py`
   ``50\\%`` as a string only, which equals nothing), so "what percent ...? 50" and "probability 0.5" both
   accept ``50\\%``.
 
+Gold normalisation (issue 22; cases in ``tests/data/math_gold_cases.yaml``, table in ``docs/graders.md``):
+
+* **N1** -- ``\\$`` is a currency sign: removed from the gold (and, as a second try, from the completion).
+* **N2** -- a bare percent gold ``10\\%`` also reads ``10`` and ``\\frac{10}{100}``, compared with the
+  completion's final answer only (its last box, else what math-verify extracted).
+* **N3/U1/U2** -- a number with a unit in words (``10 weeks``, ``16 \\text{ cm}^2``) reads as the number,
+  on the gold side (final answer only) and in a boxed prediction; a boxed final answer with *another*
+  unit scores 0.
+* **N4/C1** -- a choice-letter gold (``C``, ``\\text{(C)}``) is graded by the letter the completion chooses.
+* **N5** -- a plain-text gold (``2*pi``, ``sqrt(a^2+b^2)``) also reads as LaTeX.
+* **N6** -- a mixed number ``1 1/2`` is ``3/2`` (gold and prediction).
+* **I1** -- ``i`` is the imaginary unit when it is the only symbol on both sides.
+* **B1** -- without a box, a final ``[90]`` is the answer.
+
 The reward is a pure function of strings: no torch, no model. It never raises because of what the model
 wrote or what the dataset holds: an unparsable, huge or adversarial completion scores 0.0, and a reference
 answer math-verify cannot read (empty, unclosed ``\\boxed{``, not a string) scores 0.0 for every
