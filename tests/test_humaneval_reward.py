@@ -4,7 +4,8 @@
 * every canonical solution scores 1.0;
 * a broken variant of each (the body replaced by ``return None``) scores 0.0;
 * the early-exit hack ``import os; os._exit(0)`` scores 0.0 on all 164 (a grader that only checks the
-  exit status would give it 1.0).
+  exit status would give it 1.0), and so do the three hacks that beat the one-process design (issue 22):
+  a patched ``compile``, the nonce read from ``__main__``, an object equal to everything.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def problems() -> list[dict]:
 
 
 def _tests(row: dict) -> dict:
-    return {"test": row["test"], "entry_point": row["entry_point"]}
+    # the prompt's helpers (HumanEval/32's poly, /38's encode_cyclic) then come from the dataset
+    return {"test": row["test"], "entry_point": row["entry_point"], "prompt": row["prompt"]}
 
 
 def test_canonical_solutions_all_pass(problems) -> None:
@@ -56,3 +58,29 @@ def test_early_exit_hack_scores_zero_everywhere(problems) -> None:
     programs = ["import os\nos._exit(0)\n"] * len(problems)
     scores = grade_code(programs, [_tests(r) for r in problems], **LIMITS)
     assert sum(scores) == 0.0
+
+
+HACKS = {
+    "patch_compile": (
+        "import builtins\n_c = builtins.compile\n"
+        "builtins.compile = lambda s, f, m, *a, **k: _c('def check(candidate):\\n    pass\\n' if f != 'solution.py' "
+        "else s, f, m, *a, **k)\n"
+    ),
+    "nonce_from_main": (
+        "import os, sys\nfor v in list(vars(sys.modules['__main__']).values()):\n"
+        "    if isinstance(v, str) and len(v) >= 16:\n        os.write(1, ('\\n' + v + 'null\\n').encode())\n"
+        "os._exit(0)\n"
+    ),
+    "eq_always_true": "class _A:\n    __eq__ = lambda s, o: True\n    __ne__ = lambda s, o: False\n    __hash__ = object.__hash__\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HACKS))
+def test_issue_22_hacks_score_zero_everywhere(problems, name) -> None:
+    def program(row):
+        if name == "eq_always_true":  # the entry point returns the object, whatever its signature
+            return HACKS[name] + f"def {row['entry_point']}(*args, **kwargs):\n    return _A()\n"
+        return HACKS[name] + row["prompt"] + "    return None\n"
+
+    scores = grade_code([program(r) for r in problems], [_tests(r) for r in problems], **LIMITS)
+    assert sum(scores) == 0.0, [r["task_id"] for r, s in zip(problems, scores) if s]

@@ -1,20 +1,21 @@
 """Grade a batch of completions across cores, with a deadline per item.
 
-* :func:`grade_math` -- :func:`lad_ref.rewards.math.math_reward` over a batch from a pool of threads.
-  Called off the main thread, ``math_reward`` sends each item to one of its long-lived helper
-  *processes* (math-verify/sympy holds the GIL, so the work must leave this process to use more cores),
-  which grades it under its own SIGALRM deadline; a helper that does not answer within the deadline plus
-  a grace period is killed and replaced, and that item scores 0.0. So every item has its own deadline.
+* :func:`grade_math` -- :func:`lad_ref.rewards.math.math_reward` over a batch in a warm
+  ``multiprocessing`` pool (math-verify/sympy holds the GIL, so the work must leave this process to use
+  more cores). The pool is started on the first call and reused by later ones; items travel in chunks
+  (few IPC round trips) and each is graded on a worker's main thread under its own SIGALRM deadline. A
+  chunk that overruns ``items x timeout_s`` plus a grace period (a computation that ignores the alarm) has
+  the pool terminated (``Pool.terminate``, public API) and replaced; its items score 0.0.
 * :func:`grade_code` -- :func:`lad_ref.rewards.code.code_reward` over a batch from a pool of threads:
   each test already runs in its own sandboxed OS process and the grading thread only waits on pipes (the
   GIL is released). Every test has its own wall-clock limit (``timeout_s``), so an item takes at most
   about ``tests x timeout_s``.
 
-*Library first*: ``concurrent.futures.ThreadPoolExecutor`` for both. For math the processes are
-``math_reward``'s own helper processes (plain ``subprocess`` children, killable one at a time) rather than
-``multiprocessing.Pool``: a spawn pool re-imports the caller's ``__main__`` in every worker (a script
-without an ``if __name__ == "__main__"`` guard then hangs) and cannot kill one stuck worker without
-killing the pool. Throughput one core vs all cores is measured in ``benchmarks/bench_rewards.py``.
+*Library first*: ``multiprocessing.Pool`` for math (a standard executor that, unlike
+``concurrent.futures.ProcessPoolExecutor``, can kill a stuck worker through its public API), started with
+``fork`` (spawn and forkserver would re-import the caller's ``__main__`` in every worker: a script
+without an ``if __name__ == "__main__"`` guard would hang), and ``concurrent.futures.ThreadPoolExecutor`` for code. Throughput
+with 1 and N workers is measured side by side in ``benchmarks/bench_rewards.py``.
 
 Neither function raises because of an item: a reference answer math-verify cannot read, or a test layout
 that is not recognised, scores 0.0 with a warning naming it (once per distinct message). A sandbox that
@@ -24,8 +25,12 @@ machine is not mistaken for a policy that never solves anything.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import multiprocessing
+import multiprocessing.pool
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -62,6 +67,58 @@ def _check_lengths(a: Sequence, b: Sequence, names: str) -> None:
 # ----------------------------------------------------------------------------------------------------
 
 
+def _grade_chunk(items: list[tuple], settings: dict, timeout_s: float) -> list[float]:
+    """Worker side: each item on this process's main thread under its own SIGALRM deadline."""
+    from lad_ref.rewards.math import math_reward
+
+    return [math_reward(c, a, timeout_s=timeout_s, **settings) for c, a in items]
+
+
+def _warm(_: int) -> bool:
+    from lad_ref.rewards.math import _import_math_verify
+
+    _import_math_verify()
+    return True
+
+
+_pools: dict[int, multiprocessing.pool.Pool] = {}
+_pools_lock = threading.Lock()
+_POOL_GRACE_S = 5.0
+
+
+def _math_pool(workers: int) -> multiprocessing.pool.Pool:
+    """The warm pool of ``workers`` processes, started once and reused by every later call."""
+    with _pools_lock:
+        pool = _pools.get(workers)
+        if pool is None:
+            # fork: spawn and forkserver re-import the caller's __main__ in every worker, so a training
+            # script without an `if __name__ == "__main__":` guard would start pools recursively and hang.
+            # The workers are forked once (and only replaced after a kill), so the fork-with-threads
+            # hazard is limited to that moment; they only run math-verify.
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            pool = multiprocessing.get_context(method).Pool(workers)
+            pool.map(_warm, range(workers))  # math-verify imported in every worker before timing starts
+            _pools[workers] = pool
+        return pool
+
+
+def _drop_pool(workers: int) -> None:
+    with _pools_lock:
+        pool = _pools.pop(workers, None)
+    if pool is not None:
+        pool.terminate()  # kills every worker, including one stuck past its deadline
+        pool.join()
+
+
+def shutdown_pools() -> None:
+    """Stop every warm grading pool (also run at exit)."""
+    for workers in list(_pools):
+        _drop_pool(workers)
+
+
+atexit.register(shutdown_pools)
+
+
 def grade_math(
     completions: Sequence[str],
     answers: Sequence,
@@ -71,7 +128,14 @@ def grade_math(
     **settings,
 ) -> list[float]:
     """``[math_reward(c, a, timeout_s=timeout_s, **settings) for c, a in zip(completions, answers)]``,
-    across ``workers`` helper processes (default: every core; ``workers=1`` grades in this process).
+    across ``workers`` processes (default: every core; ``workers=1`` grades in this process).
+
+    The processes are a ``multiprocessing`` pool started on the first call with that ``workers`` and reused
+    by later calls (warm: math-verify imported, its caches kept). Items go out in chunks (about four per
+    worker, so one IPC round trip carries many items); each item runs on a worker's main thread under its
+    own SIGALRM deadline ``timeout_s``. If a chunk does not come back within ``chunk x timeout_s`` plus a
+    grace period (a computation that ignores the alarm), the pool is terminated and replaced, and that
+    chunk's items score 0.0.
 
     Raises ValueError for mismatched lengths or an invalid setting; never because of an item.
     """
@@ -80,14 +144,27 @@ def grade_math(
     check_math_settings(timeout_s, **settings)
     if not completions:
         return []
-
-    def one(completion, answer) -> float:
-        return math_reward(completion, answer, timeout_s=timeout_s, **settings)
-
     if workers == 1:
-        return [one(c, a) for c, a in zip(completions, answers)]
-    with ThreadPoolExecutor(max_workers=min(workers, len(completions))) as pool:
-        return list(pool.map(one, completions, answers))
+        return [math_reward(c, a, timeout_s=timeout_s, **settings) for c, a in zip(completions, answers)]
+    items = [(c if isinstance(c, str) else None, a if isinstance(a, (str, int, float)) else None)
+             for c, a in zip(completions, answers)]
+    size = max(1, min(64, len(items) // (4 * workers)))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    pool = _math_pool(workers)
+    pending = [pool.apply_async(_grade_chunk, (chunk, settings, timeout_s)) for chunk in chunks]
+    scores: list[float] = []
+    for chunk, result in zip(chunks, pending):
+        try:
+            scores += result.get(timeout=len(chunk) * timeout_s + _POOL_GRACE_S)
+        except multiprocessing.TimeoutError:
+            logger.warning("grade_math: a chunk of %d items overran its deadline; the pool is replaced and "
+                           "they score 0.0", len(chunk))
+            _drop_pool(workers)  # the later chunks' results went with it: they are graded again
+            scores += [0.0] * len(chunk)
+            remaining = items[len(scores) :]
+            return scores + grade_math([c for c, _ in remaining], [a for _, a in remaining], workers=workers,
+                                       timeout_s=timeout_s, **settings)
+    return scores
 
 
 # ----------------------------------------------------------------------------------------------------

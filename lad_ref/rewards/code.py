@@ -12,7 +12,9 @@ Two sandbox modes (:func:`sandbox_mode`), the same limits and the same attack su
 * ``"bwrap"`` -- bubblewrap (``bwrap``, the sandbox of Flatpak; Debian package ``bubblewrap``) for an
   ordinary user where unprivileged user namespaces exist: new user, PID, mount, network, IPC, UTS and
   cgroup namespaces; the same read-only binds (``/usr``, the interpreter prefix, ``/etc/ld.so.cache``,
-  the five device files), a ``disk_mb`` tmpfs ``/sandbox`` holding the program, ``/`` remounted read-only,
+  the five device files), a ``disk_mb`` tmpfs ``/sandbox`` of at most 4096 inodes holding the program
+  (mounted by the inner launcher with ``CAP_SYS_ADMIN`` of the sandbox's own user namespace, dropped before
+  the program runs, because bwrap's ``--tmpfs`` takes no inode limit), ``/`` remounted read-only,
   the same clean environment, ``--die-with-parent`` and ``--new-session``; the rlimits are set by a tiny
   launcher *inside* the namespaces (the kernel counts ``RLIMIT_NPROC`` per user namespace, so the limit
   covers exactly this sandbox); cleanup is a SIGKILL to the namespace's init, after which the kernel
@@ -23,9 +25,11 @@ Neither available: :class:`SandboxError` naming what to install or enable; progr
 
 Isolation mechanisms of the root mode (Linux, caller is root)
 -------------------------------------------------------------
-Every test runs in a fresh process started by a small launcher (``python -I -S -c <launcher>``, run as
-root) that sets up the sandbox and then ``execve``s the program's interpreter. No ``preexec_fn`` is
-used, so :func:`run_tests` is safe to call from several threads at once. The launcher:
+Every test runs in a fresh process started by a small launcher (``python -I -S -B -c <launcher>``, run as
+root) that sets up the sandbox and then runs the program in its own interpreter (a fresh ``__main__``
+module, as ``python -I -S -B /sandbox/prog.py`` would; a second interpreter start cost about as much as
+the program). No ``preexec_fn`` is used, so :func:`run_tests` is safe to call from several threads at
+once. The launcher:
 
 1. **Namespaces** -- ``unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS)``.
    *Network*: the new network namespace has only a loopback interface, and it is down, so every
@@ -39,7 +43,7 @@ used, so :func:`run_tests` is safe to call from several threads at once. The lau
    (``/root``, ``/home``, the repository, data, other ``/tmp`` files) is not visible at all. There is no
    ``/proc`` and no ``/dev/shm``.
 3. **A private, size-bounded working directory** -- ``/sandbox``, a ``tmpfs`` of ``disk_mb`` MiB and at
-   most 4096 inodes owned by the sandbox user, is the program's cwd, ``HOME`` and ``TMPDIR`` and the only
+   most :data:`SANDBOX_INODES` (4096) inodes owned by the sandbox user, is the program's cwd, ``HOME`` and ``TMPDIR`` and the only
    writable place; the program file is copied into it. It is freed by the kernel when the last sandbox
    process exits, so nothing written there outlives the test. (On the host, a temporary directory holding
    the program source, the stdin file and an empty mount point is created per :func:`run_tests` call and
@@ -93,15 +97,20 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from lad_ref.rewards.code_tests import (
     Case,
+    checker_driver_source,
+    checker_driver_stdin,
     driver_source,
     driver_stdin,
     driver_verdict,
     outputs_match,
     parse_tests,
+    server_driver_source,
+    server_driver_stdin,
 )
 
 __all__ = [
@@ -132,6 +141,9 @@ DEFAULT_DISK_MB = 64
 # ranges (100000+), below the 32-bit sentinels (65534/4294967294/4294967295 are never reached).
 SANDBOX_UID_BASE = 1_500_000_000
 SANDBOX_UID_SPAN = 100_000_000
+
+#: Most files and folders the writable folder /sandbox may hold (tmpfs ``nr_inodes``), in both modes.
+SANDBOX_INODES = 4096
 
 _SETUP_TIMEOUT_S = 30.0  # launcher start + mounts; generous because the host may be loaded
 _SETUP_FAILED_EXIT = 121
@@ -188,15 +200,15 @@ def extract_program(text: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# The launcher: runs as root in the child process, sets up the sandbox, execs the program
+# The launcher: runs as root in the child process, sets up the sandbox, then runs the program (_RUN_INLINE)
 # ----------------------------------------------------------------------------------------------------
 
-# Executed with ``python -I -S -c``; argv[1] is a JSON config. Kept self-contained (stdlib + ctypes).
-# Any failure before execve is reported on the status pipe as "error: ..." and exits with 121;
-# "ok" is written right before execve. The status pipe is close-on-exec, so the program cannot use it.
+# Executed with ``python -I -S -B -c``; argv[1] is a Python literal config. Kept self-contained (ctypes).
+# Any failure before the program runs is reported on the status pipe as "error: ..." and exits with 121;
+# "ok" is written once the sandbox is ready, and the pipe is closed before the program runs.
 _LAUNCHER = r"""
-import ctypes, json, os, resource, sys
-cfg = json.loads(sys.argv[1])
+import ctypes, os, sys
+cfg = eval(sys.argv[1], {"__builtins__": {}})  # a literal written by the parent (no json/resource import)
 status = cfg["status_fd"]
 os.set_inheritable(status, False)
 
@@ -250,7 +262,7 @@ try:
     work = root + "/sandbox"
     os.makedirs(work, exist_ok=True)
     mount("tmpfs", work, "tmpfs", MS_NOSUID | MS_NODEV,
-          "size=%dk,nr_inodes=4096,mode=700,uid=%d,gid=%d" % (cfg["disk_kb"], uid, uid))
+          "size=%dk,nr_inodes=%d,mode=700,uid=%d,gid=%d" % (cfg["disk_kb"], cfg["inodes"], uid, uid))
     with open(cfg["program"], "rb") as src:
         source = src.read()
     with open(work + "/prog.py", "wb") as dst:
@@ -261,8 +273,8 @@ try:
     os.chdir("/sandbox")
 
     # 5. Limits: (soft, hard); set while still root, inherited across execve and fork.
-    for name, value in cfg["rlimits"].items():
-        resource.setrlimit(getattr(resource, name), tuple(value))
+    for number, soft, hard in cfg["rlimits"]:
+        check(libc.setrlimit(number, ctypes.byref((ctypes.c_ulong * 2)(soft, hard))), "setrlimit")
 
     # 4. Drop privileges for good.
     check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
@@ -280,9 +292,28 @@ try:
     if os.getppid() != cfg["parent_pid"]:
         os._exit(121)  # the parent already died; do not run orphaned
     os.write(status, b"ok")
-    os.execve(cfg["argv"][0], cfg["argv"], cfg["env"])
 except BaseException as exc:
     fail(type(exc).__name__ + ": " + str(exc))
+"""
+
+# Appended to both launchers: the program runs in the launcher's own interpreter (started -I -S -B, the flags
+# "python -I -S -B /sandbox/prog.py" would have) in a fresh ``__main__`` module, as the interpreter runs a
+# script: a second interpreter start (execve) cost about 25 ms a test, and runpy.run_path another 35 ms of
+# imports (measured on the 2-core machine; benchmarks/bench_rewards.py). It runs after the launcher's try
+# block, so the program's exceptions and exit status are its own; the status pipe is closed first.
+_RUN_INLINE = r"""
+os.close(status)
+os.environ.clear()
+os.environ.update(cfg["env"])
+del cfg
+sys.argv = ["/sandbox/prog.py"]
+_main = type(sys)("__main__")
+_main.__file__, _main.__builtins__ = "/sandbox/prog.py", __builtins__
+sys.modules["__main__"] = _main
+with open("/sandbox/prog.py", "rb") as _fh:
+    _code = compile(_fh.read(), "/sandbox/prog.py", "exec")
+del _fh
+exec(_code, _main.__dict__)
 """
 
 # Run as root, drops to the sandbox uid and kills everything that uid owns. kill(-1, ...) from an
@@ -304,6 +335,13 @@ _SANDBOX_ENV = {"PATH": "/usr/bin:/bin", "HOME": "/sandbox", "TMPDIR": "/sandbox
 
 _DEV_FILES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
 _TOP_LEVEL = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+
+
+def _rlimit_numbers(rlimits: dict[str, tuple[int, int]]) -> list[tuple[int, int, int]]:
+    """(resource number, soft, hard) for the launchers, which call setrlimit through ctypes."""
+    import resource
+
+    return [(getattr(resource, name), soft, hard) for name, (soft, hard) in rlimits.items()]
 
 
 def _interpreter() -> tuple[str, str]:
@@ -402,26 +440,45 @@ def _sandbox_unavailable_reason() -> str | None:
     return None
 
 
-# Runs inside bubblewrap's namespaces, as the first command: sets the limits and execs the program.
+# Runs inside bubblewrap's namespaces, as the first command: mounts /sandbox, sets the limits, runs the program.
 # RLIMIT_NPROC is set here, not before bwrap, because the kernel counts it per user namespace: inside, it
 # counts exactly this sandbox's tasks (plus bwrap's init); outside it would count every process of the user.
 # It also reports "ok" on the status pipe once bwrap's setup is complete (the pipe is close-on-exec, so
 # the program cannot use it), and execs with exactly the root mode's environment (bwrap adds PWD).
 _BWRAP_INNER = r"""
-import json, os, resource, sys
-cfg = json.loads(sys.argv[1])
+import ctypes, os, sys
+cfg = eval(sys.argv[1], {"__builtins__": {}})  # a literal written by the parent (no json/resource import)
 status = cfg["status_fd"]
 os.set_inheritable(status, False)
 try:
-    for name, value in cfg["rlimits"].items():
-        resource.setrlimit(getattr(resource, name), tuple(value))
+    # The writable folder: bwrap's --tmpfs takes no inode limit, so it is replaced by a tmpfs mounted here
+    # with the root mode's options (size and nr_inodes). bwrap grants CAP_SYS_ADMIN *in the sandbox's user
+    # namespace* for this (--cap-add); it is dropped (ambient set cleared, capset to empty) before execve.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
+    with open("/sandbox/prog.py", "rb") as fh:
+        source = fh.read()
+    options = "size=%dk,nr_inodes=%d,mode=700,uid=%d,gid=%d" % (
+        cfg["disk_kb"], cfg["inodes"], os.getuid(), os.getgid())
+    if libc.mount(b"tmpfs", b"/sandbox", b"tmpfs", 2 | 4, options.encode()) != 0:  # MS_NOSUID | MS_NODEV
+        raise OSError("mount /sandbox: " + os.strerror(ctypes.get_errno()))
+    os.chdir("/sandbox")
+    with open("/sandbox/prog.py", "wb") as fh:
+        fh.write(source)
+    if libc.prctl(47, 4, 0, 0, 0) != 0:  # PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
+        raise OSError("prctl(PR_CAP_AMBIENT_CLEAR_ALL): " + os.strerror(ctypes.get_errno()))
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable = 0 (two 32-bit words each)
+    if libc.capset(header, data) != 0:
+        raise OSError("capset: " + os.strerror(ctypes.get_errno()))
+    for number, soft, hard in cfg["rlimits"]:
+        if libc.setrlimit(number, ctypes.byref((ctypes.c_ulong * 2)(soft, hard))) != 0:
+            raise OSError("setrlimit: " + os.strerror(ctypes.get_errno()))
 except BaseException as exc:
     os.write(status, ("error: " + type(exc).__name__ + ": " + str(exc)).encode())
     os._exit(121)
 os.write(status, b"ok")
-os.execve(cfg["argv"][0], cfg["argv"], cfg["env"])
 """
-
 _bwrap_has_size: bool | None = None
 
 
@@ -446,16 +503,17 @@ def _bwrap_argv(
         argv += ["--size", str(disk_kb * 1024)]
     argv += ["--perms", "0700", "--tmpfs", "/sandbox"]
     argv += ["--ro-bind", os.path.join(host_dir, program_name), "/sandbox/prog.py", "--remount-ro", "/"]
-    argv += ["--chdir", "/sandbox", "--clearenv"]
+    argv += ["--cap-add", "CAP_SYS_ADMIN", "--chdir", "/sandbox", "--clearenv"]
     for key, value in _SANDBOX_ENV.items():
         argv += ["--setenv", key, value]
     inner = {
-        "rlimits": rlimits,
+        "rlimits": _rlimit_numbers(rlimits),
         "status_fd": ready_fd,
+        "disk_kb": disk_kb,
+        "inodes": SANDBOX_INODES,
         "env": dict(_SANDBOX_ENV),
-        "argv": [python, "-I", "-S", "-B", "/sandbox/prog.py"],
     }
-    return argv + ["--", python, "-I", "-S", "-c", _BWRAP_INNER, json.dumps(inner)]
+    return argv + ["--", python, "-I", "-S", "-B", "-c", _BWRAP_INNER + _RUN_INLINE, repr(inner)]
 
 
 def _bwrap_status(status_r: int) -> dict:
@@ -488,6 +546,8 @@ def _run_once_bwrap(
     rlimits: dict[str, tuple[int, int]],
     disk_kb: int,
     max_output_bytes: int,
+    give_fds: tuple[int, ...] = (),
+    stop: threading.Event | None = None,
 ) -> _Run:
     """One test in bubblewrap (non-root mode): user, pid, mount, network, IPC, UTS and cgroup namespaces."""
     stdin_path = os.path.join(host_dir, "stdin.txt")
@@ -505,7 +565,7 @@ def _run_once_bwrap(
                 stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(status_w, ready_w),
+                pass_fds=(status_w, ready_w, *give_fds),
                 start_new_session=True,
                 cwd="/",
                 env={},
@@ -517,8 +577,10 @@ def _run_once_bwrap(
     finally:
         os.close(status_w)
         os.close(ready_w)
+        for fd in give_fds:
+            os.close(fd)
     try:
-        run = _supervise(proc, timeout_s=timeout_s, max_output_bytes=max_output_bytes)
+        run = _supervise(proc, timeout_s=timeout_s, max_output_bytes=max_output_bytes, stop=stop)
     finally:
         status = _bwrap_status(status_r)
         child = status.get("child-pid")
@@ -624,10 +686,18 @@ def _run_once(
     rlimits: dict[str, tuple[int, int]],
     disk_kb: int,
     max_output_bytes: int,
+    give_fds: tuple[int, ...] = (),
+    stop: threading.Event | None = None,
 ) -> _Run:
+    """One sandboxed run of ``host_dir/program_name``.
+
+    ``give_fds``: descriptors handed to the program at the same numbers (closed here once it is started,
+    or on failure); ``stop``: when set, the program is killed as at a timeout.
+    """
     if sandbox_mode() == "bwrap":
         return _run_once_bwrap(host_dir, stdin_text, program_name=program_name, timeout_s=timeout_s,
-                               rlimits=rlimits, disk_kb=disk_kb, max_output_bytes=max_output_bytes)
+                               rlimits=rlimits, disk_kb=disk_kb, max_output_bytes=max_output_bytes,
+                               give_fds=give_fds, stop=stop)
     python, prefix = _interpreter()
     uid = _fresh_uid()
     stdin_path = os.path.join(host_dir, "stdin.txt")
@@ -643,19 +713,19 @@ def _run_once(
         "binds": _bind_plan(prefix),
         "uid": uid,
         "disk_kb": disk_kb,
+        "inodes": SANDBOX_INODES,
         "program": os.path.join(host_dir, program_name),
-        "rlimits": rlimits,
-        "argv": [python, "-I", "-S", "-B", "/sandbox/prog.py"],
+        "rlimits": _rlimit_numbers(rlimits),
         "env": dict(_SANDBOX_ENV),
     }
     try:
         with open(stdin_path, "rb") as stdin:  # read-only descriptor: the program cannot write it
             proc = subprocess.Popen(
-                [python, "-I", "-S", "-c", _LAUNCHER, json.dumps(config)],
+                [python, "-I", "-S", "-B", "-c", _LAUNCHER + _RUN_INLINE, repr(config)],
                 stdin=stdin,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(status_w,),
+                pass_fds=(status_w, *give_fds),
                 start_new_session=True,  # own process group/session, away from our terminal
                 cwd="/",
                 env={},
@@ -665,9 +735,11 @@ def _run_once(
         raise
     finally:
         os.close(status_w)  # only the launcher holds the write end now: its exec/exit gives us EOF
+        for fd in give_fds:
+            os.close(fd)
     try:
         _await_setup(proc, status_r)
-        return _supervise(proc, timeout_s=timeout_s, max_output_bytes=max_output_bytes)
+        return _supervise(proc, timeout_s=timeout_s, max_output_bytes=max_output_bytes, stop=stop)
     finally:
         os.close(status_r)
         if proc.poll() is None:
@@ -702,7 +774,9 @@ def _await_setup(proc: subprocess.Popen, status_r: int) -> None:
         raise SandboxError(f"could not set up the code sandbox: {detail}")
 
 
-def _supervise(proc: subprocess.Popen, *, timeout_s: float, max_output_bytes: int) -> _Run:
+def _supervise(
+    proc: subprocess.Popen, *, timeout_s: float, max_output_bytes: int, stop: threading.Event | None = None
+) -> _Run:
     """Collect stdout/stderr (each capped) until the program exits, the deadline passes or a cap is hit."""
     assert proc.stdout is not None and proc.stderr is not None
     deadline = time.monotonic() + timeout_s
@@ -714,7 +788,7 @@ def _supervise(proc: subprocess.Popen, *, timeout_s: float, max_output_bytes: in
         exited = False
         while sel.get_map() and not exceeded:
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or (stop is not None and stop.is_set()):
                 timed_out = True
                 break
             # After the program exits, only drain what is already in the pipes: a descendant that
@@ -750,6 +824,73 @@ def _supervise(proc: subprocess.Popen, *, timeout_s: float, max_output_bytes: in
         timed_out=timed_out,
         output_exceeded=exceeded,
     )
+
+
+def _run_code_case(
+    host_dir: str,
+    case: Case,
+    source: str,
+    *,
+    timeout_s: float,
+    rlimits: dict[str, tuple[int, int]],
+    disk_kb: int,
+    max_output_bytes: int,
+) -> tuple[str, str]:
+    """A test-code case: the program in one sandbox (a call server), the test code in another.
+
+    Two pipes join them (requests test -> program, answers program -> test), carrying plain data only
+    (``code_tests._PLAIN_CODEC``). The verdict is the *test* process's: its exit status and the nonce it
+    prints last, read from its own stdin; the program's process never holds the nonce, the test code or
+    the test's stdout.
+    """
+    tag = f"{len(case.test)}_{abs(hash((case.test, case.prompt, case.entry_point)))}"
+    server, checker = f"server_{tag}.py", f"checker_{tag}.py"
+    for name, text in ((server, server_driver_source(source)), (checker, checker_driver_source(case))):
+        path = os.path.join(host_dir, name)
+        if not os.path.exists(path):
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text)
+    req_r, req_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    stop = threading.Event()
+    outcome: dict = {}
+    nonce = secrets.token_hex(16)
+    # The program's sandbox gets a little longer than the test's, which is the one whose clock counts.
+    server_dir = os.path.join(host_dir, "server")
+    checker_dir = os.path.join(host_dir, "checker")
+
+    def serve() -> None:
+        try:
+            outcome["server"] = _run_once(
+                server_dir, server_driver_stdin(req_r, rep_w), program_name=server, timeout_s=timeout_s + 5.0,
+                rlimits=rlimits, disk_kb=disk_kb, max_output_bytes=max_output_bytes, give_fds=(req_r, rep_w),
+                stop=stop,
+            )
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            outcome["error"] = exc
+
+    for folder, name in ((server_dir, server), (checker_dir, checker)):
+        os.makedirs(folder, exist_ok=True)
+        shutil.copyfile(os.path.join(host_dir, name), os.path.join(folder, name))
+    thread = threading.Thread(target=serve, name="lad_ref-code-server", daemon=True)
+    try:
+        thread.start()
+    except BaseException:
+        for fd in (req_r, req_w, rep_r, rep_w):
+            os.close(fd)
+        raise
+    try:
+        run = _run_once(
+            checker_dir, checker_driver_stdin(nonce, req_w, rep_r, max_output_bytes), program_name=checker,
+            timeout_s=timeout_s, rlimits=rlimits, disk_kb=disk_kb, max_output_bytes=max_output_bytes,
+            give_fds=(req_w, rep_r),
+        )
+    finally:
+        stop.set()
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return _classify(run, case, nonce)
 
 
 def _classify(run: _Run, case: Case, nonce: str = "") -> tuple[str, str]:
@@ -899,6 +1040,14 @@ def run_tests(
             if stop_on_failure and statuses and statuses[-1] != "ok":
                 statuses.append("skipped")
                 messages.append("an earlier test failed")
+                continue
+            if case.kind == "code":
+                status, message = _run_code_case(
+                    host_dir, case, source, timeout_s=float(timeout_s), rlimits=rlimits,
+                    disk_kb=disk_mb * 1024, max_output_bytes=max_output_bytes,
+                )
+                statuses.append(status)
+                messages.append(message)
                 continue
             name, stdin_text, nonce = "prog.py", case.stdin, ""
             if case.kind != "stdin":

@@ -17,21 +17,24 @@ the user. Accepted layouts (a JSON string of any of them is accepted too):
    JSON string, decoded with an unpickler that refuses every class) and ``"metadata"`` (``func_name``). The
    row's other fields (``question_content``, ``starter_code``, ...) are ignored.
 4. **Test code** (HumanEval, HumanEval+, MBPP-style) -- ``{"test": str, "entry_point": str}`` with
-   HumanEval's field names; ``test`` defines ``check(candidate)``. HumanEval's own row fields ``task_id``,
-   ``prompt`` and ``canonical_solution`` may be present and are ignored.
+   HumanEval's field names; ``test`` defines ``check(candidate)`` or is bare asserts naming the function
+   (MBPP). HumanEval's ``prompt`` is used when present (its helpers, e.g. HumanEval/32's ``poly``, are then
+   the dataset's); ``task_id`` and ``canonical_solution`` are ignored.
 
 Call-based cases run the program (as a module named ``solution``, so its ``if __name__ == "__main__"`` block
 does not run; after LiveCodeBench's import header, so ``List``, ``deque``, ``inf`` need no import) and call the top-level function ``fn_name``, or ``Solution().fn_name`` (LeetCode), with the
 arguments; the result goes through a JSON round trip (tuples become lists) and is compared with the
 expected value (:func:`values_match`: floats within :data:`FLOAT_TOLERANCE`, as APPS/verl's ``prime_code``
-allow). Test-code cases run the program, then the test code, then ``check(entry_point)``.
+allow). Test-code cases run in two sandboxes (:func:`server_driver_source`, :func:`checker_driver_source`,
+``lad_ref.rewards.code._run_code_case``): the program answers calls, the test code runs in a process the
+program cannot reach, and values cross as plain data (``_PLAIN_CODEC``).
 
 **Early exit does not pass.** A driver reads a random nonce from stdin before the program runs (stdin is
-then replaced by ``/dev/null``), and prints it only after the call / ``check`` returned; the parent requires
-it. ``os._exit(0)``, ``sys.exit(0)``, or printing a fake result at import time therefore fail. What this
-does not stop: a program that deliberately searches the interpreter's memory for the nonce (stack frames,
-``gc``) or patches the builtins the test relies on. That is a targeted attack on this harness, not an
-accident of RL; peers (HumanEval's ``execution.py``, SandboxFusion) have the same limit.
+then replaced by ``/dev/null``), and prints it only after the call / ``check`` returned; the parent
+requires it. ``os._exit(0)``, ``sys.exit(0)``, or printing a fake result at import time therefore fail. For
+call-based cases the nonce is in the program's process, but forging it only delivers a result of the
+program's choosing, which the parent compares -- the same as returning it. For test-code cases the nonce
+lives only in the test's process.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class Case:
     args: tuple = ()
     test: str = ""
     entry_point: str = ""
+    prompt: str = ""
 
     @property
     def size(self) -> int:
@@ -173,7 +177,10 @@ def parse_tests(tests) -> list[Case]:
                 raise ValueError(f"test-code tests have unknown key(s) {sorted(unknown)}; accepted: {sorted(_HUMANEVAL_KEYS)}")
             if not isinstance(tests["test"], str) or not isinstance(tests["entry_point"], str) or not tests["entry_point"]:
                 raise ValueError("test-code tests need 'test' (str, defining check(candidate)) and 'entry_point' (str)")
-            return [Case("code", test=tests["test"], entry_point=tests["entry_point"])]
+            prompt = tests.get("prompt") or ""
+            if not isinstance(prompt, str):
+                raise ValueError(f"test-code tests' 'prompt' must be a str, got {type(prompt).__name__}")
+            return [Case("code", test=tests["test"], entry_point=tests["entry_point"], prompt=prompt)]
         if {"inputs", "outputs"} <= keys:
             unknown = keys - _TACO_KEYS
             if unknown:
@@ -293,10 +300,9 @@ _os.dup2(_null, 0)
 _os.close(_null)
 _write, _flush = _os.write, _sys.stdout.flush
 _ns = {"__name__": "solution", "__builtins__": __builtins__}
-if KIND == "call":
-    exec(CALL_HEADER, _ns)
+exec(CALL_HEADER, _ns)
 exec(compile(SOURCE, "solution.py", "exec"), _ns)
-if KIND == "call":
+if True:
     if callable(_ns.get(FN_NAME)):
         _fn = _ns[FN_NAME]
     elif isinstance(_ns.get("Solution"), type):
@@ -304,10 +310,6 @@ if KIND == "call":
     else:
         raise NameError("the program defines neither a function nor a Solution method named " + repr(FN_NAME))
     _result = _json.dumps(_fn(*_json.loads(_args)))
-else:
-    exec(compile(TEST, "test.py", "exec"), _ns)
-    _ns["check"](_ns[ENTRY_POINT])
-    _result = "null"
 _flush()
 _write(1, ("\n" + _nonce + _result + "\n").encode())
 '''
@@ -325,11 +327,192 @@ CALL_HEADER = (
 )
 
 
+# ----------------------------------------------------------------------------------------------------
+# Test code in its own process: the candidate serves calls, the test process holds the test and the verdict
+# ----------------------------------------------------------------------------------------------------
+
+# Plain data across the boundary: JSON, with tagged objects for what JSON lacks. Exact type checks on
+# encoding (a subclass of int/str/list with its own __eq__ is refused); decoding builds only builtin
+# containers and scalars, so nothing of the sender's survives the trip.
+_PLAIN_CODEC = r"""
+import base64 as _b64, json as _json, math as _math
+
+def _enc(value, depth=0):
+    if depth > 200:
+        raise ValueError("nested deeper than 200 levels")
+    t = type(value)
+    if value is None or t is bool or t is int or t is str:
+        return value
+    if t is float:
+        return value if _math.isfinite(value) else {"f": repr(value)}
+    if t is list:
+        return [_enc(v, depth + 1) for v in value]
+    if t is tuple:
+        return {"t": [_enc(v, depth + 1) for v in value]}
+    if t is set or t is frozenset:
+        return {"s" if t is set else "fs": [_enc(v, depth + 1) for v in value]}
+    if t is dict:
+        return {"d": [[_enc(k, depth + 1), _enc(v, depth + 1)] for k, v in value.items()]}
+    if t is bytes:
+        return {"b": _b64.b64encode(value).decode()}
+    if t is complex:
+        return {"c": [_enc(value.real), _enc(value.imag)]}
+    raise TypeError("not plain data (None, bool, int, float, str, bytes, complex, list, tuple, set, dict): "
+                    + t.__name__)
+
+def _dec(value):
+    t = type(value)
+    if value is None or t in (bool, int, float, str):
+        return value
+    if t is list:
+        return [_dec(v) for v in value]
+    if t is dict and len(value) == 1:
+        (tag, body), = value.items()
+        if tag == "f" and body in ("nan", "inf", "-inf"):
+            return float(body)
+        if tag == "t" and type(body) is list:
+            return tuple(_dec(v) for v in body)
+        if tag == "s" and type(body) is list:
+            return {_dec(v) for v in body}
+        if tag == "fs" and type(body) is list:
+            return frozenset(_dec(v) for v in body)
+        if tag == "d" and type(body) is list:
+            return {_dec(k): _dec(v) for k, v in body}
+        if tag == "b" and type(body) is str:
+            return _b64.b64decode(body)
+        if tag == "c" and type(body) is list and len(body) == 2:
+            return complex(_dec(body[0]), _dec(body[1]))
+    raise ValueError("malformed plain-data message")
+"""
+
+# The candidate's process: runs the program, then answers calls (one JSON line each way) on two inherited
+# pipe ends. It holds no test code and no verdict channel, so whatever it patches stays in here.
+_SERVER_DRIVER = r"""
+import os as _os, sys as _sys
+_cfg = _json.loads(_sys.stdin.read())
+_null = _os.open(_os.devnull, _os.O_RDONLY)
+_os.dup2(_null, 0)
+_os.close(_null)
+_requests = _os.fdopen(_cfg["req"], "rb")
+_reply_fd = _cfg["resp"]
+
+def _send(message):
+    data = (_json.dumps(message) + "\n").encode()
+    while data:
+        data = data[_os.write(_reply_fd, data):]
+
+def _raised(exc):
+    return {"raise": type(exc).__name__, "message": str(exc)[:500]}
+
+_ns = {"__name__": "solution", "__builtins__": __builtins__}
+try:
+    exec(compile(SOURCE, "solution.py", "exec"), _ns)
+    _send({"names": sorted(k for k, v in _ns.items() if callable(v) and not k.startswith("__"))})
+except BaseException as _exc:
+    _send(_raised(_exc))
+    raise
+for _line in _requests:
+    try:
+        _msg = _json.loads(_line)
+        _fn = _ns[_msg["call"]]
+        _reply = {"ok": _enc(_fn(*_dec(_msg["args"]), **_dec(_msg["kwargs"])))}
+    except BaseException as _exc:
+        _reply = _raised(_exc)
+    _send(_reply)
+"""
+
+# The test's process: the dataset's prompt helpers and test code, with each function of the candidate that
+# the test names replaced by a stub that calls across the pipes; the nonce (stdin) is printed last.
+_TEST_DRIVER = r"""
+import builtins as _builtins, os as _os, sys as _sys
+_nonce, _, _cfg = _sys.stdin.read().partition("\n")
+_cfg = _json.loads(_cfg)
+_null = _os.open(_os.devnull, _os.O_RDONLY)
+_os.dup2(_null, 0)
+_os.close(_null)
+_replies = _os.fdopen(_cfg["resp"], "rb")
+_request_fd, _limit = _cfg["req"], _cfg["limit"]
+_write, _flush = _os.write, _sys.stdout.flush
+
+class CandidateError(Exception):
+    "The program raised, exited or answered with something that is not plain data."
+
+def _receive():
+    line = _replies.readline(_limit + 1)
+    if not line.endswith(b"\n"):
+        raise CandidateError("the program exited (or its answer exceeded the output limit)")
+    reply = _json.loads(line)
+    if type(reply) is not dict:
+        raise CandidateError("malformed answer from the program")
+    if "raise" in reply:
+        name, message = str(reply.get("raise")), str(reply.get("message", ""))
+        cls = getattr(_builtins, name, None)
+        if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == "builtins":
+            raise cls(message)
+        raise CandidateError(name + ": " + message)
+    return reply
+
+def _stub(name):
+    def call(*args, **kwargs):
+        data = (_json.dumps({"call": name, "args": _enc(list(args)), "kwargs": _enc(dict(kwargs))}) + "\n").encode()
+        try:
+            while data:
+                data = data[_os.write(_request_fd, data):]
+        except BrokenPipeError:
+            raise CandidateError("the program exited") from None
+        return _dec(_receive()["ok"])
+    call.__name__ = call.__qualname__ = name
+    return call
+
+def _names(code):
+    out = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            out |= _names(const)
+    return out
+
+_offered = set(_receive()["names"])
+_ns = {"__name__": "__main__", "__builtins__": _builtins}
+if PROMPT:
+    exec(compile(PROMPT, "prompt.py", "exec"), _ns)
+_test = compile(TEST, "test.py", "exec")
+for _name in _names(_test) & _offered:
+    if _name not in _ns or _name == ENTRY_POINT:
+        _ns[_name] = _stub(_name)
+if ENTRY_POINT not in _offered:
+    raise NameError("the program does not define " + repr(ENTRY_POINT))
+_ns[ENTRY_POINT] = _stub(ENTRY_POINT)
+exec(_test, _ns)
+if callable(_ns.get("check")):
+    _ns["check"](_ns[ENTRY_POINT])
+_flush()
+_write(1, ("\n" + _nonce + "null\n").encode())
+"""
+
+
+def server_driver_source(program: str) -> str:
+    """The file the candidate's sandbox runs for a ``"code"`` case: the program, then a call server."""
+    return f"SOURCE = {program!r}\n" + _PLAIN_CODEC + _SERVER_DRIVER
+
+
+def checker_driver_source(case: Case) -> str:
+    """The file the test's sandbox runs for a ``"code"`` case (never shown to the candidate's process)."""
+    header = f"TEST = {case.test!r}\nENTRY_POINT = {case.entry_point!r}\nPROMPT = {case.prompt!r}\n"
+    return header + _PLAIN_CODEC + _TEST_DRIVER
+
+
+def checker_driver_stdin(nonce: str, request_fd: int, reply_fd: int, limit: int) -> str:
+    return nonce + "\n" + json.dumps({"req": request_fd, "resp": reply_fd, "limit": limit})
+
+
+def server_driver_stdin(request_fd: int, reply_fd: int) -> str:
+    return json.dumps({"req": request_fd, "resp": reply_fd})
+
+
 def driver_source(case: Case, program: str) -> str:
-    """The Python file the sandbox runs for a ``"call"`` or ``"code"`` case."""
+    """The Python file the sandbox runs for a ``"call"`` case."""
     header = (
-        f"KIND = {case.kind!r}\nSOURCE = {program!r}\nFN_NAME = {case.fn_name!r}\n"
-        f"TEST = {case.test!r}\nENTRY_POINT = {case.entry_point!r}\nCALL_HEADER = {CALL_HEADER!r}\n"
+        f"SOURCE = {program!r}\nFN_NAME = {case.fn_name!r}\nCALL_HEADER = {CALL_HEADER!r}\n"
     )
     return header + _DRIVER
 

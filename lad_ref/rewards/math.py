@@ -32,6 +32,20 @@ careful human grader says (each has its own test in ``tests/test_math_reward.py`
   ``50\\%`` as a string only, which equals nothing), so "what percent ...? 50" and "probability 0.5" both
   accept ``50\\%``.
 
+Gold normalisation (issue 22; cases in ``tests/data/math_gold_cases.yaml``, table in ``docs/graders.md``):
+
+* **N1** -- ``\\$`` is a currency sign: removed from the gold (and, as a second try, from the completion).
+* **N2** -- a bare percent gold ``10\\%`` also reads ``10`` and ``\\frac{10}{100}``, compared with the
+  completion's final answer only (its last box, else what math-verify extracted).
+* **N3/U1/U2** -- a number with a unit in words (``10 weeks``, ``16 \\text{ cm}^2``) reads as the number,
+  on the gold side (final answer only) and in a boxed prediction; a boxed final answer with *another*
+  unit scores 0.
+* **N4/C1** -- a choice-letter gold (``C``, ``\\text{(C)}``) is graded by the letter the completion chooses.
+* **N5** -- a plain-text gold (``2*pi``, ``sqrt(a^2+b^2)``) also reads as LaTeX.
+* **N6** -- a mixed number ``1 1/2`` is ``3/2`` (gold and prediction).
+* **I1** -- ``i`` is the imaginary unit when it is the only symbol on both sides.
+* **B1** -- without a box, a final ``[90]`` is the answer.
+
 The reward is a pure function of strings: no torch, no model. It never raises because of what the model
 wrote or what the dataset holds: an unparsable, huge or adversarial completion scores 0.0, and a reference
 answer math-verify cannot read (empty, unclosed ``\\boxed{``, not a string) scores 0.0 for every
@@ -148,18 +162,160 @@ def _last_box_is_open(text: str) -> bool:
 
 
 def _gold_text(answer) -> str | None:
-    """The reference as math-verify should read it (G1; G2 adds a second reading after a ``\\n``), or None."""
+    """The reference as a JSON string of its readings (G1, G2, N1-N6) and facts (unit, choice letter), or None.
+
+    One string keeps the helper-process protocol simple; :func:`_grade` decodes it.
+    """
     if isinstance(answer, bool) or not isinstance(answer, (str, int, float)):
         return None
     text = str(answer).strip()
     if not text or len(text) > _MAX_GOLD_CHARS or _last_box_is_open(text):
         return None
+    text = _ESCAPED_DOLLAR.sub("", text).strip()  # N1: "\$18.90" is a price, not a math delimiter
+    if not text:
+        return None
+    # A reading is (gold text, mode): "completion" compares with math-verify's reading of the whole completion;
+    # "answer" (a reading that drops part of the gold: its % sign or unit) only with the completion's final
+    # answer (its last box, else what math-verify extracted), so an earlier "10\%" in the text cannot match.
+    readings: list[tuple[str, str]] = []
+    facts: dict = {"choice": _choice_of_gold(text)}
+    unit = _number_with_unit(text)
+    if unit is not None:
+        facts["unit"] = unit[1]
+    mixed = _MIXED_NUMBER.match(text)
     if _DELIMITED.search(text):
-        return text
-    m = _DECIMAL_COMMA.match(text)
-    if m:  # G2: one string keeps the helper-process protocol simple; split again in _grade
-        return "\\boxed{" + text + "}" + _GOLD_ALTERNATIVE + "\\boxed{" + f"{m.group(1)}.{m.group(2)}" + "}"
-    return "\\boxed{" + text + "}"
+        readings.append((text, "completion"))
+    elif mixed:  # N6: "1 1/2" is 3/2 (math-verify reads 1)
+        readings.append(("\\boxed{" + _mixed_to_frac(mixed) + "}", "completion"))
+    else:
+        readings.append(("\\boxed{" + text + "}", "completion"))
+        m = _DECIMAL_COMMA.match(text)
+        if m:  # G2
+            readings.append(("\\boxed{" + f"{m.group(1)}.{m.group(2)}" + "}", "completion"))
+        latex = _plain_text_to_latex(text)
+        if latex is not None:  # N5: "2*pi", "sqrt(a^2+b^2)", "pi*r^2"
+            readings.append(("\\boxed{" + latex + "}", "completion"))
+        m = _PERCENT.match(text)
+        if m:  # N2: "10\%" is also its number and its fraction
+            readings += [("\\boxed{" + m.group(1) + "}", "answer"),
+                         ("\\boxed{\\frac{" + m.group(1) + "}{100}}", "answer")]
+        if unit is not None:  # N3: "10 weeks", "10 \text{ cm}^2" -> 10
+            readings.append(("\\boxed{" + unit[0] + "}", "answer"))
+    return json.dumps({"readings": readings, **facts})
+
+
+# N1: an escaped dollar sign (currency); "\\$" (a line break followed by "$") is left alone.
+_ESCAPED_DOLLAR = re.compile(r"(?<!\\)\\\$")
+# N3: a number followed by a unit: \text{...}/\mbox{...}/\mathrm{...} or plain words, optionally squared/cubed.
+_NUMBER = r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-+]?\.\d+"
+_UNIT_RE = re.compile(
+    r"^\s*(" + _NUMBER + r")\s*(?:\\[,;: ]|~)?\s*"
+    r"(?:\\(?:text|mbox|mathrm|textrm|rm)\s*\{\s*([^{}]*?)\s*\}|([A-Za-z]+(?:\s+[A-Za-z]+)*))"
+    r"\s*(?:\^\s*\{?\s*([23])\s*\}?)?\s*\.?\s*$"
+)
+# Words that are mathematics, not units: "10 pi" or "3 i" are not "10" and "3".
+_NOT_UNITS = {"pi", "i", "e", "sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "sqrt", "and", "or",
+              "times", "cdot", "x", "y", "z", "n", "k", "m", "a", "b", "c", "d", "r", "t"}
+_MIXED_NUMBER = re.compile(r"^\s*([-+]?)(\d+)\s+(\d+)\s*/\s*(\d+)\s*$")
+
+
+def _number_with_unit(text: str) -> tuple[str, str] | None:
+    """(number, normalised unit) if ``text`` is a number followed by a unit in words, else None."""
+    m = _UNIT_RE.match(text)
+    if not m:
+        return None
+    words = (m.group(2) if m.group(2) is not None else m.group(3) or "").strip().lower()
+    if not words or not re.fullmatch(r"[a-z]+(?: [a-z]+)*", words) or words in _NOT_UNITS:
+        return None
+    if len(words.replace(" ", "")) < 2:
+        return None
+    unit = " ".join(w[:-1] if len(w) > 3 and w.endswith("s") else w for w in words.split())
+    if m.group(4):
+        unit += "^" + m.group(4)
+    return m.group(1).replace(",", ""), unit
+
+
+def _mixed_to_frac(m: re.Match) -> str:
+    sign, whole, num, den = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
+    return f"{'-' if sign == '-' else ''}\\frac{{{whole * den + num}}}{{{den}}}" if den else f"{whole} {num}/{den}"
+
+
+def _plain_text_to_latex(text: str) -> str | None:
+    """N5: a gold written as plain text math (``2*pi``, ``sqrt(a^2+b^2)``, ``pi*r^2``) in LaTeX; None if the
+    text has LaTeX commands already or none of ``*``, ``sqrt(``, ``pi``."""
+    if "\\" in text or not re.search(r"\*|\bsqrt\s*\(|\bpi\b", text):
+        return None
+    out = text.replace("**", "^")
+    while True:  # sqrt( ... ) with balanced parentheses -> \sqrt{...}
+        m = re.search(r"\bsqrt\s*\(", out)
+        if not m:
+            break
+        depth, i = 1, m.end()
+        while i < len(out) and depth:
+            depth += {"(": 1, ")": -1}.get(out[i], 0)
+            i += 1
+        if depth:
+            return None
+        out = out[: m.start()] + "\\sqrt{" + out[m.end() : i - 1] + "}" + out[i:]
+    out = re.sub(r"\bpi\b", r"\\pi ", out)
+    return out.replace("*", " \\cdot ")
+
+
+# N4: multiple-choice golds "C", "(C)", "\text{(C)}", "\textbf{(C)}".
+_WRAPPER = re.compile(r"^\\(?:text|textbf|mathrm|mathbf|mbox)\s*\{(.*)\}$")
+_CHOICE = re.compile(r"^\(?\s*([A-J])\s*\)?$")
+
+
+def _unwrap(text: str) -> str:
+    text = text.strip().strip("$").strip()
+    while True:
+        m = _WRAPPER.match(text)
+        if not m:
+            return text
+        text = m.group(1).strip()
+
+
+def _choice_of_gold(text: str) -> str | None:
+    m = _CHOICE.match(_unwrap(text))
+    return m.group(1) if m else None
+
+
+def _last_box_content(text: str) -> str | None:
+    matches = list(_BOX_CMD.finditer(text))
+    if not matches:
+        return None
+    rest = text[matches[-1].end() :].lstrip()
+    if not rest.startswith("{"):
+        return None
+    depth = 0
+    for i, ch in enumerate(rest):
+        depth += ch == "{"
+        depth -= ch == "}"
+        if depth == 0:
+            return rest[1:i]
+    return None
+
+
+_ANSWER_LETTER = re.compile(r"answer\s*(?:is|:)\s*:?\s*\$?\s*(?:\\text\{\s*)?\(?([A-J])\)?(?![A-Za-z0-9])")
+_LEADING_LETTER = re.compile(r"^\s*\(?([A-J])\)?(?:[.:)]\s|\s*$)")
+
+
+def _chosen_letter(completion: str) -> str | None:
+    """C1: the choice a completion states: its last box (``\\boxed{C}``, ``\\boxed{(C) 42}``), else the last
+    "answer is (B)" / "answer: B", else a response that starts with the letter (``C. x = 42``)."""
+    box = _last_box_content(completion)
+    if box is not None:
+        m = _LEADING_LETTER.match(_unwrap(box))
+        return m.group(1) if m else None
+    hits = list(_ANSWER_LETTER.finditer(completion))
+    if hits:
+        return hits[-1].group(1)
+    m = _LEADING_LETTER.match(completion.strip())
+    return m.group(1) if m else None
+
+
+# B1: "The angle is [90]." -- a final answer in square brackets (not \[ display math, not an interval).
+_BRACKETED = re.compile(r"(?<!\\)\[\s*([^\[\]{},;]{1,40}?)\s*\](?!.*(?<!\\)\[)", re.DOTALL)
 
 
 # Parsed golds are reused: in GRPO-style training every gold is graded against G completions.
@@ -177,7 +333,7 @@ _PERCENT = re.compile(r"^\s*([-+]?(?:\d+(?:\.\d+)?|\.\d+))\s*\\?%\s*$")
 
 
 def _alternative_readings(extracted: str) -> list[str]:
-    """Other spellings of a predicted number a human would accept (D1, P1); [] for anything else."""
+    """Other spellings of a predicted number a human would accept (D1, P1, N6); [] for anything else."""
     text = re.sub(r"^\\text\{(.*)\}$", r"\1", extracted.strip())
     m = _DECIMAL_COMMA.match(text)
     if m:
@@ -188,6 +344,9 @@ def _alternative_readings(extracted: str) -> list[str]:
     m = _PERCENT.match(text)
     if m:
         return [m.group(1), f"\\frac{{{m.group(1)}}}{{100}}"]
+    m = _MIXED_NUMBER.match(text)
+    if m:
+        return [_mixed_to_frac(m)]
     return []
 
 
@@ -197,21 +356,51 @@ def _is_single_number(parsed: tuple) -> bool:
     return bool(parsed) and isinstance(parsed[0], sympy.Number)
 
 
-_GOLD_ALTERNATIVE = "\n\x00or\x00\n"
-
-
 def _grade(completion: str, gold: str, settings: dict) -> str:
     """"correct", "wrong" or "bad_gold"; no deadline of its own (the caller runs one)."""
-    golds = gold.split(_GOLD_ALTERNATIVE)
+    info = json.loads(gold)
+    if info.get("choice"):  # C1: a choice gold is graded by the letter the completion chooses
+        letter = _chosen_letter(completion)
+        if letter is not None:
+            return "correct" if letter == info["choice"] else "wrong"
+    if info.get("unit"):  # U2: a final answer with another unit is another quantity ("16 cm" for 16 cm^2)
+        box = _last_box_content(completion)
+        theirs = _number_with_unit(_unwrap(box)) if box is not None else None
+        if theirs is not None and theirs[1] != info["unit"]:
+            return "wrong"
     verdict = "bad_gold"
-    for one in golds:
-        verdict = _grade_one(completion, one, settings)
-        if verdict == "correct":
-            return verdict
+    for one, mode in info["readings"]:
+        found = _grade_one(completion, one, settings, info.get("unit"), answer_only=mode == "answer")
+        if found == "correct":
+            return found
+        if verdict == "bad_gold":
+            verdict = found
     return verdict
 
 
-def _grade_one(completion: str, gold: str, settings: dict) -> str:
+def _same(mv, gold_parsed, pred_parsed, compare) -> bool:
+    return bool(pred_parsed) and bool(mv.verify(list(gold_parsed), pred_parsed, timeout_seconds=None, **compare))
+
+
+def _imaginary_equal(gold_parsed: tuple, pred: list) -> bool:
+    """I1: ``i`` as the imaginary unit when it is the only symbol on both sides (``1+2i`` = ``i(2-i)``)."""
+    import sympy
+
+    g, p = gold_parsed[0], pred[0]
+    if not isinstance(g, sympy.Expr) or not isinstance(p, sympy.Expr):
+        return False
+    # math-verify's symbols carry assumptions (real=True), so they are matched by name
+    names = {str(x) for x in g.free_symbols} | {str(x) for x in p.free_symbols}
+    if names != {"i"}:
+        return False
+    g = g.subs({x: sympy.I for x in g.free_symbols})
+    p = p.subs({x: sympy.I for x in p.free_symbols})
+    return sympy.simplify(g - p) == 0
+
+
+def _grade_one(
+    completion: str, gold: str, settings: dict, gold_unit: str | None = None, *, answer_only: bool = False
+) -> str:
     mv = _import_math_verify()
     priority = int(settings["boxed_match_priority"])
     gold_parsed = _parse_gold(gold, priority)
@@ -220,17 +409,38 @@ def _grade_one(completion: str, gold: str, settings: dict) -> str:
     if _last_box_is_open(completion):  # T1
         return "wrong"
     pred = _parse(completion, priority)
-    if not pred:
-        return "wrong"
     compare = {k: settings[k] for k in ("float_rounding", "numeric_precision", "strict", "allow_set_relation_comp")}
-    if mv.verify(list(gold_parsed), pred, timeout_seconds=None, **compare):
+    if answer_only:
+        final = _last_box_content(completion)
+        if final is None:
+            final = pred[-1] if pred and isinstance(pred[-1], str) else None
+        if final is None:
+            return "wrong"
+        completion = "$" + final + "$"
+        pred = _parse(completion, priority)
+    if _same(mv, gold_parsed, pred, compare):
         return "correct"
-    extracted = pred[-1] if isinstance(pred[-1], str) else None
-    if extracted is not None and _is_single_number(gold_parsed):  # D1, P1
-        for alt in _alternative_readings(extracted):
-            alt_parsed = _parse("$" + alt + "$", priority)
-            if alt_parsed and mv.verify(list(gold_parsed), alt_parsed, timeout_seconds=None, **compare):
+    if _ESCAPED_DOLLAR.search(completion):  # N1 on the prediction: "\$18.90" is a price there too
+        completion = _ESCAPED_DOLLAR.sub("", completion)
+        pred = _parse(completion, priority)
+        if _same(mv, gold_parsed, pred, compare):
+            return "correct"
+    box = _last_box_content(completion)
+    extracted = box if box is not None else (pred[-1] if pred and isinstance(pred[-1], str) else None)
+    if extracted is not None and _is_single_number(gold_parsed):
+        alternatives = _alternative_readings(extracted)  # D1, P1, N6
+        unit = _number_with_unit(_unwrap(extracted))
+        if unit is not None and (gold_unit is None or unit[1] == gold_unit):  # U1: "10 weeks" for 10
+            alternatives.append(unit[0])
+        for alt in alternatives:
+            if _same(mv, gold_parsed, _parse("$" + alt + "$", priority), compare):
                 return "correct"
+    if box is None and "\\boxed" not in completion:  # B1: "The angle is [90]."
+        m = _BRACKETED.search(completion)
+        if m and _same(mv, gold_parsed, _parse("$" + m.group(1) + "$", priority), compare):
+            return "correct"
+    if pred and _imaginary_equal(gold_parsed, pred):  # I1
+        return "correct"
     return "wrong"
 
 
