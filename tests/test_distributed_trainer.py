@@ -24,6 +24,8 @@ from lad_ref.llm.rollout import HFRollout, PromptFormatter
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = str(ROOT / "llm" / "configs" / "toy.yaml")
+pytestmark = pytest.mark.slow  # 23 update_policy calls on rollouts of the tiny model (~80 s of CPU)
+
 MINI = 16
 MICROS = (8, 4, 1)
 
@@ -56,15 +58,14 @@ def setup(tmp_path_factory):
     adv = torch.randn(MINI, generator=g)
     old = train_mod.batched_log_probs(model, batch, 1.0, MINI)
     old = old + 0.2 * torch.randn(old.shape, generator=g) * batch.response_mask  # r != 1
-    return folder, batch, adv, old
+    return model, batch, adv, old
 
 
 def minibatch_grad(setup, objective, mode, micro, *, local=False):
-    folder, batch, adv, old = setup
+    model, batch, adv, old = setup  # the optimizer's lr is 0: the model is the same for every call
     cfg = resolve(TOY, {"optim.mini_batch_size": MINI, "optim.micro_batch_size": micro, "optim.epochs": 1,
                         "optim.max_grad_norm": 0.0, "optim.shuffle": False, "rollout.prompts_per_step": 4,
                         "rollout.group_size": 4, "objective.name": objective, "objective.loss_agg_mode": mode})
-    model = load_causal_lm(folder, cfg.model, torch.device("cpu"))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = RecordingSGD(params)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
