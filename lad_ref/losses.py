@@ -8,7 +8,10 @@ All objectives follow verl's registered policy-loss convention (docs/design.md, 
 
 ``log_prob`` carries the gradient; ``old_log_prob`` is the behaviour policy pi_old that
 sampled the responses; ``advantages`` is per token (a (B,) or (B, 1) tensor broadcasts);
-``response_mask`` marks valid tokens. ``weights`` (every objective) multiplies the per-token
+``response_mask`` marks valid tokens: every objective SELECTS the valid positions
+(``torch.where``) rather than multiplying by the mask, so whatever sits in padding (NaN, +-inf
+included) changes neither the loss nor the gradient, and with ``check=True`` a non-finite log-prob
+(or reference log-prob, entropy) where the mask is 1 is one clear error. ``weights`` (every objective) multiplies the per-token
 loss before aggregation: verl's ``rollout_is_weights``, or the bandit's exact-expectation
 weights pi_old(a). ``agg_kwargs`` is forwarded to :func:`aggregate` (verl's global-batch
 normalisers). ``metrics`` is a dict of Python floats, empty with ``compute_metrics=False`` (hot
@@ -50,7 +53,7 @@ from typing import Any
 import torch
 
 from lad_ref.checks import choice, greater, positive
-from lad_ref.divergences import DIVERGENCE_NAMES, LOG_U_MAX, get_divergence
+from lad_ref.divergences import DIVERGENCE_NAMES, get_divergence
 
 Tensor = torch.Tensor
 
@@ -98,11 +101,14 @@ def _check_inputs(
     loss_agg_mode: str,
     *,
     eta: float | None = None,
+    max_adv_over_eta: float = MAX_ADV_OVER_ETA,
     **extra: Tensor | None,
 ) -> Tensor:
     """Validate the common arguments; return advantages broadcast to (B, T).
 
-    With ``eta``, also refuse |A|/eta > MAX_ADV_OVER_ETA (exp(A/eta) would overflow float32).
+    Log-probs (and ``extra`` tensors) must be finite where ``response_mask`` is 1; padding may hold
+    anything. With ``eta``, also refuse |A|/eta > ``max_adv_over_eta`` (exp(A/eta) would overflow
+    float32; MAX_ADV_OVER_ETA, or a generator's tighter bound).
     """
     choice("loss_agg_mode", loss_agg_mode, AGG_MODES)
     if log_prob.dim() != 2:
@@ -119,12 +125,26 @@ def _check_inputs(
             raise ValueError(f"{name} has shape {tuple(t.shape)} but log_prob has shape {tuple(shape)}; they must match.")
     if not bool(response_mask.any()):
         raise ValueError("response_mask is all zero: there is no valid token to compute a loss on.")
-    worst = float(advantages.detach().abs().max())  # NaN propagates through max: one check, one sync
+    valid = response_mask.bool()
+    named = {"log_prob": log_prob, "old_log_prob": old_log_prob, **{k: v for k, v in extra.items() if v is not None}}
+    with torch.no_grad():
+        # one stack, one sync: max |A| (NaN propagates through max) and, per tensor, any non-finite valid entry
+        flags = torch.stack(
+            [advantages.detach().abs().max().float()]
+            + [(~torch.isfinite(t.detach()) & valid).any().float() for t in named.values()]
+        ).tolist()
+    worst = flags[0]
     if not math.isfinite(worst):
         raise ValueError("advantages contain NaN or inf; every advantage must be a finite number.")
-    if eta is not None and worst / eta > MAX_ADV_OVER_ETA:
+    for name, bad in zip(named, flags[1:]):
+        if bad:
+            raise ValueError(
+                f"{name} contains NaN or inf where response_mask is 1; every valid token's value must be finite "
+                "(padding may hold anything)."
+            )
+    if eta is not None and worst / eta > max_adv_over_eta:
         raise ValueError(
-            f"max |advantage| / eta = {worst / eta:.4g} exceeds {MAX_ADV_OVER_ETA:g}: exp(A/eta) would overflow "
+            f"max |advantage| / eta = {worst / eta:.4g} exceeds {max_adv_over_eta:g}: exp(A/eta) would overflow "
             f"float32; raise eta (now {eta!r}) or scale the advantages down."
         )
     return advantages
@@ -132,6 +152,13 @@ def _check_inputs(
 
 def _mask(response_mask: Tensor) -> Tensor:
     return response_mask.to(torch.float32)
+
+
+def _select(response_mask: Tensor, *tensors: Tensor | None) -> list[Tensor | None]:
+    """Each tensor with its padding (response_mask == 0) replaced by 0, by selection: NaN or inf
+    there cannot reach the loss or, through the backward of ``where``, the gradient."""
+    valid = response_mask.bool()
+    return [None if t is None else torch.where(valid, t, torch.zeros((), dtype=t.dtype)) for t in tensors]
 
 
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -151,6 +178,11 @@ def _apply_weights(loss_mat: Tensor, weights: Tensor | None) -> Tensor:
     if weights.dim() == 1:
         weights = weights.unsqueeze(-1)
     return loss_mat * weights.to(loss_mat.dtype)
+
+
+def _select_loss(loss_mat: Tensor, response_mask: Tensor) -> Tensor:
+    # selection, not m * L: a NaN / inf in padding (e.g. from weights) must not reach the sum
+    return torch.where(response_mask.bool(), loss_mat, torch.zeros((), dtype=loss_mat.dtype))
 
 
 # --------------------------------------------------------------------------------------
@@ -178,23 +210,25 @@ def aggregate(
     * ``seq-mean-token-sum-norm``: mean_i [ sum_t m*L ] / C,  C = loss_scale_factor or T  (Dr.GRPO)
     * ``token-sum``:               sum_it m*L
 
-    Fully masked sequences are excluded from the sequence means. ``batch_num_tokens`` /
+    Padding is selected out (``torch.where``), not multiplied by 0, so a NaN or inf there does not
+    reach the result. Fully masked sequences are excluded from the sequence means. ``batch_num_tokens`` /
     ``global_batch_size`` / ``dp_size`` replace the local N / number of sequences under data
     parallelism, exactly as in verl >= 0.7 (``config.global_batch_info``).
     """
     choice("loss_agg_mode", loss_agg_mode, AGG_MODES)
     m = _mask(response_mask)
+    selected = _select_loss(loss_mat, response_mask)
     if loss_agg_mode == "token-mean":
         n = m.sum() if batch_num_tokens is None else batch_num_tokens
-        loss = (loss_mat * m).sum() / n
+        loss = selected.sum() / n
         return loss * dp_size if dp_size != 1 else loss
     if loss_agg_mode == "token-sum":
-        loss = (loss_mat * m).sum()
+        loss = selected.sum()
         return loss * dp_size if dp_size != 1 else loss
     tokens_per_seq = m.sum(-1)
     seq_valid = (tokens_per_seq > 0).to(loss_mat.dtype)
     n_seq = seq_valid.sum() if global_batch_size is None else global_batch_size
-    seq_sum = (loss_mat * m).sum(-1)
+    seq_sum = selected.sum(-1)
     if loss_agg_mode == "seq-mean-token-mean":
         seq_loss = seq_sum / tokens_per_seq.clamp(min=1.0)
         return (seq_loss * seq_valid).sum() / n_seq * dp_size
@@ -376,7 +410,10 @@ class LadTheoryHparams:
 
     divergence: str = field(
         default="js",
-        metadata={"help": "Generator f of the f-divergence: js (the paper's main choice), kl, rkl, jf, tv or hd."},
+        metadata={
+            "help": "Generator f of the f-divergence: js (the paper's main choice), "
+            + ", ".join(n for n in DIVERGENCE_NAMES if n != "js") + "."
+        },
     )
     eta: float = field(
         default=1.0,
@@ -429,6 +466,29 @@ class GrpoHparams(ClipHparams):
     def __post_init__(self):
         super().__post_init__()
         greater("clip_ratio_c", self.clip_ratio_c, 1.0, "(None disables the dual clip)", allow_none=True)
+
+
+@dataclass
+class PpoPenaltyHparams(GrpoHparams):
+    """Hyperparameters of the PPO-penalty baseline (the clip fields are GRPO's)."""
+
+    beta: float = field(default=0.1, metadata={"help": "Coefficient of the KL penalty to pi_old; >= 0."})
+    kl_estimator: str = field(
+        default="k3",
+        metadata={"help": "KL estimator (verl's kl_penalty names): k3 = low_var_kl (default), k1 = kl, k2 = mse."},
+    )
+    tied_only: bool = field(
+        default=False,
+        metadata={"help": "Penalise only tokens with advantage exactly 0 (with group-normalised binary rewards: "
+                  "the responses of tied groups)."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        positive("beta", self.beta, allow_zero=True)
+        choice("kl_estimator", self.kl_estimator, KL_ESTIMATORS)
+        if not isinstance(self.tied_only, bool):
+            raise ValueError(f"tied_only must be true or false, got {self.tied_only!r}.")
 
 
 @dataclass
@@ -528,7 +588,8 @@ def lad_loss(
     the summed log-ratio of a response at the sequence level) and log u to [-80, 80], with zero
     gradient beyond, as beyond PPO's clip; max |A|/eta must be <= MAX_ADV_OVER_ETA = 80 (checked
     up front). Inside that range exp(A/eta) * f(u) and its gradient are finite in float32, and the
-    gradient is computed from f' (``Divergence.scaled``), exact to float32 rounding.
+    gradient is computed from f' (``Divergence.scaled``), exact to float32 rounding. (neyman has
+    tighter bounds: |log u| <= 55 and |A|/eta <= 30; see lad_ref.divergences.)
 
     Args:
         old_log_prob, log_prob, advantages, response_mask: (B, T) tensors (see module doc).
@@ -549,9 +610,13 @@ def lad_loss(
     """
     if check:
         LadHparams(divergence, eta, level)
-        adv = _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, eta=eta).float()
+        adv = _check_inputs(
+            old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, eta=eta,
+            max_adv_over_eta=get_divergence(divergence).max_adv_over_eta,
+        ).float()
     else:
         adv = _broadcast_advantages(advantages, log_prob.shape).float()
+    adv, old_log_prob, log_prob = _select(response_mask, adv, old_log_prob, log_prob)
     div = get_divergence(divergence)
     log_ratio = log_prob.float() - old_log_prob.float()
     a = adv / eta
@@ -571,7 +636,7 @@ def lad_loss(
         log_u = log_u.detach()
         ratio = torch.exp(log_ratio.detach())
         # the weight the gradient uses: f' at log u clamped as in Divergence.scaled (finite everywhere)
-        w = ratio * div.f_prime(log_u.clamp(-LOG_U_MAX, LOG_U_MAX))
+        w = div.weight(log_ratio.detach(), log_u.clamp(-div.log_u_max, div.log_u_max))
         # LAD minimises, so descent raises log pi where -w > 0; policy gradient raises it where A > 0.
         flipped = ((-w) * adv < 0).float()
         metrics = _masked_means(m, "lad", ratio_mean=ratio, weight_mean=w, weight_flip_frac=flipped, log_u_mean=log_u)
@@ -610,11 +675,15 @@ def lad_theory_loss(
     """
     if check:
         LadTheoryHparams(divergence, eta)
-        adv = _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, eta=eta).float()
+        adv = _check_inputs(
+            old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, eta=eta,
+            max_adv_over_eta=get_divergence(divergence).max_adv_over_eta,
+        ).float()
         if weights is not None:
             raise ValueError("lad_theory takes no weights: it sums over every action exactly.")
     else:
         adv = _broadcast_advantages(advantages, log_prob.shape).float()
+    adv, old_log_prob, log_prob = _select(response_mask, adv, old_log_prob, log_prob)
     div = get_divergence(divergence)
     valid = response_mask.bool().flatten()
     neg_inf = torch.tensor(-math.inf)
@@ -637,16 +706,30 @@ def lad_theory_loss(
 # --------------------------------------------------------------------------------------
 
 
-def kl_penalty(log_prob: Tensor, ref_log_prob: Tensor, kind: str = "low_var_kl") -> Tensor:
-    """Per-token KL(pi_theta || pi_ref) estimate, (B, T) (verl ``kl_penalty``).
+#: verl's names of the KL estimators (``kl_penalty_forward``), each with its k-name alias.
+KL_ESTIMATORS: dict[str, str] = {"kl": "k1", "k1": "k1", "mse": "k2", "k2": "k2", "low_var_kl": "k3", "k3": "k3"}
 
-    ``low_var_kl`` (k3, Schulman 2020): exp(ref - lp) - (ref - lp) - 1, with the input clamped
-    to [-20, 20] and the output to [-10, 10] as verl does; ``kl`` (k1): lp - ref. The trainers
-    add ``kl_coef * aggregate(kl_penalty(...))`` to any objective's loss, outside the objective.
+
+def kl_penalty(log_prob: Tensor, ref_log_prob: Tensor, kind: str = "low_var_kl") -> Tensor:
+    """Per-token KL(pi_theta || pi_ref) estimate, (B, T) (verl ``kl_penalty_forward``; Schulman 2020).
+
+    With x = lp - ref:
+
+    * ``kl`` / ``k1``: x                                          (gradient w.r.t. lp: 1)
+    * ``mse`` / ``k2``: x^2 / 2                                   (gradient: x)
+    * ``low_var_kl`` / ``k3``: exp(-x) + x - 1, the input clamped to [-20, 20] and the output to
+      [-10, 10] as verl does                                      (gradient: 1 - exp(-x))
+
+    The trainers add ``kl_coef * aggregate(kl_penalty(...))`` to any objective's loss (a KL to the
+    reference model), outside the objective; :func:`ppo_penalty_loss` uses the same function with
+    pi_ref := pi_old.
     """
-    choice("kl kind", kind, ("low_var_kl", "kl"))
-    if kind == "kl":
+    choice("kl kind", kind, KL_ESTIMATORS)
+    k = KL_ESTIMATORS[kind]
+    if k == "k1":
         return log_prob.float() - ref_log_prob.float()
+    if k == "k2":
+        return 0.5 * (log_prob.float() - ref_log_prob.float()).square()
     d = (ref_log_prob.float() - log_prob.float()).clamp(-20.0, 20.0)
     return (torch.exp(d) - d - 1.0).clamp(-10.0, 10.0)
 
@@ -668,10 +751,16 @@ def _clipped_surrogate(
 
 
 def _prepare(check: bool, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, **extra):
-    """Validate (when ``check``) and return the float32 advantages broadcast to (B, T)."""
+    """Validate (when ``check``); return (advantages, old_log_prob, log_prob, *extra values), padding selected out.
+
+    The advantages come back float32 and broadcast to (B, T); every tensor has 0 in its padding
+    (:func:`_select`), so nothing there reaches the loss or the gradient.
+    """
     if check:
-        return _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, **extra).float()
-    return _broadcast_advantages(advantages, log_prob.shape).float()
+        adv = _check_inputs(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, **extra).float()
+    else:
+        adv = _broadcast_advantages(advantages, log_prob.shape).float()
+    return _select(response_mask, adv, old_log_prob, log_prob, *extra.values())
 
 
 @register_objective("grpo", hparams=GrpoHparams)
@@ -702,7 +791,7 @@ def grpo_loss(
     """
     if check:
         GrpoHparams(clip_ratio_low, clip_ratio_high, clip_ratio_c)
-    adv = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    adv, old_log_prob, log_prob = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
     log_ratio = log_prob.float() - old_log_prob.float()
     loss_mat, ratio, clipped, dual = _clipped_surrogate(log_ratio, adv, clip_ratio_low, clip_ratio_high, clip_ratio_c)
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
@@ -747,7 +836,9 @@ def entadv_loss(
         if entropy is None:
             raise ValueError("entadv needs entropy=(B, T) tensor of per-token policy entropies; got None.")
         EntAdvHparams(clip_ratio_low, clip_ratio_high, clip_ratio_c, alpha, kappa)
-    adv = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, entropy=entropy)
+    adv, old_log_prob, log_prob, entropy = _prepare(
+        check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, entropy=entropy
+    )
     psi = torch.minimum(alpha * entropy.detach().float(), adv.abs() / kappa)
     shaped = adv + psi
     log_ratio = log_prob.float() - old_log_prob.float()
@@ -787,14 +878,16 @@ def kl_cov_loss(
         L_t = -A r + ppo_kl_coef * |lp - lp_old|       for the top k = max(1, floor(N * kl_cov_ratio))
                                                        valid tokens by covariance (A - mean A)(lp - mean lp).
 
-    As in verl, the ratio is not clamped and the covariance is taken over the tensors given
-    (a micro-batch, in a data-parallel run). Default ppo_kl_coef = 0.1 is verl's config default.
+    Unlike verl, the log-ratio is clamped to [-20, 20] before exp (LOG_RATIO_CLAMP, as every objective
+    here; zero gradient beyond), so the loss stays finite at any log-ratio; inside the clamp the
+    numbers are verl's. The covariance is taken over the tensors given (a micro-batch, in a
+    data-parallel run). Default ppo_kl_coef = 0.1 is verl's config default.
     """
     if check:
         KlCovHparams(kl_cov_ratio, ppo_kl_coef)
-    adv = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    adv, old_log_prob, log_prob = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
     m = _mask(response_mask)
-    log_ratio = log_prob.float() - old_log_prob.float()
+    log_ratio = (log_prob.float() - old_log_prob.float()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     ratio = torch.exp(log_ratio)
     valid = response_mask.bool().flatten()
     cov = _token_covariance(adv, log_prob, m).flatten()
@@ -836,7 +929,8 @@ def clip_cov_loss(
 ) -> tuple[Tensor, dict[str, float]]:
     """Clip-Cov (Cui et al. 2025, verl ``clip_cov``; docs/research/baselines.md §1.5).
 
-    1. PPO clipped surrogate max(-A r, -A clip(r)) (no dual clip, ratio not clamped, as verl);
+    1. PPO clipped surrogate max(-A r, -A clip(r)) (no dual clip, as verl; unlike verl the log-ratio
+       is clamped to [-20, 20] before exp, as every objective here, so the loss stays finite);
     2. cov_t = (A - mean A)(lp - mean lp) over valid tokens;
     3. candidates: valid tokens not already clipped by PPO with clip_cov_lb < cov < clip_cov_ub;
     4. n = max(1, floor(clip_cov_ratio * N)) candidates drawn uniformly at random (``generator``
@@ -845,9 +939,9 @@ def clip_cov_loss(
     """
     if check:
         ClipCovHparams(clip_ratio_low, clip_ratio_high, clip_cov_ratio, clip_cov_lb, clip_cov_ub)
-    adv = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    adv, old_log_prob, log_prob = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
     m = _mask(response_mask)
-    ratio = torch.exp(log_prob.float() - old_log_prob.float())
+    ratio = torch.exp((log_prob.float() - old_log_prob.float()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     l1 = -adv * ratio
     l2 = -adv * ratio.clamp(1.0 - clip_ratio_low, 1.0 + clip_ratio_high)
     valid = response_mask.bool()
@@ -911,7 +1005,7 @@ def flowrl_loss(
         FlowRLHparams(beta, is_weight_cap)
         if log_z.shape not in ((log_prob.shape[0],), (log_prob.shape[0], 1)):
             raise ValueError(f"log_z must have shape ({log_prob.shape[0]},), got {tuple(log_z.shape)}.")
-    adv = _prepare(
+    adv, old_log_prob, log_prob, ref_log_prob = _prepare(
         check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, ref_log_prob=ref_log_prob
     )
     m = _mask(response_mask)
@@ -936,6 +1030,64 @@ def flowrl_loss(
             "flowrl/is_weight_mean": w.mean().item(),
             "flowrl/log_z_mean": log_z.float().mean().item(),
         }
+    return loss, metrics
+
+
+# registered after the paper's baselines, so that the registry lists those in their usual order
+@register_objective("ppo_penalty", hparams=PpoPenaltyHparams)
+def ppo_penalty_loss(
+    old_log_prob: Tensor,
+    log_prob: Tensor,
+    advantages: Tensor,
+    response_mask: Tensor,
+    loss_agg_mode: str = "token-mean",
+    *,
+    clip_ratio_low: float = 0.2,
+    clip_ratio_high: float = 0.2,
+    clip_ratio_c: float | None = 3.0,
+    beta: float = 0.1,
+    kl_estimator: str = "k3",
+    tied_only: bool = False,
+    weights: Tensor | None = None,
+    agg_kwargs: Mapping | None = None,
+    compute_metrics: bool = True,
+    check: bool = True,
+) -> tuple[Tensor, dict[str, float]]:
+    """GRPO's clipped surrogate plus PPO's KL penalty to the behaviour policy (a trust-region baseline).
+
+        L_t = L_t^GRPO + beta * k(lp_t, lp_old_t) * [A_t == 0 if tied_only]
+
+    L^GRPO is :func:`grpo_loss`'s per-token loss (dual clip included) and k is :func:`kl_penalty`
+    with pi_ref := pi_old, i.e. verl's ``kl_penalty`` estimator of KL(pi_theta || pi_old) from
+    x = log r = lp - lp_old: k1 = x, k2 = x^2/2, k3 = e^{-x} + x - 1 (clamped as verl). Its
+    gradient w.r.t. lp is beta * {1, x, 1 - 1/r}: zero at r = 1 for k2 and k3, so with one update
+    per rollout batch (r = 1 at the update) the step is GRPO's exactly; k1's is beta at every r (its
+    expectation under pi is 0, a single sample's is not). Both terms sit in one per-token loss, so
+    they share the aggregation's normaliser.
+
+    ``tied_only`` puts the penalty only on tokens whose advantage is exactly 0. With group-normalised
+    binary (0/1) rewards these are exactly the responses of tied groups (every response of the prompt
+    got the same reward): in a mixed group r_i - mean != 0 for every i. With other rewards a response
+    that hits its group's mean exactly is also penalised. This is the term LAD's f(r) contributes on
+    tied groups (exp(0) f(r), pulling r back to 1), in KL form.
+    """
+    if check:
+        PpoPenaltyHparams(clip_ratio_low, clip_ratio_high, clip_ratio_c, beta, kl_estimator, tied_only)
+    adv, old_log_prob, log_prob = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
+    log_ratio = log_prob.float() - old_log_prob.float()
+    loss_mat, ratio, clipped, dual = _clipped_surrogate(log_ratio, adv, clip_ratio_low, clip_ratio_high, clip_ratio_c)
+    kl = kl_penalty(log_prob, old_log_prob, kl_estimator)
+    if tied_only:
+        kl = torch.where(adv == 0, kl, torch.zeros((), dtype=kl.dtype))
+    loss_mat = loss_mat + beta * kl
+    loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
+    if not compute_metrics:
+        return loss, {}
+    with torch.no_grad():
+        metrics = _masked_means(
+            _mask(response_mask), "ppo_penalty", ratio_mean=ratio, clipfrac=clipped, clipfrac_lower=dual,
+            kl_mean=kl, penalised_frac=(adv == 0) if tied_only else torch.ones_like(adv),
+        )
     return loss, metrics
 
 

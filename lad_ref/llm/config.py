@@ -172,6 +172,16 @@ class RolloutConfig:
     batch_size: int = field(default=512, metadata={"help": "Most sequences per generate() call."})
     vllm_gpu_memory_utilization: float = field(default=0.35, metadata={"help": "vllm: GPU memory share of the engine."})
     vllm_max_model_len: int | None = field(default=None, metadata={"help": "vllm: context length (null = model's)."})
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={"help": "Drop tied groups (all G rewards equal) and sample further prompts until prompts_per_step "
+                  "untied groups are collected (verl algorithm.filter_groups / DAPO; see train.draw_rollouts)."},
+    )
+    max_sampling_rounds: int = field(
+        default=10,
+        metadata={"help": "dynamic_sampling: most rounds of prompts_per_step prompts per step; the run stops with "
+                  "an error beyond (verl's max_num_gen_batches)."},
+    )
 
 
 @dataclass
@@ -180,7 +190,8 @@ class ObjectiveConfig:
 
     name: str = field(
         default="lad",
-        metadata={"help": "A registered objective of scope 'any': lad, grpo, entadv, kl_cov, clip_cov, flowrl, ..."},
+        metadata={"help": "A registered objective of scope 'any': lad, grpo, ppo_penalty, entadv, kl_cov, clip_cov, "
+                  "flowrl, ..."},
     )
     loss_agg_mode: str = field(
         default="token-mean",
@@ -190,9 +201,18 @@ class ObjectiveConfig:
     kl_coef: float = field(
         default=0.0, metadata={"help": "Weight of the k3 KL(pi_theta || pi_ref) term; pi_ref = the start policy."}
     )
+    tied_loss_weight: float = field(
+        default=1.0,
+        metadata={"help": "Multiplies the objective's loss on the rows of tied groups (all G rewards equal); they "
+                  "stay in the token-mean normaliser, so 0 removes only the objective's own term there (GRPO's "
+                  "is 0 already: its update is unchanged). >= 0."},
+    )
     lad: dict[str, Any] = field(default_factory=dict, metadata={"help": "lad: divergence, eta, level."})
     grpo: dict[str, Any] = field(
         default_factory=dict, metadata={"help": "grpo: clip_ratio_low, clip_ratio_high, clip_ratio_c."}
+    )
+    ppo_penalty: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "ppo_penalty: beta, kl_estimator (k1, k2, k3), tied_only, clip ratios."}
     )
     entadv: dict[str, Any] = field(default_factory=dict, metadata={"help": "entadv: alpha, kappa, clip ratios."})
     kl_cov: dict[str, Any] = field(default_factory=dict, metadata={"help": "kl_cov: kl_cov_ratio, ppo_kl_coef."})
@@ -258,6 +278,11 @@ class LoggingConfig:
         metadata={"help": "Trackers beside metrics.jsonl: any of tensorboard, wandb, trackio ([] or [none]: none)."},
     )
     project: str = field(default="lad_ref", metadata={"help": "wandb / trackio project name."})
+    tied_grad_share: bool = field(
+        default=False,
+        metadata={"help": "Log train/grad_share_tied: the share of the objective's gradient norm from tied groups "
+                  "on each step's first minibatch (two extra backward passes; train.tied_grad_norms)."},
+    )
 
 
 @dataclass
@@ -457,6 +482,7 @@ def validate(cfg: Config) -> Config:
     _choice("objective.advantage_estimator", o.advantage_estimator, ESTIMATORS)
     _positive("objective.kl_coef", o.kl_coef, allow_zero=True)
     _positive("objective.logz_head_layers", o.logz_head_layers)
+    _positive("objective.tied_loss_weight", o.tied_loss_weight, allow_zero=True)
     hp = objective_hparams(cfg)
     _smoke_test_objective(cfg, hp)
     section = objective_section(o)
@@ -492,6 +518,7 @@ def validate(cfg: Config) -> Config:
     for k in ("prompts_per_step", "max_new_tokens", "temperature", "top_p", "batch_size"):
         _positive(f"rollout.{k}", getattr(r, k))
     _positive("rollout.top_k", r.top_k, allow_zero=True)
+    _positive("rollout.max_sampling_rounds", r.max_sampling_rounds)
 
     op = cfg.optim
     for k in ("steps", "epochs", "mini_batch_size", "micro_batch_size", "lr", "eps"):

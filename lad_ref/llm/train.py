@@ -132,6 +132,51 @@ class StopSignals:
 # ======================================================================================
 
 
+def tied_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """(N // G,) bool: True for a group whose G rewards are all equal (verl filter_groups' std == 0).
+
+    With group-normalised advantages every response of a tied group has advantage exactly 0.
+    """
+    g = rewards.view(-1, group_size)
+    return (g == g[:, :1]).all(-1)
+
+
+def extra_prompts(examples: list, step: int, sampling_round: int, per_step: int, seed: int) -> list:
+    """Dynamic sampling's further prompts of RL step ``step``, round ``sampling_round`` >= 1.
+
+    ``per_step`` prompts drawn without replacement from a permutation seeded by (seed, step, round)
+    alone, not from the main prompt stream: the stream's position stays step * prompts_per_step, so
+    a resumed run needs no record of how many rounds earlier steps took (verl instead reads the
+    next batches of its dataloader).
+    """
+    g = torch.Generator().manual_seed(sub_seed(seed, Tag.ROLLOUT, step, sampling_round, Tag.DATA))
+    return [examples[int(i)] for i in torch.randperm(len(examples), generator=g)[:per_step]]
+
+
+def concat_rows(parts: list[tuple[RolloutBatch, torch.Tensor]], pad_id: int) -> RolloutBatch:
+    """Rows ``idx`` of each batch, stacked in order: prompts re-padded on the left, responses on the right."""
+    sel = [b.select(idx) for b, idx in parts]
+    lp = max(b.prompt_ids.shape[1] for b in sel)
+    lr = max(b.response_ids.shape[1] for b in sel)
+
+    def left(t, value):
+        return torch.nn.functional.pad(t, (lp - t.shape[1], 0), value=value)
+
+    def right(t, value):
+        return torch.nn.functional.pad(t, (0, lr - t.shape[1]), value=value)
+
+    gen = None if any(b.gen_log_probs is None for b in sel) else torch.cat([right(b.gen_log_probs, 0.0) for b in sel])
+    return RolloutBatch(
+        torch.cat([left(b.prompt_ids, pad_id) for b in sel]), torch.cat([left(b.prompt_mask, 0) for b in sel]),
+        torch.cat([right(b.response_ids, pad_id) for b in sel]), torch.cat([right(b.response_mask, 0) for b in sel]),
+        gen, [t for b in sel for t in b.texts], torch.cat([b.truncated for b in sel]),
+    )
+
+
+class DynamicSamplingError(RuntimeError):
+    """Dynamic sampling drew ``rollout.max_sampling_rounds`` rounds without enough untied groups."""
+
+
 def prompts_for_step(examples: list, step: int, per_step: int, seed: int) -> list:
     """The prompts of RL step ``step`` (1-based): consecutive slices of a seeded permutation per data epoch.
 
@@ -184,7 +229,16 @@ def mean_dicts(rows: list[dict]) -> dict:
 
 
 def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler, params, batch: RolloutBatch,
-                  old_log_prob, ref_log_prob, advantages, loss_fn, hparams) -> dict:
+                  old_log_prob, ref_log_prob, advantages, loss_fn, hparams, tied: torch.Tensor | None = None) -> dict:
+    """``optim.epochs`` passes of shuffled minibatches over the rollout batch; returns the mean metrics.
+
+    ``tied`` (N,) bool marks the rows of tied groups (all G rewards equal). With it,
+    ``objective.tied_loss_weight`` != 1 multiplies those rows' objective loss through the loss's
+    per-row ``weights`` (the rows stay in the aggregation's normaliser, so the other rows' step is
+    unchanged; the reference-KL term is not weighted), and ``logging.tied_grad_share`` logs, on the
+    first minibatch of the step, the gradient norms of the tied rows' and the other rows' loss
+    (:func:`tied_grad_norms`).
+    """
     o, obj = cfg.optim, cfg.objective
     temp = cfg.rollout.temperature
     spec = get_objective(obj.name)  # what the objective needs is read from its spec, never from its name
@@ -192,7 +246,12 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
     need_hidden = "log_z" in spec.needs
     agg_mode = spec.aggregation(obj.loss_agg_mode)  # FlowRL: its own mean over sequences
     n = len(batch)
+    row_weights = None
+    if tied is not None and obj.tied_loss_weight != 1.0:  # weight 1: no weights at all (bit-identical default)
+        row_weights = torch.where(tied, torch.tensor(float(obj.tied_loss_weight)), torch.tensor(1.0)).to(
+            advantages.device)
     stats = []
+    share: dict = {}
     log_ratios = []  # per minibatch: log r = log pi_theta - log pi_old of its valid tokens (brake engagement)
     for epoch in range(o.epochs):
         g = torch.Generator().manual_seed(sub_seed(cfg.seed, Tag.SHUFFLE, step, epoch))
@@ -203,6 +262,9 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
             # verl-style global normalisers: each micro-batch loss is divided by the minibatch's
             # token / sequence count, so the accumulated gradient is the minibatch gradient.
             agg_kwargs = {"batch_num_tokens": float(mask_mini.sum()), "global_batch_size": float(len(mini))}
+            if tied is not None and cfg.logging.tied_grad_share and epoch == 0 and mb == 0:
+                share = tied_grad_norms(cfg, step, model, logz_head, params, batch, mini, old_log_prob, ref_log_prob,
+                                        advantages, loss_fn, hparams, tied, row_weights, agg_mode, agg_kwargs)
             optimizer.zero_grad(set_to_none=True)
             mb_stats = []
             mb_log_ratios = []
@@ -220,6 +282,8 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
                     extra["ref_log_prob"] = ref_log_prob[idx]
                 if "generator" in spec.needs:
                     extra["generator"] = torch.Generator().manual_seed(sub_seed(cfg.seed, Tag.LOSS, step, epoch, ms))
+                if row_weights is not None:
+                    extra["weights"] = row_weights[idx]
                 loss, metrics = loss_fn(
                     old_log_prob=old_log_prob[idx],
                     log_prob=out["log_prob"],
@@ -255,6 +319,57 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
     out = mean_dicts(stats)
     out["train/lr"] = scheduler.get_last_lr()[0]
     out.update(brake_stats(log_ratios))
+    out.update(share)
+    return out
+
+
+def tied_grad_norms(cfg: Config, step: int, model, logz_head, params, batch: RolloutBatch, mini, old_log_prob,
+                    ref_log_prob, advantages, loss_fn, hparams, tied, row_weights, agg_mode, agg_kwargs) -> dict:
+    """Gradient norms of the objective's loss on one minibatch, split into tied rows and the rest.
+
+    The minibatch loss L (as the update computes it, ``tied_loss_weight`` included, the reference-KL
+    term excluded) is linear in the per-row weights, so L = L_tied + L_rest with L_tied the loss
+    with the rest's weights set to 0 and vice versa (same normaliser). Two extra backward passes
+    per micro-batch give g_tied = grad L_tied and g_rest = grad L_rest (before clipping); logged:
+
+        train/grad_norm_tied = ||g_tied||,   train/grad_norm_untied = ||g_rest||,
+        train/grad_share_tied = ||g_tied|| / (||g_tied|| + ||g_rest||)   (omitted when both are 0).
+
+    Nothing here touches the optimizer, the parameters or the global random state (forked), so the
+    run's numbers are those of the run without this logging.
+    """
+    spec = get_objective(cfg.objective.name)
+    temp = cfg.rollout.temperature
+    base = row_weights if row_weights is not None else torch.ones(len(batch), device=advantages.device)
+    parts = {"tied": base * tied.to(base.dtype), "untied": base * (~tied).to(base.dtype)}
+    sums = {k: [torch.zeros_like(p) for p in params] for k in parts}
+    with torch.random.fork_rng(devices=[]):
+        for ms in range(0, len(mini), cfg.optim.micro_batch_size):
+            idx = mini[ms:ms + cfg.optim.micro_batch_size]
+            micro = batch.select(idx)
+            out = sequence_log_probs(model, micro, temp, with_entropy="entropy" in spec.needs,
+                                     with_hidden="log_z" in spec.needs)
+            extra = {}
+            if "entropy" in spec.needs:
+                extra["entropy"] = out["entropy"]
+            if "log_z" in spec.needs:
+                extra["log_z"] = logz_head(out["hidden"][:, :micro.prompt_ids.shape[1]], micro.prompt_mask)
+            if "ref_log_prob" in spec.needs:
+                extra["ref_log_prob"] = ref_log_prob[idx]
+            for k, (name, w) in enumerate(parts.items()):
+                if "generator" in spec.needs:
+                    extra["generator"] = torch.Generator().manual_seed(sub_seed(cfg.seed, Tag.LOSS, step, 0, ms))
+                loss, _ = loss_fn(old_log_prob=old_log_prob[idx], log_prob=out["log_prob"], advantages=advantages[idx],
+                                  response_mask=micro.response_mask, loss_agg_mode=agg_mode, agg_kwargs=agg_kwargs,
+                                  weights=w[idx], compute_metrics=False, **hparams, **extra)
+                grads = torch.autograd.grad(loss, params, retain_graph=k == 0, allow_unused=True)
+                for acc, g in zip(sums[name], grads):
+                    if g is not None:
+                        acc += g
+    norms = {k: float(torch.sqrt(sum((g.double() ** 2).sum() for g in v))) for k, v in sums.items()}
+    out = {"train/grad_norm_tied": norms["tied"], "train/grad_norm_untied": norms["untied"]}
+    if norms["tied"] + norms["untied"] > 0:
+        out["train/grad_share_tied"] = norms["tied"] / (norms["tied"] + norms["untied"])
     return out
 
 
@@ -411,13 +526,8 @@ def rl_step(r: RunState, step: int) -> dict:
     epochs of minibatch updates -> new weights to the rollout engine. Returns the metrics row."""
     cfg, G = r.cfg, r.cfg.rollout.group_size
     t0 = time.time()
-    examples = prompts_for_step(r.task.train, step, cfg.rollout.prompts_per_step, cfg.seed)
-    batch = r.rollout.generate(
-        r.model, [e.prompt for e in examples], G, max_new_tokens=cfg.rollout.max_new_tokens,
-        temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k,
-        seed=sub_seed(cfg.seed, Tag.ROLLOUT, step),
-    ).to(r.device)
-    rewards = torch.tensor(task_rewards(r.task, [examples[i // G] for i in range(len(batch.texts))], batch.texts))
+    examples, batch, rewards, sampling = draw_rollouts(r, step)
+    tied = tied_groups(rewards, G).repeat_interleave(G).to(r.device)
     group_ids = torch.arange(len(examples)).repeat_interleave(G)
     advantages = compute_advantages(rewards, group_ids, cfg.objective.advantage_estimator).to(r.device)
     t_gen = time.time() - t0
@@ -433,7 +543,7 @@ def rl_step(r: RunState, step: int) -> dict:
 
     t2 = time.time()
     stats = update_policy(cfg, step, r.model, r.logz_head, r.optimizer, r.scheduler, r.params, batch, old_log_prob,
-                          ref_log_prob, advantages, r.loss_fn, r.hparams)
+                          ref_log_prob, advantages, r.loss_fn, r.hparams, tied=tied)
     r.rollout.sync_weights(r.model)
     return {
         "step": step,
@@ -442,6 +552,7 @@ def rl_step(r: RunState, step: int) -> dict:
         "train/distinct_correct": group_distinct_correct(batch.texts, rewards.tolist(), G, r.task),
         "train/response_length": batch.response_mask.sum(-1).float().mean().item(),
         "train/adv_abs_mean": advantages.abs().mean().item(),
+        **sampling,
         "rollout/logprob_max_abs_diff": diff,
         **stats,
         "time/rollout_s": round(t_gen, 3),
@@ -449,6 +560,66 @@ def rl_step(r: RunState, step: int) -> dict:
         "time/update_s": round(time.time() - t2, 3),
         "time/step_s": round(time.time() - t0, 3),
     }
+
+
+def draw_rollouts(r: RunState, step: int) -> tuple[list, RolloutBatch, torch.Tensor, dict]:
+    """The step's prompts, their G responses each, the rewards, and sampling metrics.
+
+    Without ``rollout.dynamic_sampling``: the next ``prompts_per_step`` prompts of the stream.
+    ``train/tied_groups`` is the fraction of the drawn groups whose G rewards are all equal.
+
+    With it (verl ``algorithm.filter_groups`` / DAPO's dynamic sampling, metric = the reward): tied
+    groups are dropped and further rounds of ``prompts_per_step`` prompts (:func:`extra_prompts`,
+    rollout seed (seed, step, round)) are sampled until ``prompts_per_step`` untied groups are
+    collected; the first that many, in the order drawn, form the batch. Everything is a function of
+    (seed, step), so runs and resumes are deterministic. After ``rollout.max_sampling_rounds`` rounds
+    without enough, the run stops with :class:`DynamicSamplingError` (as DAPO's trainer does past
+    ``max_num_gen_batches``). ``train/tied_groups`` then counts every drawn group, and
+    ``rollout/sampling_rounds`` the rounds.
+    """
+    cfg, G, per_step = r.cfg, r.cfg.rollout.group_size, r.cfg.rollout.prompts_per_step
+
+    def sample(examples, seed):
+        batch = r.rollout.generate(
+            r.model, [e.prompt for e in examples], G, max_new_tokens=cfg.rollout.max_new_tokens,
+            temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p, top_k=cfg.rollout.top_k, seed=seed,
+        ).to(r.device)
+        rewards = torch.tensor(task_rewards(r.task, [examples[i // G] for i in range(len(batch.texts))], batch.texts))
+        return batch, rewards
+
+    examples = prompts_for_step(r.task.train, step, per_step, cfg.seed)
+    batch, rewards = sample(examples, sub_seed(cfg.seed, Tag.ROLLOUT, step))
+    tied = tied_groups(rewards, G)
+    if not cfg.rollout.dynamic_sampling:
+        return examples, batch, rewards, {"train/tied_groups": tied.float().mean().item()}
+    kept: list[tuple[list, RolloutBatch, torch.Tensor, torch.Tensor]] = []  # (examples, batch, rewards, groups)
+    drawn = n_tied = collected = 0
+    for rnd in range(cfg.rollout.max_sampling_rounds):
+        if rnd > 0:
+            examples = extra_prompts(r.task.train, step, rnd, per_step, cfg.seed)
+            batch, rewards = sample(examples, sub_seed(cfg.seed, Tag.ROLLOUT, step, rnd))
+            tied = tied_groups(rewards, G)
+        drawn += len(tied)
+        n_tied += int(tied.sum())
+        groups = torch.nonzero(~tied).flatten()[: per_step - collected]
+        if len(groups):
+            kept.append((examples, batch, rewards, groups))
+            collected += len(groups)
+        if collected == per_step:
+            break
+    else:
+        raise DynamicSamplingError(
+            f"dynamic sampling drew rollout.max_sampling_rounds={cfg.rollout.max_sampling_rounds} rounds of "
+            f"{per_step} prompts at RL step {step} and found only {collected} of the {per_step} groups whose rewards "
+            "are not all equal; the tasks are too easy or too hard for the policy now: raise "
+            "rollout.max_sampling_rounds, or set rollout.dynamic_sampling false."
+        )
+    pad_id = r.tokenizer.pad_token_id if r.tokenizer.pad_token_id is not None else 0
+    rows = [(b, (g.unsqueeze(-1) * G + torch.arange(G)).flatten().to(b.response_ids.device)) for _, b, _, g in kept]
+    batch = concat_rows(rows, pad_id)
+    rewards = torch.cat([rw[(g.unsqueeze(-1) * G + torch.arange(G)).flatten()] for _, _, rw, g in kept])
+    examples = [ex[int(i)] for ex, _, _, g in kept for i in g]
+    return examples, batch, rewards, {"train/tied_groups": n_tied / drawn, "rollout/sampling_rounds": rnd + 1}
 
 
 def finish(r: RunState, progress: bool) -> dict:
