@@ -11,8 +11,8 @@ import torch
 
 from lad_ref.advantages import compute_advantages
 from lad_ref.bandit.regime import (
-    RegimeConfig,
     METRICS,
+    RegimeConfig,
     brake_fraction,
     correct_mask,
     dynamic_rows,

@@ -86,6 +86,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import re
 import sys
@@ -642,6 +643,7 @@ def run_sweep(cfg: RegimeConfig, *, progress: bool = True, threads: int | None =
     total = cfg.rollouts * sum(ks)
     rows, paired, curves = [], {}, {}
     started = time.perf_counter()
+    load_before = [round(x, 2) for x in os.getloadavg()]  # 1/5/15-minute load: the machine is shared
     with torch_threads(threads):
         bar = tqdm(total=total, desc="regime", unit="step", disable=not progress, mininterval=0.5)
         for k in ks:
@@ -676,13 +678,10 @@ def run_sweep(cfg: RegimeConfig, *, progress: bool = True, threads: int | None =
                         continue
                     cmp = paired.setdefault(f"{label} - grpo", {}).setdefault(str(k), {})
                     for name, better in BETTER.items():
-                        diff = final[label][name] - final["grpo"][name]
-                        lo, hi = bootstrap_mean_ci(diff, n_boot=cfg.n_boot)
-                        wins = int((diff > 0).sum()) if better == "higher" else int((diff < 0).sum())
-                        cmp[name] = {"mean": float(diff.mean()), "ci95": [lo, hi], "wins": wins,
-                                     "n": n_seeds, "better": better}
+                        cmp[name] = _paired_entry(final[label][name] - final["grpo"][name], better, cfg.n_boot)
         bar.close()
     wall = time.perf_counter() - started
+    load = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
     start = torch.stack([start_logits(cfg, s) for s in cfg.seeds])
     start_m = _policy_metrics(start, correct_mask(cfg), conditional(torch.softmax(start.double(), -1),
                                                                     correct_mask(cfg)))
@@ -714,6 +713,7 @@ def run_sweep(cfg: RegimeConfig, *, progress: bool = True, threads: int | None =
         "paired": paired,
         "curves": curves,
         "wall_s": round(wall, 2),
+        "load": load,
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__, "threads": threads},
     }
@@ -766,10 +766,13 @@ def run_controls(cfg: RegimeConfig, controls: list[tuple[str, RegimeConfig]], *,
 def reuse_controls(cfg: RegimeConfig, controls: list[tuple[str, RegimeConfig]], path: Path) -> list:
     """The control sweeps of a record written earlier (``--only-controls``) for the same settings: each
     control of ``controls`` must be there with the same overrides, and the record's main settings
-    must equal ``cfg``'s except the main objectives (which no control inherits when it lists its own)."""
+    must equal ``cfg``'s except the main objectives (which no control inherits when it lists its own)
+    and K (so that a main sweep split by K reuses the controls of the whole; the controls' K are theirs)."""
     rec = json.loads(Path(path).read_text())
-    mine = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items() if k != "objectives"}
-    theirs = {k: v for k, v in rec.get("config", {}).items() if k != "objectives"}
+    # K may differ: a main sweep run in parts by K (merged with --merge) takes the controls of the whole
+    skip = ("objectives", "steps_per_rollout")
+    mine = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items() if k not in skip}
+    theirs = {k: v for k, v in rec.get("config", {}).items() if k not in skip}
     if mine != theirs:
         diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         raise ValueError(f"{path} was written with other settings ({', '.join(diff)}); rerun its controls.")
@@ -777,7 +780,9 @@ def reuse_controls(cfg: RegimeConfig, controls: list[tuple[str, RegimeConfig]], 
     out = []
     for name, ccfg in controls:
         c = stored.get(name)
-        if c is None or c["overrides"] != _overrides(cfg, ccfg):
+        want = {k: v for k, v in _overrides(cfg, ccfg).items() if k != "steps_per_rollout"}
+        have = {k: v for k, v in (c or {}).get("overrides", {}).items() if k != "steps_per_rollout"}
+        if c is None or have != want:
             raise ValueError(f"control {name!r} is not in {path} with the overrides {_overrides(cfg, ccfg)}; "
                              "rerun its controls.")
         out.append(c)
@@ -800,7 +805,130 @@ def run_all(cfg: RegimeConfig, controls: list[tuple[str, RegimeConfig]], *, prog
                              "objectives": list(cfg.objectives), "seeds": list(cfg.seeds)}, "wall_s": 0.0}
     record["controls"] = reused if reused is not None else run_controls(cfg, controls, progress=progress)
     record["wall_s_total"] = round(record["wall_s"] + sum(c["wall_s"] for c in record["controls"]), 2)
+    if main_sweep:
+        record["control_vs_main"] = control_vs_main(record)
     return record
+
+
+def _paired_entry(diff: torch.Tensor, better: str, n_boot: int) -> dict:
+    lo, hi = bootstrap_mean_ci(diff, n_boot=n_boot) if diff.numel() >= 2 else (float("nan"), float("nan"))
+    wins = int((diff > 0).sum()) if better == "higher" else int((diff < 0).sum())
+    return {"mean": float(diff.mean()), "ci95": [lo, hi], "wins": wins, "n": int(diff.numel()), "better": better}
+
+
+def control_vs_main(record: dict) -> dict:
+    """Per control and objective, the per-seed differences control - main run of the same objective and K
+    (same seeds, so paired): ``{control name: {objective: {K: {metric: entry}}}}`` with entries as in
+    ``paired`` (mean, 95% bootstrap CI, wins, n). E.g. LAD-js with its tied-group term off minus LAD-js."""
+    n_boot = record["config"]["n_boot"]
+    main = {(r["K"], r["objective"]): r for r in record.get("rows", [])}
+    out: dict = {}
+    for c in record.get("controls", []):
+        for r in c["rows"]:
+            m = main.get((r["K"], r["objective"]))
+            if m is None:
+                continue
+            cell = out.setdefault(c["name"], {}).setdefault(r["objective"], {}).setdefault(str(r["K"]), {})
+            for name, better in BETTER.items():
+                diff = torch.tensor(r[name]["per_seed"], dtype=torch.float64) - torch.tensor(
+                    m[name]["per_seed"], dtype=torch.float64)
+                cell[name] = _paired_entry(diff, better, n_boot)
+    return out
+
+
+def merge_records(records: list[dict]) -> dict:
+    """Records of one configuration run in parts (one command each: disjoint K, or disjoint objectives
+    at one K) -> one record, as if run at once: rows, paired and curves joined, wall times summed
+    (``parts`` keeps each part's K, objectives, wall time and load). A (K, objective) present in two
+    parts (e.g. GRPO, the reference of each part's paired differences) must agree seed for seed. The
+    first record's controls are kept, and ``control_vs_main`` is recomputed."""
+    if not records:
+        raise ValueError("merge needs at least one record.")
+    skip = ("steps_per_rollout", "objectives")
+    base = {k: v for k, v in records[0]["config"].items() if k not in skip}
+    for rec in records[1:]:
+        other = {k: v for k, v in rec["config"].items() if k not in skip}
+        if other != base:
+            diff = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
+            raise ValueError(f"records to merge differ in {', '.join(diff)}; merge runs of one configuration.")
+    ks = sorted({k for rec in records for k in rec["config"]["steps_per_rollout"]})
+    objs: list[str] = []
+    for rec in records:
+        objs += [o for o in rec["config"]["objectives"] if o not in objs]
+    rows: dict = {}
+    for rec in records:
+        for r in rec["rows"]:
+            key = (r["K"], r["objective"])
+            if key in rows and rows[key]["eff_correct"]["per_seed"] != r["eff_correct"]["per_seed"]:
+                raise ValueError(f"records to merge disagree on K = {key[0]}, {key[1]}: not runs of one configuration.")
+            rows[key] = r
+    merged = {**records[0], "config": {**records[0]["config"], "steps_per_rollout": ks, "objectives": objs}}
+    merged["rows"] = [rows[(k, o)] for k in ks for o in objs if (k, o) in rows]
+    merged["paired"], merged["curves"] = {}, {}
+    for rec in records:
+        for key, per_k in rec["paired"].items():
+            merged["paired"].setdefault(key, {}).update(per_k)
+        for k, per_o in rec["curves"].items():
+            merged["curves"].setdefault(k, {}).update(per_o)
+    merged["paired"] = {key: {str(k): v[str(k)] for k in ks if str(k) in v} for key, v in merged["paired"].items()}
+    merged["wall_s"] = round(sum(rec["wall_s"] for rec in records), 2)
+    merged["parts"] = [{"K": rec["config"]["steps_per_rollout"], "objectives": rec["config"]["objectives"],
+                        "wall_s": rec["wall_s"], "load": rec.get("load")} for rec in records]
+    merged.pop("load", None)
+    if merged.get("controls"):
+        merged["control_vs_main"] = control_vs_main(merged)
+        merged["wall_s_total"] = round(merged["wall_s"] + sum(c["wall_s"] for c in merged["controls"]), 2)
+    else:
+        merged.pop("wall_s_total", None)
+    return merged
+
+
+def matched_comparison(record: dict, lad_prefix: str = "lad(js", penalty_prefix: str = "ppo_penalty(",
+                       match_on: str = "kl_start", compare: tuple[str, ...] = ("eff_correct", "mass_correct")) -> dict:
+    """LAD's points against the penalty's curve at the same value of ``match_on``, per seed.
+
+    For each K, seed and LAD label: the penalty's runs of that seed (every beta; ``tied_only`` ones
+    excluded) give a piecewise-linear curve of each ``compare`` metric against ``match_on``; it is read
+    at the LAD run's own ``match_on`` value (NaN outside the curve's range: not matched), and the
+    per-seed differences LAD - penalty(matched) get a mean and 95% bootstrap CI over the matched seeds.
+    Returns ``{K: {lad label: {"n_matched", metric: {"mean", "ci95", "n"}}}}``.
+    """
+    n_boot = record["config"]["n_boot"]
+    out: dict = {}
+    for k in record["config"]["steps_per_rollout"]:
+        rows = {r["objective"]: r for r in record["rows"] if r["K"] == k}
+        pen = [r for o, r in rows.items() if o.startswith(penalty_prefix) and "tied_only=true" not in o.replace(" ", "")]
+        lads = [o for o in rows if o.startswith(lad_prefix)]
+        if len(pen) < 2 or not lads:
+            continue
+        for o in lads:
+            x_lad = torch.tensor(rows[o][match_on]["per_seed"], dtype=torch.float64)
+            n_seeds = x_lad.numel()
+            diffs = {m: [] for m in compare}
+            for s in range(n_seeds):
+                xs = torch.tensor([r[match_on]["per_seed"][s] for r in pen], dtype=torch.float64)
+                order = torch.argsort(xs)
+                xs = xs[order]
+                x = float(x_lad[s])
+                if not (float(xs[0]) <= x <= float(xs[-1])):
+                    continue
+                j = int(torch.searchsorted(xs, torch.tensor([x], dtype=torch.float64)).clamp(1, len(xs) - 1))
+                w = 0.0 if float(xs[j] - xs[j - 1]) == 0 else (x - float(xs[j - 1])) / float(xs[j] - xs[j - 1])
+                for m in compare:
+                    ys = torch.tensor([r[m]["per_seed"][s] for r in pen], dtype=torch.float64)[order]
+                    y = float(ys[j - 1]) + w * float(ys[j] - ys[j - 1])
+                    diffs[m].append(float(rows[o][m]["per_seed"][s]) - y)
+            cell = {"n_matched": len(diffs[compare[0]]), "of": n_seeds}
+            for m in compare:
+                d = torch.tensor(diffs[m], dtype=torch.float64)
+                if d.numel() >= 2:
+                    lo, hi = bootstrap_mean_ci(d, n_boot=n_boot)
+                    cell[m] = {"mean": float(d.mean()), "ci95": [lo, hi], "n": int(d.numel())}
+                else:
+                    cell[m] = {"mean": float(d.mean()) if d.numel() else None, "ci95": [None, None],
+                               "n": int(d.numel())}
+            out.setdefault(str(k), {})[o] = cell
+    return out
 
 
 def write_json(path: Path, record: dict) -> None:
@@ -862,6 +990,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-controls", action="store_true", help="run only the control sweeps of the config")
     p.add_argument("--controls-from", type=Path, dest="controls_from",
                    help="take the control sweeps from this record (written with --only-controls, same config)")
+    p.add_argument("--merge", type=Path, nargs="+",
+                   help="no training: merge records of one config run for disjoint K (one command each)")
+    p.add_argument("--selection", type=Path,
+                   help="with --merge: attach this record (the runs a grid was chosen on) as beta_selection")
     p.add_argument("--out", type=Path, help="write the JSON record here")
     p.add_argument("--plot", type=Path, nargs="+", help="write the figure (.png and/or .pdf)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -943,20 +1075,41 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(err))
     if args.controls_from is not None and not args.controls_from.is_file():
         parser.error(f"--controls-from: no such file {str(args.controls_from)!r}.")
+    if args.merge:
+        missing = [str(f) for f in args.merge if not f.is_file()]
+        if missing:
+            parser.error(f"--merge: no such file {', '.join(map(repr, missing))}.")
+        try:
+            record = merge_records([json.loads(f.read_text()) for f in args.merge])
+        except ValueError as err:
+            parser.error(str(err))
+        if args.selection is not None:  # the record the frontier's beta grid was chosen on (other seeds)
+            sel = json.loads(args.selection.read_text())
+            record["beta_selection"] = {"source": args.selection.name, "config": sel["config"],
+                                        "rows": sel["rows"], "wall_s": sel["wall_s"], "load": sel.get("load")}
+        if any(o.startswith("ppo_penalty(") for o in record["config"]["objectives"]):
+            record["matched_kl"] = matched_comparison(record, match_on="kl_start")
+            record["matched_diversity"] = matched_comparison(record, match_on="eff_correct",
+                                                             compare=("mass_correct", "kl_start"))
+        return _finish(args, record)
     try:
         record = run_all(cfg, controls, progress=not args.quiet, main_sweep=not args.only_controls,
                          controls_from=args.controls_from)
     except ValueError as err:
         parser.error(str(err))
+    return _finish(args, record)
+
+
+def _finish(args: argparse.Namespace, record: dict) -> int:
     print_table(record)
     if args.out is not None:
         write_json(args.out, record)
         print(f"wrote {args.out}", file=sys.stderr)
     if args.plot and "rows" in record:
-        from lad_ref.bandit.regime_plot import plot_regime
+        from lad_ref.bandit.regime_plot import plot_record
 
         for path in args.plot:
-            plot_regime(record, path)
+            plot_record(record, path)
             print(f"wrote {path}", file=sys.stderr)
     return 0
 
