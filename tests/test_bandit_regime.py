@@ -427,3 +427,38 @@ def test_controls_can_run_as_a_second_command(tmp_path, capsys):
         main(["--config", "bandit/regime_fast.yaml", "--controls-from", str(ctrl), "--objectives", "grpo,lad(hd)",
               "--quiet"])
     assert "control 'exact mode' is not in" in capsys.readouterr().err
+
+
+def test_merging_parts_by_k_and_by_objective_gives_the_record_of_one_run():
+    from lad_ref.bandit.regime import merge_records, run_sweep
+
+    cfg = replace(SMALL, rollouts=6, steps_per_rollout=(1, 3), objectives=("grpo", "lad(js)", "lad(hd)"))
+    whole = run_sweep(cfg, progress=False)
+    parts = [run_sweep(replace(cfg, steps_per_rollout=(1,)), progress=False),
+             run_sweep(replace(cfg, steps_per_rollout=(3,), objectives=("grpo", "lad(js)")), progress=False),
+             run_sweep(replace(cfg, steps_per_rollout=(3,), objectives=("grpo", "lad(hd)")), progress=False)]
+    merged = merge_records(parts)
+    assert merged["rows"] == whole["rows"] and merged["paired"] == whole["paired"]
+    assert merged["curves"] == whole["curves"] and merged["config"] == whole["config"]
+    with pytest.raises(ValueError, match="differ in lr"):
+        merge_records([parts[0], run_sweep(replace(cfg, steps_per_rollout=(3,), lr=0.1), progress=False)])
+
+
+def test_matched_comparison_reads_the_penalty_curve_at_the_lad_points_kl():
+    from lad_ref.bandit.regime import matched_comparison
+
+    def row(o, kl, eff, mass):
+        return {"K": 4, "objective": o, "kl_start": {"per_seed": kl}, "eff_correct": {"per_seed": eff},
+                "mass_correct": {"per_seed": mass}}
+
+    rec = {"config": {"n_boot": 200, "steps_per_rollout": [4]}, "rows": [
+        row("grpo", [2.0, 2.0], [1.0, 1.0], [1.0, 1.0]),
+        row("ppo_penalty(beta=0.1)", [2.0, 1.8], [1.0, 1.2], [1.0, 1.0]),
+        row("ppo_penalty(beta=1)", [0.0, 0.2], [5.0, 4.8], [0.9, 0.9]),
+        row("ppo_penalty(beta=1,tied_only=true)", [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]),  # not on the curve
+        row("lad(js,eta=1)", [1.0, 5.0], [4.0, 9.0], [1.0, 1.0]),  # seed 1 lies outside the curve
+    ]}
+    cell = matched_comparison(rec)["4"]["lad(js,eta=1)"]
+    assert cell["n_matched"] == 1 and cell["of"] == 2
+    # seed 0: the curve at kl 1.0 is halfway: eff 3.0, mass 0.95
+    assert cell["eff_correct"]["mean"] == pytest.approx(1.0) and cell["mass_correct"]["mean"] == pytest.approx(0.05)

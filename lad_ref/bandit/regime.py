@@ -28,8 +28,7 @@ so every arm's logit moves in proportion to its own probability pi(b) times a pu
   -f'(e^{-A+/eta}), a monotone transform of it. Both raise each correct logit in proportion to its
   probability: the rich get richer. Under gradient flow the distribution among the correct arms
   follows the same path for both (d theta_b / dt = s(t) q(b), with only the speed s(t) differing),
-  so at K = 1 LAD is a reweighted policy gradient and no difference in diversity is expected (the
-  sampled sweep measured a small one, LAD-js 0.16 effective answers below GRPO).
+  so at K = 1 LAD is a reweighted policy gradient and no difference in diversity is expected.
 * With K > 1 steps on the same batch r moves. GRPO's surrogate -A r stays linear in r (until the
   clip at 1 + eps zeroes a row's gradient): nothing pulls a correct arm that got ahead back. LAD's
   per-row push r f'(r e^{-A/eta}) changes sign at r = e^{A/eta} (the brake), and the loss of a batch
@@ -38,23 +37,42 @@ so every arm's logit moves in proportion to its own probability pi(b) times a pu
   the more steps per batch, the closer LAD gets to a ratio-preserving update, while GRPO keeps
   compounding the rich-get-richer step. The difference should grow with K.
 
-What the sweep measured adds two things to that picture (README, "The bandit in the LLM regime"):
+Two properties of this setting, each with a test in tests/test_bandit_regime.py:
 
 * Adam cancels the rich-get-richer step when there is no sampling noise. In exact mode every correct
   logit's gradient is pi(b) times a factor common to all correct arms; Adam divides each coordinate
   by its own running RMS, which removes pi(b), so all correct logits take the same step and the
-  ratios among them are kept exactly, for GRPO and LAD and every K (by induction over steps; the
-  ``exact mode`` control and a test). Under Adam, what narrows the correct answers is sampling:
-  which arms a batch happens to contain.
-* In sampled mode most of LAD's advantage comes from the rows of all-correct (and all-wrong) groups,
-  whose advantage is 0. GRPO has no gradient there. LAD's per-batch target for them is
-  r = e^{0/eta} = 1: its loss e^0 f(r) pulls r back to 1 as soon as the batch's other rows move it
-  (for js, hd, jf, tv, whose f'(1) = 0; kl's f(u) = u log u is smallest at u = 1/e and so pushes
-  the sampled arms down, rkl's -log u pushes them up, since the generators carry no linear term).
-  Once the policy is mostly correct most groups are all-correct, so this term acts on most rows.
-  Dropping those rows from the loss (DAPO's dynamic sampling does) removes most of the difference
-  (the ``zero-advantage rows dropped`` control). The brake (weight flipped once r passes e^{A/eta})
-  engages on fewer than 6% of LAD-js's rows with A != 0, even at K = 64.
+  ratios among them are kept exactly, for GRPO and LAD and every K (by induction over steps). Under
+  Adam, what narrows the correct answers is sampling: which arms a batch happens to contain.
+* On tied groups (every answer of the group correct, or every one wrong; with group-normalised
+  binary rewards exactly the rows with A = 0) GRPO's loss is 0, while LAD's is e^0 f(r) with target
+  r = e^{0/eta} = 1: it pulls r back to 1 as soon as the batch's other rows move it (for js, hd, jf,
+  tv, neyman, whose f'(1) = 0; kl's f(u) = u log u is smallest at u = 1/e and so pushes the sampled
+  arms down, rkl's -log u pushes them up, since the generators carry no linear term). Once the
+  policy is mostly correct most groups are tied.
+
+Measuring what carries LAD's effect
+-----------------------------------
+* ``tied_loss_weight`` multiplies the loss of the tied groups' rows through the losses' per-row
+  ``weights``; the rows stay in the token-mean normaliser, so 0 removes LAD's tied-group term and
+  nothing else, and GRPO's run stays bit-identical (a test). ``zero_advantage_rows: drop`` removes
+  the rows from the normaliser as well, which changes every objective's step size: kept for
+  comparison, not a control.
+* ``dynamic_sampling`` is DAPO's dynamic sampling (verl ``algorithm.filter_groups``): tied groups
+  are dropped and the batch refilled with untied ones drawn from pi_old (:func:`dynamic_rows`).
+* Per rollout the history records the fraction of tied groups, their share of the logits' gradient
+  norm (``tied_grad_share``: sum over the batch's K steps of ||g_tied|| over the sum of ||g_tied|| +
+  ||g_rest||, g_tied and g_rest the gradients of the tied and the other rows' loss, computed as
+  vector-Jacobian products of the rows' gradient through log_softmax and gather) and the generation
+  batches drawn.
+* Objective labels (:func:`parse_objective`) name any registered objective the bandit can run with
+  its hyperparameters, e.g. ``lad(js,eta=0.25)`` or ``ppo_penalty(beta=1,tied_only=true)`` (GRPO +
+  beta * KL(pi_old || pi), the trust-region baseline); ``bandit/frontier.yaml`` sweeps LAD's eta
+  against the penalty's beta, and :func:`matched_comparison` reads the penalty's curve at each LAD
+  point's KL from the start (or its diversity).
+
+The measured results (``paper_figures/bandit_regime.json``, ``paper_figures/bandit_frontier.json``)
+are reported in docs/results.md, not here.
 
 Sampled mode (what LLM training does) draws ``prompts_per_rollout`` groups of ``group_size`` arms
 from pi_old; arms not drawn are moved only through the softmax normaliser, and frequent arms are
@@ -73,12 +91,17 @@ Command line (``bandit/regime.yaml`` holds the committed settings and the contro
 
     python -m lad_ref.bandit.regime --config bandit/regime.yaml --out regime.json --plot regime.png
     python -m lad_ref.bandit.regime --steps-per-rollout 1,16 --seeds 0 1 2 --objectives "grpo,lad(js)"
+    python -m lad_ref.bandit.regime --config bandit/frontier.yaml --steps-per-rollout 16 --out fr16.json
+    python -m lad_ref.bandit.regime --merge fr1.json fr16.json --out frontier.json --plot frontier.png
 
 Runs: every (objective, seed) pair of one K is a row of one (R, n_arms) logits tensor trained by one
 optimiser (Adam is elementwise, so these are R independent runs; ``lad_ref.bandit.train`` does the
 same). Pairing: a seed fixes the start policy and the uniform random numbers of every rollout's
 inverse-CDF sampling, shared by all objectives and all K, so differences between objectives of one
-seed are not sampling luck.
+seed are not sampling luck. Dynamic sampling's refills draw from a second stream per seed, of which
+every rollout consumes ``max_gen_batches - 1`` batches of uniforms whatever a run needs, so the
+streams stay aligned across objectives, K and the on/off switch (the first batch is the one without
+dynamic sampling).
 """
 
 from __future__ import annotations
@@ -859,17 +882,22 @@ def merge_records(records: list[dict]) -> dict:
     for rec in records:
         for r in rec["rows"]:
             key = (r["K"], r["objective"])
-            if key in rows and rows[key]["eff_correct"]["per_seed"] != r["eff_correct"]["per_seed"]:
-                raise ValueError(f"records to merge disagree on K = {key[0]}, {key[1]}: not runs of one configuration.")
+            if key in rows:  # the first part's row is kept (a later part may lack newer metrics)
+                if any(rows[key][m]["per_seed"] != r[m]["per_seed"] for m in METRICS[:4]):
+                    raise ValueError(f"records to merge disagree on K = {key[0]}, {key[1]}: not runs of one "
+                                     "configuration.")
+                continue
             rows[key] = r
     merged = {**records[0], "config": {**records[0]["config"], "steps_per_rollout": ks, "objectives": objs}}
     merged["rows"] = [rows[(k, o)] for k in ks for o in objs if (k, o) in rows]
     merged["paired"], merged["curves"] = {}, {}
-    for rec in records:
+    for rec in records:  # first part first, as for the rows
         for key, per_k in rec["paired"].items():
-            merged["paired"].setdefault(key, {}).update(per_k)
+            for k, v in per_k.items():
+                merged["paired"].setdefault(key, {}).setdefault(k, v)
         for k, per_o in rec["curves"].items():
-            merged["curves"].setdefault(k, {}).update(per_o)
+            for o, v in per_o.items():
+                merged["curves"].setdefault(k, {}).setdefault(o, v)
     merged["paired"] = {key: {str(k): v[str(k)] for k in ks if str(k) in v} for key, v in merged["paired"].items()}
     merged["wall_s"] = round(sum(rec["wall_s"] for rec in records), 2)
     merged["parts"] = [{"K": rec["config"]["steps_per_rollout"], "objectives": rec["config"]["objectives"],

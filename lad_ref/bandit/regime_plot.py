@@ -199,7 +199,7 @@ def plot_frontier(record: dict, path: str | Path) -> Path:
         ax.set_title(f"K = {k}", fontsize=10)
         ax.set_xlabel("effective correct answers - GRPO")
         bx.set_xlabel("KL(start || end) among correct answers, nats")
-        bx.set_xscale("symlog", linthresh=0.01)
+        bx.set_xscale("log")
         if i == 0:
             ax.set_ylabel("mass on correct answers - GRPO")
             bx.set_ylabel("effective correct answers")
