@@ -911,6 +911,13 @@ def merge_records(records: list[dict]) -> dict:
     return merged
 
 
+MATCHED_NOTE = ("matched_kl: per seed, the PPO-penalty runs (every beta, tied_only excluded) give a piecewise-linear "
+                "curve of eff_correct and mass_correct against kl_start (KL(start || end) among correct answers), read "
+                "at the LAD run's own kl_start; LAD - penalty(matched), mean and 95% bootstrap CI over the seeds inside "
+                "the curve's range. matched_diversity: the same against eff_correct, comparing mass_correct and "
+                "kl_start.")
+
+
 def matched_comparison(record: dict, lad_prefix: str = "lad(js", penalty_prefix: str = "ppo_penalty(",
                        match_on: str = "kl_start", compare: tuple[str, ...] = ("eff_correct", "mass_correct")) -> dict:
     """LAD's points against the penalty's curve at the same value of ``match_on``, per seed.
@@ -1111,6 +1118,14 @@ def main(argv: list[str] | None = None) -> int:
             record = merge_records([json.loads(f.read_text()) for f in args.merge])
         except ValueError as err:
             parser.error(str(err))
+        objs = record["config"]["objectives"]
+        if args.config is not None and set(objs) <= set(cfg.objectives):  # the config's order of objectives
+            order = [o for o in cfg.objectives if o in objs]
+            ks = record["config"]["steps_per_rollout"]
+            record["config"]["objectives"] = order
+            record["rows"] = sorted(record["rows"], key=lambda r: (ks.index(r["K"]), order.index(r["objective"])))
+            record["paired"] = {f"{o} - grpo": record["paired"][f"{o} - grpo"] for o in order
+                                if f"{o} - grpo" in record["paired"]}
         if args.selection is not None:  # the record the frontier's beta grid was chosen on (other seeds)
             sel = json.loads(args.selection.read_text())
             record["beta_selection"] = {"source": args.selection.name, "config": sel["config"],
@@ -1119,6 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
             record["matched_kl"] = matched_comparison(record, match_on="kl_start")
             record["matched_diversity"] = matched_comparison(record, match_on="eff_correct",
                                                              compare=("mass_correct", "kl_start"))
+            record["matched_note"] = MATCHED_NOTE
         return _finish(args, record)
     try:
         record = run_all(cfg, controls, progress=not args.quiet, main_sweep=not args.only_controls,
