@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: the CLI and CI have no screen
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from lad_ref.style import method_color  # noqa: E402
 
@@ -200,6 +201,7 @@ def plot_frontier(record: dict, path: str | Path) -> Path:
         ax.set_xlabel("effective correct answers - GRPO")
         bx.set_xlabel("KL(start || end) among correct answers, nats")
         bx.set_xscale("log")
+        bx.xaxis.set_minor_formatter(NullFormatter())  # minor labels of a short log axis overlap
         if i == 0:
             ax.set_ylabel("mass on correct answers - GRPO")
             bx.set_ylabel("effective correct answers")
