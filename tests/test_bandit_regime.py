@@ -11,9 +11,11 @@ import torch
 
 from lad_ref.advantages import compute_advantages
 from lad_ref.bandit.regime import (
+    METRICS,
     RegimeConfig,
     brake_fraction,
     correct_mask,
+    dynamic_rows,
     exact_advantage_table,
     exact_rows,
     main,
@@ -68,7 +70,7 @@ def test_exact_mode_is_the_expectation_of_the_sampled_loss():
     losses = [parse_objective(o, 1.0) for o in cfg.objectives]
     fns = [get_loss(n) for n, _ in losses]
     grads = []
-    for arms, adv, pw in (
+    for arms, adv, pw, _ in (
         sampled_rows(cfg, old_lp, torch.rand(1, 80_000, generator=torch.Generator().manual_seed(0),
                                              dtype=torch.float64).expand(2, -1)),
         exact_rows(cfg, old_lp),
@@ -197,7 +199,11 @@ def test_k1_exact_grpo_and_lad_follow_one_path_of_correct_answer_distributions()
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--objectives", "grpo,lad(chi2)"], "unknown objective 'lad(chi2)'; valid choices are grpo, lad(kl)"),
+        (["--objectives", "grpo,lad(chi2)"], "objective 'lad(chi2)': unknown divergence 'chi2'; valid choices are kl"),
+        (["--objectives", "grpo,lad(js,etaa=1)"], "unknown hyperparameter 'etaa' for objective 'lad'"),
+        (["--objectives", "grpo,foo"], "unknown objective 'foo'; valid names are"),
+        (["--tied-loss-weight", "-1"], "tied_loss_weight must be a finite number >= 0, got -1.0"),
+        (["--dynamic-sampling", "--mode", "exact"], "dynamic_sampling needs mode 'sampled'"),
         (["--steps-per-rollout", "1,0"], "steps_per_rollout must be integers >= 1, got [1, 0]"),
         (["--steps-per-rollout", "1,x"], "expected comma-separated integers"),
         (["--mode", "online"], "invalid choice: 'online'"),
@@ -234,6 +240,10 @@ def test_cli_runs_the_fast_config_end_to_end(tmp_path, capsys):
     rec = json.loads(out.read_text())
     for key in ("config", "seeds", "start", "rows", "paired", "curves", "controls", "wall_s", "machine"):
         assert key in rec
+    for r in rec["rows"]:
+        assert 0 <= r["tied_frac"]["mean"] <= 1 and r["gen_batches"]["mean"] == 1
+        if r["objective"] == "grpo":  # GRPO's loss on a tied group (A = 0) is 0
+            assert r["tied_grad_share"]["mean"] == 0
     assert rec["seeds"] == [0, 1]
     assert {(r["K"], r["objective"]) for r in rec["rows"]} == {(k, o) for k in (1, 4) for o in ("grpo", "lad(js)")}
     d = rec["paired"]["lad(js) - grpo"]["4"]["eff_correct"]
@@ -243,3 +253,212 @@ def test_cli_runs_the_fast_config_end_to_end(tmp_path, capsys):
     assert d["ci95"][0] <= d["mean"] <= d["ci95"][1] and 0 <= d["wins"] <= 2
     assert rec["controls"][0]["name"] == "exact mode" and rec["controls"][0]["rows"][0]["K"] == 2
     assert png.stat().st_size > 10_000
+
+
+def test_tied_flags_are_the_zero_advantage_rows_of_binary_groups():
+    cfg = replace(SMALL, prompts_per_rollout=64)
+    old_lp = torch.log_softmax(torch.stack([start_logits(cfg, 0), start_logits(cfg, 1)]), -1)
+    u = torch.rand(2, 64 * cfg.group_size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    arms, adv, _, tied = sampled_rows(cfg, old_lp, u)
+    assert torch.equal(tied, adv == 0) and 0 < float(tied.float().mean()) < 1
+    ok = correct_mask(cfg)
+    groups = ok[arms].view(2, -1, cfg.group_size)
+    assert torch.equal(tied[:, :: cfg.group_size], groups.all(-1) | ~groups.any(-1))
+    arms, adv, pw, tied = exact_rows(cfg, old_lp)
+    assert torch.equal(tied, adv == 0)
+    # the probability of a tied group, p^G + (1 - p)^G, is the pw mass of the tied cells
+    p = old_lp.exp()[:, ok].sum(-1).double()
+    torch.testing.assert_close((pw * tied).sum(-1).double(), p.pow(cfg.group_size) + (1 - p).pow(cfg.group_size),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["sampled", "exact"])
+def test_tied_loss_weight_leaves_grpo_bit_identical_and_removes_lads_tied_term(mode):
+    """The clean control: LAD's loss on tied groups x 0 with the rows kept in the normaliser. GRPO (loss 0 on
+    A = 0 rows) must not change by a single bit; LAD must change, and its tied groups' gradient share is 0."""
+    cfg = replace(SMALL, mode=mode, rollouts=25, objectives=("grpo", "lad(js)"), seeds=(0, 1, 2))
+    on, off = train_regime(cfg, 4), train_regime(replace(cfg, tied_loss_weight=0.0), 4)
+    n = len(cfg.seeds)
+    assert torch.equal(on["final_logits"][:n], off["final_logits"][:n])
+    for i, name in enumerate(METRICS):
+        assert torch.equal(on["history"][:, :n, i].isnan(), off["history"][:, :n, i].isnan()), name
+        assert torch.equal(on["history"][:, :n, i].nan_to_num(), off["history"][:, :n, i].nan_to_num()), name
+    assert not torch.equal(on["final_logits"][n:], off["final_logits"][n:])
+    share = METRICS.index("tied_grad_share")
+    assert float(on["history"][1:, :n, share].nan_to_num().abs().max()) == 0.0  # GRPO: nothing from tied rows
+    assert float(off["history"][1:, n:, share].nan_to_num().abs().max()) == 0.0
+    assert float(on["history"][1:, n:, share].nanmean()) > 0.001
+
+
+def test_tied_loss_weight_keeps_the_normaliser_dropping_rows_does_not():
+    """objective_total with row_scale 0 on the tied rows: GRPO's gradient is that of keeping them (rows stay in
+    the token-mean's N); dropping them (the valid mask) rescales it by N / N_untied."""
+    cfg = replace(SMALL, prompts_per_rollout=32)
+    logits = start_logits(cfg, 0).unsqueeze(0).repeat(1, 1).requires_grad_(True)
+    old_lp = torch.log_softmax(logits.detach(), -1)
+    u = torch.rand(1, 32 * cfg.group_size, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    arms, adv, pw, tied = sampled_rows(cfg, old_lp, u)
+    assert 0 < int(tied.sum()) < tied.numel()
+    losses = [parse_objective("grpo", 1.0)]
+    fns = [get_loss("grpo")]
+
+    def grad(valid, scale=None):
+        logits.grad = None
+        lp = torch.log_softmax(logits, -1).gather(1, arms) + 0.2 * (adv > 0)  # move r off 1
+        objective_total(fns, losses, old_lp.gather(1, arms), lp, adv, valid, pw, 1, scale).backward()
+        return logits.grad.clone()
+
+    keep = torch.ones_like(tied)
+    g_keep, g_scaled, g_drop = grad(keep), grad(keep, torch.where(tied, 0.0, 1.0)), grad(~tied)
+    assert torch.equal(g_keep, g_scaled)
+    torch.testing.assert_close(g_drop, g_keep * tied.numel() / int((~tied).sum()))
+
+
+def _dynamic_reference(cfg, arms_all, ok):
+    """Python loop over groups in draw order: keep the first P untied ones."""
+    g, p = cfg.group_size, cfg.prompts_per_rollout
+    kept, drawn = [], 0
+    for start in range(0, arms_all.numel(), g):
+        if len(kept) == p:
+            break
+        drawn += 1
+        grp = arms_all[start:start + g]
+        if ok[grp].all() or not ok[grp].any():
+            continue
+        kept.append(grp)
+    return kept, drawn
+
+
+def test_dynamic_sampling_keeps_the_first_untied_groups_in_draw_order():
+    cfg = replace(SMALL, prompts_per_rollout=6, dynamic_sampling=True, max_gen_batches=4)
+    ok = correct_mask(cfg)
+    # three policies: mixed (a full batch at once), nearly all correct (refills), all wrong (none found)
+    base = start_logits(cfg, 0)
+    logits = torch.stack([base, torch.where(ok, base + 4.0, base), torch.where(ok, base - 40.0, base)])
+    old_lp = torch.log_softmax(logits, -1)
+    u = torch.rand(3, 4, 6 * cfg.group_size, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    arms, adv, pw, tied, valid, tied_frac, batches = dynamic_rows(cfg, old_lp, u)
+    for j in range(3):
+        all_arms, _ = sampled_rows(cfg, old_lp[j:j + 1].expand(4, -1), u[j])[:2]
+        kept, drawn_groups = _dynamic_reference(cfg, all_arms.flatten(), ok)
+        n = len(kept) * cfg.group_size
+        assert int(valid[j].sum()) == n
+        if kept:
+            assert torch.equal(arms[j, :n], torch.cat(kept))
+            assert bool((adv[j, :n] != 0).all())  # every kept group is untied
+        if len(kept) == cfg.prompts_per_rollout:
+            assert float(batches[j]) == -(-drawn_groups // cfg.prompts_per_rollout)
+        else:
+            assert float(batches[j]) == 4
+    assert float(batches[1]) > 1 and int(valid[2].sum()) == 0
+    assert not bool(tied.any()) and float(tied_frac[2]) == 1.0
+
+
+def test_dynamic_sampling_is_paired_deterministic_and_skips_runs_without_a_batch():
+    cfg = replace(SMALL, rollouts=30, dynamic_sampling=True, max_gen_batches=3, seeds=(0, 1, 2),
+                  objectives=("grpo", "lad(js)"))
+    a, b = train_regime(cfg, 4), train_regime(cfg, 4)
+    assert torch.equal(a["final_logits"], b["final_logits"])
+    alone = train_regime(replace(cfg, objectives=("lad(js)",), seeds=(1,)), 4)
+    assert torch.allclose(alone["final_logits"][0], a["final_logits"][4], atol=1e-5)
+    gb = METRICS.index("gen_batches")
+    assert float(a["history"][1:, :, gb].max()) > 1  # refills happened
+    assert float(a["history"][1:, :, METRICS.index("tied_grad_share")].nan_to_num().abs().max()) == 0.0
+    # a policy with (almost) no correct mass finds no untied group: no update, not even Adam's momentum
+    dead = replace(cfg, start_correct_mass=1e-12, rollouts=3, seeds=(0,), objectives=("lad(js)",))
+    out = train_regime(dead, 2)
+    assert torch.equal(out["final_logits"][0], start_logits(dead, 0))
+
+
+@pytest.mark.parametrize(
+    "label, expected",
+    [
+        ("grpo", ("grpo", {})),
+        ("lad(js)", ("lad", {"divergence": "js", "eta": 1.0})),
+        ("lad(js,eta=0.25)", ("lad", {"divergence": "js", "eta": 0.25})),
+        (" lad( hd , eta = 2 ) ", ("lad", {"divergence": "hd", "eta": 2})),
+        ("grpo(clip_ratio_high=0.28)", ("grpo", {"clip_ratio_high": 0.28})),
+    ],
+)
+def test_objective_labels(label, expected):
+    assert parse_objective(label, 1.0) == expected
+
+
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        ("lad", "names no divergence"),
+        ("lad(js", "is not of the form name or name(arg, key=value, ...)"),
+        ("lad(js,hd)", "only LAD takes one positional argument"),
+        ("grpo(js)", "only LAD takes one positional argument"),
+        ("lad(js,eta=)", "'eta=' is not of the form key=value"),
+        ("lad(js,eta=1,eta=2)", "sets 'eta' twice"),
+        ("lad(js,eta=0)", "eta must be a finite number > 0"),
+        ("flowrl", "unknown objective 'flowrl'; valid names are"),  # needs a learned log Z: not a bandit objective
+    ],
+)
+def test_bad_objective_labels_one_sentence(label, message):
+    with pytest.raises(ValueError, match=None) as err:
+        parse_objective(label, 1.0)
+    assert message in str(err.value)
+
+
+def test_one_objective_under_two_labels_is_refused():
+    with pytest.raises(ValueError, match="lists one objective twice"):
+        replace(SMALL, eta=1.0, objectives=("lad(js)", "lad(js,eta=1)")).validate()
+
+
+def test_controls_can_run_as_a_second_command(tmp_path, capsys):
+    ctrl = tmp_path / "c.json"
+    assert main(["--config", "bandit/regime_fast.yaml", "--only-controls", "--out", str(ctrl), "--quiet"]) == 0
+    rec_c = json.loads(ctrl.read_text())
+    assert "rows" not in rec_c and rec_c["controls"][0]["name"] == "exact mode"
+    out = tmp_path / "r.json"
+    assert main(["--config", "bandit/regime_fast.yaml", "--controls-from", str(ctrl), "--out", str(out),
+                 "--quiet"]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["controls"] == rec_c["controls"] and {r["objective"] for r in rec["rows"]} == {"grpo", "lad(js)"}
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["--config", "bandit/regime_fast.yaml", "--controls-from", str(ctrl), "--lr", "0.1", "--quiet"])
+    assert "was written with other settings (lr)" in capsys.readouterr().err
+    # the fast config's control inherits the main objectives: other main objectives make it another control
+    with pytest.raises(SystemExit):
+        main(["--config", "bandit/regime_fast.yaml", "--controls-from", str(ctrl), "--objectives", "grpo,lad(hd)",
+              "--quiet"])
+    assert "control 'exact mode' is not in" in capsys.readouterr().err
+
+
+def test_merging_parts_by_k_and_by_objective_gives_the_record_of_one_run():
+    from lad_ref.bandit.regime import merge_records, run_sweep
+
+    cfg = replace(SMALL, rollouts=6, steps_per_rollout=(1, 3), objectives=("grpo", "lad(js)", "lad(hd)"))
+    whole = run_sweep(cfg, progress=False)
+    parts = [run_sweep(replace(cfg, steps_per_rollout=(1,)), progress=False),
+             run_sweep(replace(cfg, steps_per_rollout=(3,), objectives=("grpo", "lad(js)")), progress=False),
+             run_sweep(replace(cfg, steps_per_rollout=(3,), objectives=("grpo", "lad(hd)")), progress=False)]
+    merged = merge_records(parts)
+    assert merged["rows"] == whole["rows"] and merged["paired"] == whole["paired"]
+    assert merged["curves"] == whole["curves"] and merged["config"] == whole["config"]
+    with pytest.raises(ValueError, match="differ in lr"):
+        merge_records([parts[0], run_sweep(replace(cfg, steps_per_rollout=(3,), lr=0.1), progress=False)])
+
+
+def test_matched_comparison_reads_the_penalty_curve_at_the_lad_points_kl():
+    from lad_ref.bandit.regime import matched_comparison
+
+    def row(o, kl, eff, mass):
+        return {"K": 4, "objective": o, "kl_start": {"per_seed": kl}, "eff_correct": {"per_seed": eff},
+                "mass_correct": {"per_seed": mass}}
+
+    rec = {"config": {"n_boot": 200, "steps_per_rollout": [4]}, "rows": [
+        row("grpo", [2.0, 2.0], [1.0, 1.0], [1.0, 1.0]),
+        row("ppo_penalty(beta=0.1)", [2.0, 1.8], [1.0, 1.2], [1.0, 1.0]),
+        row("ppo_penalty(beta=1)", [0.0, 0.2], [5.0, 4.8], [0.9, 0.9]),
+        row("ppo_penalty(beta=1,tied_only=true)", [1.0, 1.0], [0.0, 0.0], [0.0, 0.0]),  # not on the curve
+        row("lad(js,eta=1)", [1.0, 5.0], [4.0, 9.0], [1.0, 1.0]),  # seed 1 lies outside the curve
+    ]}
+    cell = matched_comparison(rec)["4"]["lad(js,eta=1)"]
+    assert cell["n_matched"] == 1 and cell["of"] == 2
+    # seed 0: the curve at kl 1.0 is halfway: eff 3.0, mass 0.95
+    assert cell["eff_correct"]["mean"] == pytest.approx(1.0) and cell["mass_correct"]["mean"] == pytest.approx(0.05)
