@@ -9,7 +9,7 @@ RUN    ?= runs
 # make figures: how many of notebook 04's training runs go side by side (each on one CPU thread)
 JOBS   ?= 2
 
-.PHONY: setup demo demo-bandit demo-llm bandit-regime test test-fast lint figures notebooks bench gpu-check gpu-deps study clean
+.PHONY: setup demo demo-bandit demo-llm bandit-regime bandit-frontier test test-fast lint figures notebooks bench gpu-check gpu-deps study clean
 
 # torch: where no NVIDIA GPU answers, install the local CPU build first (pip would otherwise pull
 # several GB of CUDA wheels for the project's range); on a GPU machine pip picks a CUDA build.
@@ -31,12 +31,29 @@ demo: setup demo-bandit demo-llm
 demo-bandit: setup
 	$(PY) -m lad_ref.bandit --config bandit/paper_exact.yaml --all --plot $(RUN)/bandit_exact.png
 
-# the bandit in the LLM regime: regenerates paper_figures/bandit_regime.{json,png,pdf} (~15 min on 2 busy cores)
+# the bandit in the LLM regime: regenerates paper_figures/bandit_regime.{json,png,pdf} and bandit_regime_tied.*
+# (8 objectives x 5 K, then 5 control sweeps: about 8 min on 2 idle cores, 15-20 min on busy ones)
 bandit-regime: setup
 	$(PY) -m lad_ref.bandit.regime --config bandit/regime.yaml --out paper_figures/bandit_regime.json --plot paper_figures/bandit_regime.png paper_figures/bandit_regime.pdf
 
 # GRPO and LAD-js on seed 0 with the toy study's protocol, side by side, then a table beside the committed
 # multi-seed result (lad_ref/llm/demo.py; a second `make demo` reuses the finished runs)
+# the PPO-penalty frontier beside LAD's eta sweep (issue 24): paper_figures/bandit_frontier.{json,png,pdf}. The beta grid
+# is chosen first on seeds 100-103 (bandit/frontier_select.yaml); K = 64 is split in two commands to stay under 10 min
+# each (about 20 min in all on busy cores)
+FR := $(RUN)/frontier
+bandit-frontier: setup
+	mkdir -p $(FR)
+	$(PY) -m lad_ref.bandit.regime --config bandit/frontier_select.yaml --out $(FR)/select.json
+	$(PY) -m lad_ref.bandit.regime --config bandit/frontier.yaml --steps-per-rollout 1,4,16 --out $(FR)/k1_16.json
+	$(PY) -m lad_ref.bandit.regime --config bandit/frontier.yaml --steps-per-rollout 64 \
+		--objectives 'grpo;lad(js,eta=0.25);lad(js,eta=0.5);lad(js,eta=1);lad(js,eta=2);lad(js,eta=4)' --out $(FR)/k64_lad.json
+	$(PY) -m lad_ref.bandit.regime --config bandit/frontier.yaml --steps-per-rollout 64 \
+		--objectives 'grpo;ppo_penalty(beta=0.1);ppo_penalty(beta=0.3);ppo_penalty(beta=1);ppo_penalty(beta=3);ppo_penalty(beta=10);ppo_penalty(beta=1,tied_only=true)' \
+		--out $(FR)/k64_pen.json
+	$(PY) -m lad_ref.bandit.regime --config bandit/frontier.yaml --merge $(FR)/k1_16.json $(FR)/k64_lad.json $(FR)/k64_pen.json \
+		--selection $(FR)/select.json --out paper_figures/bandit_frontier.json --plot paper_figures/bandit_frontier.png paper_figures/bandit_frontier.pdf
+
 demo-llm: setup
 	$(PY) -m lad_ref.llm.demo --output-dir $(RUN)/demo --jobs $(JOBS)
 

@@ -38,7 +38,8 @@ FIGURES_README = FIGURES / "README.md"
 # notebook -> the figures (stems; each written as .png and .pdf) it must write
 EXPECTED: dict[str, tuple[str, ...]] = {
     "01_from_trust_region_to_lad.ipynb": ("01_gradient_weights", "01_lemma_minimisers"),
-    "02_bandit_trimodal.ipynb": ("02_bandit_policies", "02_tv_curves", "02_eta_sweep", "02_refresh_pi_old"),
+    "02_bandit_trimodal.ipynb": ("02_bandit_policies", "02_tv_curves", "02_eta_sweep", "02_refresh_pi_old",
+                                 "02_llm_regime"),
     "03_tiny_llm.ipynb": ("03_answer_histogram",),
     "04_ablations.ipynb": ("toy_study_pass_at_k", "toy_study_forest", "toy_study_brake"),  # the study's write_figures
 }
