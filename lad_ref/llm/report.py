@@ -380,10 +380,50 @@ def regime_control_table(result: dict) -> str:
             "with untied ones, for both methods. " + multiplicity_line(tests))
 
 
+def _cell2(e: dict | None, digits: int) -> str:
+    if not e or e.get("mean") is None or not e.get("ci95") or e["ci95"][0] is None:
+        return "—"
+    lo, hi = e["ci95"]
+    excl = lo > 0 or hi < 0
+    cell = f"{e['mean']:+.{digits}f} [{lo:+.{digits}f}, {hi:+.{digits}f}]"
+    return f"**{cell}**" if excl and e.get("n", 0) >= MIN_SEEDS else cell
+
+
+def regime_frontier_table(result: dict) -> str:
+    """Regime bandit frontier: each LAD eta / PPO-penalty beta point minus GRPO (effective correct answers, mass on
+    correct), per K, and LAD minus the penalty curve read at LAD's own KL from the start (matched KL)."""
+    fr = result.get("_frontier") or {}
+    paired, matched = fr.get("paired") or {}, fr.get("matched_kl") or {}
+    if not paired:
+        return "*No frontier record beside the study's JSON (`make bandit-frontier` writes it).*"
+    ks = sorted({k for per_k in paired.values() for k in per_k}, key=int)
+    lines = ["| point | K | eff. correct − GRPO | mass on correct − GRPO | LAD − penalty at matched KL: eff. correct | "
+             "mass on correct |", "|---|---|---|---|---|---|"]
+    tests = []
+    for comp, per_k in paired.items():
+        point = comp.split(" - ")[0]
+        for k in ks:
+            e = per_k.get(k) or {}
+            m = (matched.get(k) or {}).get(point) or {}
+            tests += [e.get("eff_correct"), e.get("mass_correct")]
+            mk = (f"{_cell2(m.get('eff_correct'), 2)} ({m.get('n_matched', 0)}/{m.get('of', 0)} seeds)"
+                  if m.get("n_matched") else ("—" if point.startswith("ppo_penalty") else "outside the penalty's range"))
+            lines.append(f"| {point} | {k} | {_cell2(e.get('eff_correct'), 2)} | {_cell2(e.get('mass_correct'), 4)} | "
+                         f"{mk} | {_cell2(m.get('mass_correct'), 4) if m.get('n_matched') else '—'} |")
+    sel = fr.get("beta_selection") or {}
+    note = (f"{len(fr.get('seeds') or [])} paired seeds; mean [95% CI], bold where the CI excludes 0. The beta grid "
+            f"{{{', '.join(map(str, sel.get('chosen') or []))}}} was chosen on seeds "
+            f"{', '.join(map(str, sel.get('seeds') or []))} at K = {', '.join(map(str, sel.get('K') or []))} "
+            "(bandit/frontier_select.yaml). Matched KL: the penalty runs of the same seed, interpolated at the LAD "
+            "run's KL from the start among correct answers; only seeds inside the penalty curve's range count.")
+    return "\n".join(lines) + "\n\n" + note
+
+
 TABLES = {
     "headline": headline_table, **{g: (lambda r, g=g: comparisons_table(r, g)) for g in GROUPS},
     "cost": cost_table, "protocol": protocol_table, "methods": methods_table,
     "regime_k": regime_k_table, "regime_divergence": regime_divergence_table, "regime_control": regime_control_table,
+    "regime_frontier": regime_frontier_table,
 }
 
 
@@ -428,13 +468,16 @@ def sync_file(path: Path, result: dict, write: bool) -> list[str]:
     return stale
 
 
-def load_results(study_json: str | Path, regime_json: str | Path | None = None) -> dict:
-    """The study's JSON with the regime bandit's record attached under ``_regime`` (default: the file
-    ``bandit_regime.json`` beside the study's), which the ``regime_*`` tables read."""
+def load_results(study_json: str | Path, regime_json: str | Path | None = None,
+                 frontier_json: str | Path | None = None) -> dict:
+    """The study's JSON with the regime bandit's records attached under ``_regime`` and ``_frontier`` (default:
+    ``bandit_regime.json`` and ``bandit_frontier.json`` beside the study's), which the ``regime_*`` tables read."""
     result = json.loads(Path(study_json).read_text())
-    regime = Path(regime_json) if regime_json else Path(study_json).with_name("bandit_regime.json")
-    if regime.is_file():
-        result["_regime"] = json.loads(regime.read_text())
+    for key, given, name in (("_regime", regime_json, "bandit_regime.json"),
+                             ("_frontier", frontier_json, "bandit_frontier.json")):
+        path = Path(given) if given else Path(study_json).with_name(name)
+        if path.is_file():
+            result[key] = json.loads(path.read_text())
     return result
 
 
@@ -443,6 +486,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", default="paper_figures/toy_study.json", help="The study's results (toy_study.json).")
     p.add_argument("--regime", default=None, help="The regime bandit's record (default: bandit_regime.json beside "
                    "--json).")
+    p.add_argument("--frontier", default=None, help="The regime bandit's frontier record (default: "
+                   "bandit_frontier.json beside --json).")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--sync", nargs="+", type=Path, metavar="FILE", help="Rewrite the report blocks in place.")
     mode.add_argument("--check", nargs="+", type=Path, metavar="FILE", help="Exit 1 if a report block is stale.")
@@ -450,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not Path(args.json).is_file():
         p.error(f"--json {args.json!r} does not exist; write it with python -m lad_ref.llm.study --json.")
-    result = load_results(args.json, args.regime)
+    result = load_results(args.json, args.regime, args.frontier)
     if args.table:
         print(table(args.table, result))
         return 0
