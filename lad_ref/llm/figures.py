@@ -23,16 +23,6 @@ BANDIT_CONTROL = "lad(js,tied=0) - grpo"
 TOY_CONTROL = "lad(js,tied=0) - grpo"
 
 
-def updates_per_batch(overrides: dict, base: dict) -> int | None:
-    """K = epochs x minibatches of one rollout batch, from the variant's optim overrides over the protocol's."""
-    o = {**base, **overrides}
-    try:
-        n = int(o["rollout.prompts_per_step"]) * int(o["rollout.group_size"])
-        return int(o["optim.epochs"]) * -(-n // int(o["optim.mini_batch_size"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def bandit_series(regime: dict, comparison: str, metric: str = "eff_correct") -> list[tuple[int, float, float, float]]:
     """[(K, mean, lo, hi)] of one paired comparison of the regime JSON (sorted by K)."""
     out = []
@@ -45,15 +35,15 @@ def bandit_series(regime: dict, comparison: str, metric: str = "eff_correct") ->
 
 def toy_series(study: dict, comparison: str, metric: str = "distinct_correct") -> list[tuple[int, float, float, float]]:
     """[(K, mean, lo, hi)] of one paired comparison over the protocol group's variants (main = the protocol)."""
+    from lad_ref.llm.report import variant_updates
+
     paired = study.get("paired") or {}
-    proto = (study.get("protocol") or {}).get("overrides") or {}
-    base = {"rollout.prompts_per_step": 16, "rollout.group_size": 8, **proto}  # toy.yaml's rollout shape
     variants = ((study.get("groups") or {}).get("protocol") or {}).get("variants") or {}
     out = []
-    for name, over in {**variants, "main": {}}.items():
+    for name in {**variants, "main": {}}:
         key = comparison if name == "main" else f"{comparison} [{name}]"
         e = (paired.get(key) or {}).get(metric)
-        k = updates_per_batch(over or {}, base)
+        k = variant_updates(study, name)
         if e and e.get("ci95") and k:
             out.append((k, e["mean"], *e["ci95"]))
     return sorted(set(out))

@@ -419,11 +419,83 @@ def regime_frontier_table(result: dict) -> str:
     return "\n".join(lines) + "\n\n" + note
 
 
+def variant_updates(result: dict, variant: str) -> int | None:
+    """K = epochs x minibatches per rollout batch of a protocol variant of the study (``main`` = the protocol)."""
+    proto = (result.get("protocol") or {}).get("overrides") or {}
+    over = (((result.get("groups") or {}).get("protocol") or {}).get("variants") or {}).get(variant) or {}
+    o = {"rollout.prompts_per_step": 16, "rollout.group_size": 8, **proto, **over}  # toy.yaml's rollout shape
+    try:
+        n = int(o["rollout.prompts_per_step"]) * int(o["rollout.group_size"])
+        return int(o["optim.epochs"]) * -(-n // int(o["optim.mini_batch_size"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _toy_k(result: dict) -> dict[int, str]:
+    """K -> the key suffix of the protocol group's paired entries ('' for the main protocol)."""
+    variants = ((result.get("groups") or {}).get("protocol") or {}).get("variants") or {"main": {}}
+    return {k: ("" if v == "main" else f" [{v}]") for v in variants if (k := variant_updates(result, v))}
+
+
+def k_sweep_table(result: dict) -> str:
+    """README summary: LAD-js - GRPO per K on the regime bandit (effective correct answers) and the toy LM
+    (distinct correct answers, avg@k), each with its 95% CI and seeds."""
+    reg = (_regime(result).get("paired") or {}).get(REGIME_HEAD) or {}
+    paired, toy = result.get("paired") or {}, _toy_k(result)
+    ks = sorted({int(k) for k in reg} | set(toy))
+    if not ks:
+        return _absent("K sweep", "protocol")
+    lines = ["| K | regime bandit: effective correct answers | toy LM: distinct correct answers / prompt | toy LM: "
+             "avg@k (accuracy) |", "|---|---|---|---|"]
+    tests = []
+    for k in ks:
+        b = (reg.get(str(k)) or {}).get("eff_correct")
+        t = paired.get(HEADLINE + toy[k]) if k in toy else None
+        cells = [_short(b) + (f" ({b['n']} seeds)" if b else "")]
+        for m in ("distinct_correct", "avg_at_k"):
+            e = (t or {}).get(m)
+            tests.append(e)
+            word = verdict(e) if e else ""
+            cells.append("—" if not e else diff_cell(e, m) + (f" **{word}**" if word in ("holds", "reversed") else
+                                                             f" ({word})" if word == "direction only" else ""))
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return ("\n".join(lines) + "\n\nLAD-js − GRPO, mean [95% CI], seeds LAD wins / seeds; **holds** / **reversed**: the CI "
+            f"excludes 0 over ≥ {MIN_SEEDS} seeds. The toy LM columns — " + multiplicity_line(tests))
+
+
+def mechanism_table(result: dict) -> str:
+    """README summary: what carries LAD's effect. LAD-js - GRPO as is, with LAD's loss on tied groups x 0 (rows kept
+    in the normaliser), and with dynamic sampling (tied groups dropped and refilled) for both methods."""
+    reg = _regime(result)
+    main = (reg.get("paired") or {}).get(REGIME_HEAD) or {}
+    off = (_control(reg, "tied-group term off").get("paired") or {}).get(REGIME_HEAD) or {}
+    ds = (_control(reg, "dynamic sampling").get("paired") or {}).get(REGIME_HEAD) or {}
+    share = {r["K"]: r.get("tied_grad_share") for r in reg.get("rows") or [] if r["objective"] == "lad(js)"}
+    paired = _main_paired(result)
+    lines = ["| testbed (K) | LAD-js − GRPO | LAD-js without its tied-group term − GRPO | both with dynamic sampling: "
+             "LAD-js − GRPO | tied groups' share of LAD's gradient norm |", "|---|---|---|---|---|"]
+    for k in ("4", "16", "64"):
+        if k in main:
+            sh = share.get(int(k))
+            lines.append(f"| regime bandit, effective correct answers (K = {k}) | {_short(main[k].get('eff_correct'))} | "
+                         f"{_short((off.get(k) or {}).get('eff_correct'))} | {_short((ds.get(k) or {}).get('eff_correct'))} | "
+                         f"{'—' if not sh else format(sh['mean'], '.2f')} |")
+    k_main = variant_updates(result, "main")
+    cells = [paired.get(c, {}).get("distinct_correct") for c in
+             (HEADLINE, "lad(js,tied=0) - grpo", "lad(js,ds=1) - grpo(ds=1)")]
+    sh = (result.get("tied_grad_share") or {}).get("lad(js,gs=1)")
+    lines.append(f"| toy LM, distinct correct answers / prompt (K = {k_main}) | " +
+                 " | ".join("—" if not c else diff_cell(c, "distinct_correct") for c in cells) +
+                 f" | {'—' if sh is None else format(sh, '.2f')} |")
+    return "\n".join(lines) + ("\n\nPaired over seeds: mean [95% CI], seeds the first wins. Share: ‖g_tied‖ / (‖g_tied‖ + "
+                               "‖g_rest‖) of LAD-js's gradient, averaged over training.")
+
+
 TABLES = {
     "headline": headline_table, **{g: (lambda r, g=g: comparisons_table(r, g)) for g in GROUPS},
     "cost": cost_table, "protocol": protocol_table, "methods": methods_table,
     "regime_k": regime_k_table, "regime_divergence": regime_divergence_table, "regime_control": regime_control_table,
-    "regime_frontier": regime_frontier_table,
+    "regime_frontier": regime_frontier_table, "k_sweep": k_sweep_table, "mechanism": mechanism_table,
 }
 
 
