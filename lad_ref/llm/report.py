@@ -491,11 +491,39 @@ def mechanism_table(result: dict) -> str:
                                "‖g_rest‖) of LAD-js's gradient, averaged over training.")
 
 
+def frontier_verdict(result: dict) -> str:
+    """README sentence: LAD against the PPO penalty at matched KL (regime bandit) and at K = 16 (toy LM), from the JSONs."""
+    fr = result.get("_frontier") or {}
+    m = ((fr.get("matched_kl") or {}).get("16") or {}).get("lad(js,eta=1)") or {}
+    tied = (((fr.get("paired") or {}).get("ppo_penalty(beta=1,tied_only=true) - grpo") or {}).get("16") or {})
+    lad = (((fr.get("paired") or {}).get("lad(js,eta=1) - grpo") or {}).get("16") or {})
+    parts = []
+    if m.get("n_matched"):
+        parts.append(
+            f"On the regime bandit at K = 16 the two trace one frontier: read at the same KL from the start, LAD-js "
+            f"(η = 1) − penalty is {_cell2(m.get('eff_correct'), 2)} effective correct answers and "
+            f"{_cell2(m.get('mass_correct'), 4)} mass on correct ({m['n_matched']} of {m['of']} seeds inside the "
+            f"penalty's range), and the penalty on tied groups alone (β = 1) keeps "
+            f"{_cell2(tied.get('eff_correct'), 2)} more effective correct answers than GRPO, where LAD keeps "
+            f"{_cell2(lad.get('eff_correct'), 2)}.")
+    paired = _main_paired(result)
+    toy = {c: e for c, e in paired.items() if re.fullmatch(r"lad\(js\) - ppo_penalty\(beta=[0-9.]+\)", c)}
+    if toy:
+        cells = "; ".join(f"{c.split(' - ')[1]}: {diff_cell(e.get('distinct_correct'), 'distinct_correct')} distinct "
+                          f"correct answers, {diff_cell(e.get('avg_at_k'), 'avg_at_k')} avg@k"
+                          for c, e in toy.items())
+        parts.append(f"On the toy LM at K = {variant_updates(result, 'main')}, LAD-js − penalty: {cells}.")
+    else:
+        parts.append("The toy LM's penalty runs are not in toy_study.json yet.")
+    return " ".join(parts)
+
+
 TABLES = {
     "headline": headline_table, **{g: (lambda r, g=g: comparisons_table(r, g)) for g in GROUPS},
     "cost": cost_table, "protocol": protocol_table, "methods": methods_table,
     "regime_k": regime_k_table, "regime_divergence": regime_divergence_table, "regime_control": regime_control_table,
     "regime_frontier": regime_frontier_table, "k_sweep": k_sweep_table, "mechanism": mechanism_table,
+    "frontier_verdict": frontier_verdict,
 }
 
 
