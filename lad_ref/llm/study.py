@@ -905,12 +905,12 @@ def main(argv: list[str] | None = None) -> int:
         info = {"ran": 0, "wall_s": 0.0}
         if not args.analyse_only:
             info = execute(study, groups, names, args.jobs, log=lambda m: print(m, file=sys.stderr, flush=True))
+        # the summary covers every group's finished runs (not only the groups run now), so running one group
+        # at a time still leaves a complete toy_study.json; each group says how many of its runs finished
+        result = analyse(study, groups, list(groups))  # a damaged run's files are named (ConfigError)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # the summary covers every group's finished runs (not only the groups run now), so running one group
-    # at a time still leaves a complete toy_study.json; each group says how many of its runs finished
-    result = analyse(study, groups, list(groups))
     result["protocol"] = {"base_config": study.base_config, "overrides": study.overrides,
                           "bootstrap": {"resamples": study.bootstrap_resamples, "seed": study.bootstrap_seed,
                                         "method": "percentile, seeds resampled with replacement"}}
