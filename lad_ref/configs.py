@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -194,7 +195,7 @@ def _strict_scalars(cls: type, data: dict, prefix: str = "") -> None:
         if tp is None:
             continue  # unknown keys get OmegaConf's error (with the valid keys)
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        base = args[0] if typing.get_origin(tp) is typing.Union and len(args) == 1 else tp
+        base = args[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1 else tp
         key = f"{prefix}{k}"
         if dataclasses.is_dataclass(base) and isinstance(v, dict):
             _strict_scalars(base, v, key + ".")

@@ -506,7 +506,8 @@ def test_yaml_duplicates_and_recursion_are_one_line(tmp_path, capsys, text, need
     f = tmp_path / "c.yaml"
     f.write_text(text)
     out = tmp_path / "run"
-    assert train_mod.main(["--config", str(f), "--output-dir", str(out)]) == 2
+    argv = fast_args(tmp_path / "cache", out, "--objective", "grpo")
+    assert train_mod.main(["--config", str(f), *argv[2:]]) == 2  # fast_args' own --config replaced
     line = one_error_line(capsys.readouterr().err)
     assert needle in line and str(f) in line and not out.exists()
 
