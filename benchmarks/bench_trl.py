@@ -9,7 +9,6 @@ function). A "step" is one generation plus its 4 optimizer steps. Runs alternate
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import tempfile
