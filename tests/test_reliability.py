@@ -62,10 +62,25 @@ def one_error_line(err: str) -> str:
 # ======================================================================================
 
 
+@pytest.fixture
+def only_copies(runs):
+    """Hide the fixture's stopped run while a test works on copies of it: a copy that still read the
+    original folder's files (an absolute start_policy path) would then fail instead of passing."""
+    _, cut = runs
+    hidden = cut.with_name(cut.name + ".hidden")
+    os.rename(cut, hidden)
+    try:
+        yield hidden, cut
+    finally:
+        shutil.rmtree(cut, ignore_errors=True)
+        os.rename(hidden, cut)
+
+
 @pytest.mark.parametrize("how", ["mv", "cp"])
-def test_moved_or_copied_stopped_run_resumes_and_evaluates_as_the_original(runs, tmp_path, how):
-    full, cut = runs
-    src = copy_run(cut, tmp_path / "src")
+def test_moved_or_copied_stopped_run_resumes_and_evaluates_as_the_original(runs, only_copies, tmp_path, how):
+    full, _ = runs
+    hidden, _ = only_copies
+    src = copy_run(hidden, tmp_path / "src")
     dst = tmp_path / "elsewhere" / "run"
     dst.parent.mkdir()
     if how == "mv":
@@ -82,11 +97,11 @@ def test_moved_or_copied_stopped_run_resumes_and_evaluates_as_the_original(runs,
     assert {k: start[k] for k in results["start"]} == results["start"]
 
 
-def test_backup_copy_evaluates_its_own_start_after_the_original_is_overwritten(runs, cache, tmp_path):
+def test_backup_copy_evaluates_its_own_start_after_the_original_is_overwritten(only_copies, cache, tmp_path):
     """The issue's silent wrong result: cp -r A backup; --overwrite A with another seed; the backup's
     start must still be its own (its recorded start evaluation), not the new run's."""
-    _, cut = runs
-    a = copy_run(cut, tmp_path / "A")
+    hidden, a = only_copies
+    copy_run(hidden, a)  # A sits where the run was made
     backup = copy_run(a, tmp_path / "backup")
     assert train_mod.main(fast_args(cache, a, "--objective", "grpo", "--seed", "1", "--steps", "2",
                                     "--overwrite")) == 0
@@ -313,7 +328,7 @@ def test_two_concurrent_studies_write_each_step_once(tmp_path):
     data["output_dir"] = str(tmp_path / "runs")
     data["overrides"]["sft.cache_dir"] = str(tmp_path / "sft")
     data["overrides"]["optim.steps"] = 2
-    data["overrides"]["sft.steps"] = 20
+    data["overrides"]["sft.steps"] = 0  # the start is ready at once, so both studies reach the same run together
     data["seeds"] = [0]
     data["groups"] = {"headline": {"methods": ["grpo", "lad(js)"], "comparisons": ["lad(js) - grpo"]}}
     data.pop("brake_group", None)
