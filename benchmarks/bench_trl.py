@@ -9,7 +9,6 @@ function). A "step" is one generation plus its 4 optimizer steps. Runs alternate
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import tempfile
@@ -32,7 +31,9 @@ def _lad_ref_steps(steps: int, root: Path) -> tuple[list[float], str]:
         "optim.epochs": 2, "optim.mini_batch_size": 64, "optim.micro_batch_size": 64,
     }
     rows, run = toy_run(root, steps, overrides, CONFIG)  # at the process's thread count, as TRL runs
-    start = json.loads((run / "run_info.json").read_text())["start_policy"]
+    from lad_ref.llm import checkpoint as ckpt
+
+    start = str(ckpt.start_policy_path(run, ckpt.read_run_info(run)))  # stored relative to the run
     return [r["time/step_s"] for r in rows], start
 
 

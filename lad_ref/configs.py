@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import types
 import typing
 from pathlib import Path
 from typing import Any
@@ -34,30 +35,102 @@ def hint(value: Any, choices) -> str:
 
 
 # --------------------------------------------------------------------------------------
-# YAML with YAML 1.2 numbers
+# YAML 1.2 core schema on PyYAML
 # --------------------------------------------------------------------------------------
 
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2's float rule: ``5e-1`` and ``1e-8`` are numbers.
-
-    PyYAML follows YAML 1.1, where a float needs a dot (``5.0e-1``), so ``eta: 5e-1`` would
-    arrive as the string "5e-1" while ``lr: 5.0e-1`` is a number. The extra resolver below is
-    YAML 1.2's core-schema float pattern; it runs after 1.1's, so every other scalar keeps its
-    meaning (as OmegaConf's own loader does for the same reason).
-    """
-
-
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
+# Why PyYAML with the core schema's resolvers and not ruamel.yaml (YAML 1.2 by default): OmegaConf
+# already depends on PyYAML (ruamel.yaml would be one more dependency), and the core schema is
+# four regular expressions (YAML 1.2.2, section 10.3.2); duplicate keys and recursive aliases are
+# two small checks on PyYAML's composer and constructor.
+_CORE_RESOLVERS = (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    ("tag:yaml.org,2002:float",
+     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$",
+     list("-+0123456789.")),
 )
 
 
+def _core_schema(cls):
+    """Give a PyYAML loader/dumper class YAML 1.2's core schema resolvers instead of YAML 1.1's."""
+    resolvers = {}
+    for ch, pairs in yaml.SafeLoader.yaml_implicit_resolvers.items():
+        keep = [(tag, rx) for tag, rx in pairs if tag.rsplit(":", 1)[-1] not in ("null", "bool", "int", "float")]
+        if keep:
+            resolvers[ch] = keep
+    cls.yaml_implicit_resolvers = resolvers
+    for tag, rx, first in _CORE_RESOLVERS:
+        cls.add_implicit_resolver(tag, re.compile(rx), first)
+    return cls
+
+
+@_core_schema
+class _Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader reading YAML 1.2's core schema, strictly.
+
+    Numbers and booleans follow YAML 1.2 (``017`` is 17, ``0o17`` is 15, ``5e-1`` a float,
+    ``1_000`` and ``yes`` are strings, as is ``1:30``); a key given twice in one mapping (a
+    duplicate section included) and an alias inside the node it refers to (a recursive anchor)
+    are errors, where PyYAML would keep the last value or build a cyclic object.
+    """
+
+    def compose_node(self, parent, index):
+        open_anchors = self.__dict__.setdefault("_open_anchors", set())
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor in open_anchors:
+                raise yaml.composer.ComposerError(None, None, f"alias *{event.anchor} refers to a node that contains it "
+                                                  "(a recursive anchor)", event.start_mark)
+            return super().compose_node(parent, index)
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            open_anchors.add(anchor)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            open_anchors.discard(anchor)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:  # the mapping's own keys: a merged-in one (<<) may be overridden
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in seen and key_node.start_mark is not seen[key]:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {key!r} (first given on line {seen[key].line + 1})",
+                            key_node.start_mark)
+                    seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node)
+        if text.startswith("0o"):
+            return int(text[2:], 8)
+        if text.startswith("0x"):
+            return int(text[2:], 16)
+        return int(text, 10)
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _Yaml12Loader.construct_yaml_int)
+
+
+@_core_schema
+class _Yaml12Dumper(yaml.SafeDumper):
+    """PyYAML's safe dumper quoting by YAML 1.2's core schema, so that :func:`yaml_load` reads back what it wrote."""
+
+
 def yaml_load(text: str) -> Any:
-    """Parse YAML text with YAML 1.2 numbers (see :class:`_Yaml12Loader`)."""
+    """Parse YAML text by YAML 1.2's core schema (see :class:`_Yaml12Loader`)."""
     return yaml.load(text, Loader=_Yaml12Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
+def yaml_dump(data: Any) -> str:
+    """``data`` as YAML 1.2 text that :func:`yaml_load` reads back unchanged."""
+    return yaml.dump(data, Dumper=_Yaml12Dumper, sort_keys=False, default_flow_style=None)
 
 
 def parse_value(text: str) -> Any:
@@ -71,6 +144,8 @@ def parse_value(text: str) -> Any:
 def load_yaml(path: str | Path) -> dict:
     """A YAML file holding a mapping, as a dict; a missing, undecodable or invalid file is a ConfigError."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a folder; pass a YAML file.")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist.")
     try:
@@ -104,10 +179,30 @@ def build(cls: type, data: dict | None):
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"a config must be a mapping of fields, got {type(data).__name__}.")
+    _strict_scalars(cls, data)
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), data))
     except OmegaConfBaseException as e:
         raise _one_sentence(cls, e, data) from None
+
+
+def _strict_scalars(cls: type, data: dict, prefix: str = "") -> None:
+    """Refuse what OmegaConf would coerce silently: a number for a bool (``--optim.shuffle 2`` -> true) and
+    a string with underscores for a number (``"1_000"`` -> 1000.0, which YAML 1.2 reads as a string)."""
+    hints = typing.get_type_hints(cls)
+    for k, v in data.items():
+        tp = hints.get(k)
+        if tp is None:
+            continue  # unknown keys get OmegaConf's error (with the valid keys)
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        base = args[0] if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 1 else tp
+        key = f"{prefix}{k}"
+        if dataclasses.is_dataclass(base) and isinstance(v, dict):
+            _strict_scalars(base, v, key + ".")
+        elif base is bool and isinstance(v, (int, float)) and not isinstance(v, bool):
+            raise ConfigError(f"{key}={v!r} is not a boolean; valid values are true, false.")
+        elif base in (int, float) and isinstance(v, str) and "_" in v:
+            raise ConfigError(f"{key}={v!r} is not a YAML 1.2 number (no underscores); write it without them.")
 
 
 def _type_name(tp) -> str:

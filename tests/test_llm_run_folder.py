@@ -79,7 +79,7 @@ def test_read_only_output_folder_fails_before_any_work(cache, tmp_path, capsys):
         ro.mkdir(mode=0o555)
         home.mkdir()
         os.chown(home, 65534, 65534)
-        argv = fast_args(base / "cache", ro / "run", "--objective", "grpo")
+        argv = fast_args(home / "cache", ro / "run", "--objective", "grpo")
         env = {**os.environ, "HOME": str(home), "HF_HOME": str(home / "hf"), "PYTHONPATH": str(ROOT)}
         proc = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
                                sys.executable, "-m", "lad_ref.llm.train", *argv],
@@ -259,7 +259,7 @@ def test_yaml_numbers_follow_yaml_1_2(tmp_path):
     from lad_ref.llm.config import load_yaml, parse_value
 
     assert parse_value("1e-8") == 1e-8 and parse_value("5e-1") == 0.5 and parse_value("-2E+3") == -2000.0
-    assert parse_value("1_000") == 1000 and parse_value("3") == 3 and parse_value("js") == "js"
+    assert parse_value("1_000") == "1_000" and parse_value("3") == 3 and parse_value("js") == "js"  # YAML 1.2: a string
     assert parse_value("[0.9, 1e-3]") == [0.9, 1e-3]
     f = tmp_path / "c.yaml"
     f.write_text("objective:\n  lad:\n    eta: 5e-1\noptim:\n  lr: 5e-1\n")
@@ -397,7 +397,8 @@ def test_sigterm_during_setup_stops_at_once_with_one_line(monkeypatch, cache, tm
     before = signal.getsignal(signal.SIGTERM)
     assert train_mod.main(fast_args(cache, tmp_path / "run", "--objective", "grpo")) == 128 + signal.SIGTERM
     err = capsys.readouterr().err
-    assert "stopped by SIGTERM" in err and "rerun the same command" in err and "Traceback" not in err
+    # config.yaml exists by then, so the same command would be refused: the advice is --resume
+    assert "stopped by SIGTERM" in err and f"--resume {tmp_path / 'run'}" in err and "Traceback" not in err
     assert signal.getsignal(signal.SIGTERM) is before
 
 

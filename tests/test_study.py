@@ -180,8 +180,9 @@ def test_fast_study_end_to_end(tmp_path):
         info = [json.loads((r / "run_info.json").read_text()) for r in (ga, la)]
         # each run links the SFT start into its own folder; both links come from one cached SFT
         assert info[0]["start"]["cache_path"] == info[1]["start"]["cache_path"]
-        assert (Path(info[0]["start_policy"]) / "model.safetensors").read_bytes() == \
-            (Path(info[1]["start_policy"]) / "model.safetensors").read_bytes()
+        assert info[0]["start_policy"] == info[1]["start_policy"] == "start_policy"  # relative to the run
+        assert (ga / "start_policy" / "model.safetensors").read_bytes() == \
+            (la / "start_policy" / "model.safetensors").read_bytes()
         assert (ga / "start_samples.jsonl").read_text() == (la / "start_samples.jsonl").read_text()
         rows = [[json.loads(x) for x in (r / "metrics.jsonl").read_text().splitlines()] for r in (ga, la)]
         step1 = [next(x for x in rs if x["step"] == 1) for rs in rows]

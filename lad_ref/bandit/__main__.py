@@ -129,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--plot must name a .png or .pdf file, got {str(args.plot)!r}.")
     except ValueError as err:
         parser.error(str(err))
-    results = train_bandit(runs, steps=cfg.steps, lr=cfg.lr, progress=not args.json)
+    try:
+        # train_bandit evaluates every run's loss once with its checks on (e.g. |A|/eta that would
+        # overflow: --eta 1e-9) before the first step; such a ValueError is a bad setting, said in one line
+        results = train_bandit(runs, steps=cfg.steps, lr=cfg.lr, progress=not args.json)
+    except ValueError as err:
+        parser.error(str(err))
     if args.json:
         for r in results:
             print(json.dumps(r))

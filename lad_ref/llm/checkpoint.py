@@ -3,7 +3,7 @@
 Run folder layout (``--output-dir DIR``)::
 
     DIR/config.yaml              resolved config
-    DIR/run_info.json            start policy (path, SFT hash), versions, device
+    DIR/run_info.json            start policy (path relative to DIR when inside it), SFT hash, versions, device
     DIR/metrics.jsonl            one JSON line per logged step (step 0 = start evaluation)
     DIR/start_eval.json          held-out metrics of the start policy (reused on resume)
     DIR/checkpoints/step_000025/ model.safetensors + config (save_pretrained; adapters only with LoRA),
@@ -20,7 +20,13 @@ checkpoint. ``trainer_state.pt`` holds the optimizer, scheduler, RNG states, the
 data position: everything ``--resume`` needs to continue bit-for-bit on CPU. A checkpoint that
 cannot be read (a truncated file after a crash mid-copy, a full disk) is skipped for the
 previous one with a warning naming the file; a torn last line of ``metrics.jsonl`` (the process
-died mid-write) is dropped with a warning.
+died mid-write) is dropped with a warning. Every other file is written whole (``files.write_atomic``).
+
+A run folder is self-contained: every path it records inside itself is relative to the folder
+(``run_info.json``'s ``start_policy`` is ``"start_policy"``), so a moved (``mv``) or copied
+(``cp -r``) folder resumes and evaluates as itself and never reads another run's files. Folders
+written before that rule stored the absolute path of their own ``start_policy/``; such a path is
+read as the folder's own ``start_policy/`` (:func:`start_policy_path`, with a warning).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from pathlib import Path
 import torch
 
 from lad_ref.llm.config import ConfigError
+from lad_ref.llm.files import read_json, write_jsonl
 from lad_ref.llm.seeding import rng_state
 
 CKPT_DIR = "checkpoints"
@@ -43,6 +50,8 @@ STATE_FILE = "trainer_state.pt"
 LOGZ_FILE = "logz_head.safetensors"
 LOCK_FILE = ".lock"
 ARCHIVE_DIR = "overwritten"
+START_DIR = "start_policy"
+RUN_INFO = "run_info.json"
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
 
 
@@ -108,13 +117,17 @@ def archive_previous_run(run: Path) -> Path | None:
 class RunLock:
     """An exclusive ``flock`` on ``DIR/.lock`` for as long as a process writes the run.
 
-    A second writer (a duplicate job, a resume started while the run still goes) fails at once
-    with the holder's PID instead of interleaving checkpoints and metrics. The kernel drops the
-    lock when the process dies, so a crash never leaves a stale lock behind.
+    Every writer takes it: the trainer's command line, and each study worker before it looks at
+    the folder. A second writer (a duplicate job, a resume started while the run still goes, a
+    second study on the same folders) fails at once with the holder's PID, or with ``wait`` blocks
+    until the holder is done (after one line naming it), instead of interleaving checkpoints and
+    metrics. The kernel drops the lock when the process dies, so a crash never leaves a stale lock.
     """
 
-    def __init__(self, run: Path):
+    def __init__(self, run: Path, *, wait: bool = False, log=None):
         self.path = Path(run) / LOCK_FILE
+        self.wait = wait
+        self.log = log or (lambda m: print(m, file=sys.stderr, flush=True))
         self._fh = None
 
     def __enter__(self) -> RunLock:
@@ -128,11 +141,14 @@ class RunLock:
         except OSError:
             fh.seek(0)
             holder = fh.read().strip() or "another process"
-            fh.close()
-            raise ConfigError(
-                f"run folder {str(self.path.parent)!r} is being written by process {holder}; "
-                "wait for it to finish or choose another --output-dir."
-            ) from None
+            if not self.wait:
+                fh.close()
+                raise ConfigError(
+                    f"run folder {str(self.path.parent)!r} is being written by process {holder}; "
+                    "wait for it to finish or choose another --output-dir."
+                ) from None
+            self.log(f"[lad_ref] run folder {str(self.path.parent)!r} is being written by process {holder}; waiting for it.")
+            fcntl.flock(fh, fcntl.LOCK_EX)
         fh.seek(0)
         fh.truncate()
         fh.write(str(os.getpid()))
@@ -144,6 +160,54 @@ class RunLock:
         if self._fh is not None:
             self._fh.close()  # closing releases the flock
             self._fh = None
+
+
+# --------------------------------------------------------------------------------------
+# run_info.json and the start policy
+# --------------------------------------------------------------------------------------
+
+
+def read_run_info(run: Path) -> dict | None:
+    """``DIR/run_info.json`` (None if absent); a file that does not parse is a ConfigError naming the run."""
+    f = Path(run) / RUN_INFO
+    if not f.exists():
+        return None
+    info = read_json(f, f"run {str(run)!r}")
+    if not isinstance(info, dict) or "start_policy" not in info:
+        raise ConfigError(f"run {str(run)!r}: {str(f)!r} has no start_policy entry; restore it or start a new run.")
+    return info
+
+
+def stored_path(run: Path, path: str | Path) -> str:
+    """How ``path`` is recorded in the run's files: relative to ``run`` when inside it, an absolute path
+    for a local folder outside it, else as given (a hub id)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path(run).resolve()))
+    except ValueError:
+        return str(p.resolve()) if p.exists() else str(p)
+
+
+def start_policy_path(run: Path, info: dict) -> Path:
+    """The start policy a run recorded, as a path to read now.
+
+    A relative path is inside the run folder. An absolute path ending in ``start_policy`` whose
+    start was copied into the run (``cache_path`` recorded) is the run's own copy, written before
+    paths were stored relative: it is read from *this* folder (with a warning) so that a moved or
+    copied run never reads the original folder's files. Any other absolute path is a model
+    folder outside the run (a user's model), read where it is.
+    """
+    run = Path(run)
+    p = Path(info["start_policy"])
+    if not p.is_absolute():  # inside the run, or a hub id
+        return run / p if (run / p).exists() or p.name == START_DIR else p
+    own = p.name == START_DIR and "cache_path" in (info.get("start") or {})
+    if own:
+        if p.resolve() != (run / START_DIR).resolve():
+            warnings.warn(f"run {str(run)!r}: run_info.json records its start policy as {str(p)!r} (an absolute path "
+                          f"written by an older version); reading this folder's own {START_DIR}/ instead.", stacklevel=2)
+        return run / START_DIR
+    return p
 
 
 # --------------------------------------------------------------------------------------
@@ -238,17 +302,26 @@ def is_adapter_checkpoint(path: Path) -> bool:
 
 
 def resolve_policy(run: Path, which: str) -> tuple[str, str | None, str]:
-    """(base model path, adapter path or None, label) of a run's ``latest``/``start``/named checkpoint."""
-    info_file = run / "run_info.json"
-    start = json.loads(info_file.read_text())["start_policy"] if info_file.exists() else None
+    """(base model path, adapter path or None, label) of a run's ``latest``/``start``/named checkpoint.
+
+    The same checks as the trainer's: ``latest`` is the newest checkpoint that reads back (an
+    unreadable one is skipped with a warning naming its file), the start policy is the run's own
+    (:func:`start_policy_path`), and a corrupt ``run_info.json`` is named.
+    """
+    info = read_run_info(run)
+    start = str(start_policy_path(run, info)) if info is not None else None
     if which == "start":
         if start is None:
             raise ConfigError(f"run {str(run)!r} has no run_info.json, so its start policy is unknown.")
+        if Path(start) == Path(run) / START_DIR and not (Path(start) / "config.json").exists():
+            raise ConfigError(f"run {str(run)!r}: its start policy {start!r} is missing; --checkpoint start cannot be evaluated.")
         return start, None, "start"
     if which == "latest":
-        ckpt = latest_checkpoint(run)
-        if ckpt is None:
+        if not checkpoint_dirs(run):
             raise ConfigError(f"run {str(run)!r} has no checkpoint yet; use --checkpoint start.")
+        ckpt = latest_checkpoint(run, verify=True)
+        if ckpt is None:
+            raise ConfigError(f"run {str(run)!r}: none of its checkpoints reads back (see the warnings above).")
     else:
         ckpt = run / CKPT_DIR / which if (run / CKPT_DIR / which).is_dir() else Path(which)
         if not ckpt.is_dir():
@@ -256,9 +329,25 @@ def resolve_policy(run: Path, which: str) -> tuple[str, str | None, str]:
             raise ConfigError(
                 f"checkpoint {which!r} does not exist; valid choices are latest, start, {names}, or a model folder."
             )
+        if (ckpt / STATE_FILE).exists():
+            problem = checkpoint_problem(ckpt)
+            if problem is not None:
+                raise ConfigError(f"checkpoint {str(ckpt)!r} cannot be read ({problem}).")
     if is_adapter_checkpoint(ckpt):
         return start, str(ckpt), ckpt.name
     return str(ckpt), None, ckpt.name
+
+
+def checkpoint_config(run: Path) -> tuple[Path, dict] | None:
+    """(checkpoint, the config it was trained with) of the newest checkpoint that reads back, or None."""
+    for c in reversed(checkpoint_dirs(run)):
+        try:
+            state = load_trainer_state(c)
+        except Exception:  # unreadable: setup skips it with a warning naming the file
+            continue
+        if isinstance(state.get("config"), dict):
+            return c, state["config"]
+    return None
 
 
 # --------------------------------------------------------------------------------------
@@ -288,9 +377,7 @@ def read_metrics(run: Path) -> list[dict]:
 def truncate_metrics(run: Path, last_step: int) -> None:
     """Keep metrics.jsonl lines up to ``last_step`` (a resumed run rewrites the later ones identically)."""
     rows = [r for r in read_metrics(run) if r.get("step", 0) <= last_step]
-    tmp = run / "metrics.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    os.replace(tmp, run / "metrics.jsonl")
+    write_jsonl(run / "metrics.jsonl", rows)
 
 
 def append_metrics(run: Path, row: dict) -> None:

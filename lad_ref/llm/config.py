@@ -33,9 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from lad_ref.configs import ConfigError, build, load_yaml, parse_value
+from lad_ref.configs import ConfigError, build, load_yaml, parse_value, yaml_dump
 from lad_ref.configs import hint as _hint
 from lad_ref.llm.schedule import SCHEDULES
 
@@ -386,7 +384,10 @@ def merge_overrides(data: dict, overrides: dict[str, Any]) -> dict:
 
 
 def save_yaml(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None))
+    """Write the resolved config whole (temp file + fsync + rename), in YAML 1.2 (``lad_ref.configs.yaml_dump``)."""
+    from lad_ref.llm.files import write_atomic
+
+    write_atomic(path, yaml_dump(to_dict(cfg)))
 
 
 # ======================================================================================
@@ -470,11 +471,30 @@ def _smoke_test_objective(cfg: Config, hparams: dict[str, Any]) -> None:
         raise ConfigError(f"objective.{cfg.objective.name} has a hyperparameter of the wrong type: {e}.") from None
 
 
+def _finite_numbers(d: dict, prefix: str = "") -> None:
+    """Refuse NaN and inf anywhere in the config (``--optim.lr inf`` would give NaN at step 1, after SFT)."""
+    import math
+
+    for k, v in d.items():
+        if isinstance(v, dict):
+            _finite_numbers(v, f"{prefix}{k}.")
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise ConfigError(f"{prefix}{k}={v!r} holds {x}; every number in a config must be finite.")
+        elif isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{prefix}{k}={v} is not a finite number; pass a finite value.")
+
+
 def validate(cfg: Config) -> Config:
     """Check every choice and range; fill the active objective's hyperparameters. Returns cfg (mutated)."""
     from lad_ref.advantages import ESTIMATORS
     from lad_ref.losses import AGG_MODES, objective_names
 
+    _finite_numbers(to_dict(cfg))
+    for key, seed in (("seed", cfg.seed), ("data.digit_sum.split_seed", cfg.data.digit_sum.split_seed)):
+        if not -2**63 <= seed < 2**63:
+            raise ConfigError(f"{key}={seed} is out of range; a seed must fit in 64 bits (-2**63 <= seed < 2**63).")
     o = cfg.objective
     # objectives of scope "finite" (lad_theory) need every action enumerated: not for a sampled LLM batch
     _choice("objective.name", o.name, objective_names(scope="any"))

@@ -199,6 +199,7 @@ def prepare(run: str | Path, checkpoint: str = "latest", *, num_samples: int | N
     run = Path(run)
     if not (run / "config.yaml").is_file():
         raise ConfigError(f"--run {str(run)!r} is not a run folder: it has no config.yaml.")
+    ckpt.read_run_info(run)  # a corrupt run_info.json is named now
     cfg = validate(from_dict(load_yaml(run / "config.yaml")))
     if num_samples is not None:
         cfg.eval.num_samples = num_samples
@@ -259,19 +260,21 @@ def main(argv: list[str] | None = None) -> int:
         req = prepare(args.run, args.checkpoint, num_samples=args.num_samples, temperature=args.temperature,
                       device=args.device, max_prompts=args.max_prompts)
         out = Path(args.output) if args.output else req.run / f"eval_{req.label}.json"
+        if out.is_dir():
+            raise ConfigError(f"--output {str(out)!r} is a folder; pass a file name such as {str(out / 'eval.json')!r}.")
         if not out.parent.is_dir():
             raise ConfigError(f"--output {str(out)!r}: the folder {str(out.parent)!r} does not exist.")
         if not os.access(out.parent, os.W_OK):
             raise ConfigError(f"--output {str(out)!r}: the folder {str(out.parent)!r} is not writable.")
+        result, samples = evaluate_request(req, progress=not args.no_progress)  # damaged weights: a ConfigError
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result, samples = evaluate_request(req, progress=not args.no_progress)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    from lad_ref.llm.files import write_json, write_jsonl
+
+    write_json(out, result)
     if args.samples:
-        with open(str(out) + ".samples.jsonl", "w") as fh:
-            for s in samples:
-                fh.write(json.dumps(s) + "\n")
+        write_jsonl(str(out) + ".samples.jsonl", samples)
     print(json.dumps(result, indent=2))
     return 0
 

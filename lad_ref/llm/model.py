@@ -16,6 +16,7 @@ ASCII character to one token (a ``tokenizers`` byte-level BPE without merges), p
 
 from __future__ import annotations
 
+import re
 import string
 from dataclasses import asdict
 from pathlib import Path
@@ -148,6 +149,71 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     return tokenizer
 
 
+def check_finite_weights(model, path) -> None:
+    """Refuse weights holding NaN or inf (a damaged file) at load time, naming the tensor and the folder."""
+    for name, p in model.named_parameters():
+        if not torch.isfinite(p).all():
+            from lad_ref.configs import ConfigError
+
+            raise ConfigError(f"the weights in {str(path)!r} are damaged: {name} holds NaN or inf values; "
+                              "restore that folder (or use an earlier checkpoint).")
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def check_model_source(name: str) -> None:
+    """Refuse a ``model.name_or_path`` that cannot load, before any run folder exists (ConfigError).
+
+    Valid: ``tiny``; a folder holding a model (``config.json``); or a hub id (``org/name``), which
+    with ``HF_HUB_OFFLINE=1`` must already be in the local cache.
+    """
+    import os
+
+    from lad_ref.configs import ConfigError
+
+    if name == TINY:
+        return
+    if not name or not name.strip():
+        raise ConfigError("model.name_or_path is empty; pass 'tiny', a model folder, or a hub id such as Qwen/Qwen2.5-0.5B.")
+    p = Path(name).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise ConfigError(f"model.name_or_path {name!r} is a file; pass the model's folder (the one holding config.json).")
+        if not (p / "config.json").is_file():
+            raise ConfigError(f"model.name_or_path {name!r} is a folder but not a model: it has no config.json.")
+        return
+    if not _HUB_ID.match(name) or name.startswith((".", "~")):
+        raise ConfigError(f"model.name_or_path {name!r} does not exist; pass 'tiny', an existing model folder, "
+                          "or a hub id such as Qwen/Qwen2.5-0.5B.")
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        from huggingface_hub import try_to_load_from_cache
+
+        if not isinstance(try_to_load_from_cache(name, "config.json"), str):
+            raise ConfigError(f"model.name_or_path {name!r} is neither a local folder nor a hub model in the local cache, "
+                              "and HF_HUB_OFFLINE is set; pass an existing model folder.")
+
+
+def model_context_length(name: str, tiny_max_positions: int) -> int | None:
+    """The longest prompt + response the model can take (max_position_embeddings), or None if unknown."""
+    if name == TINY:
+        return tiny_max_positions
+    p = Path(name).expanduser() / "config.json"
+    if not p.is_file():
+        return None
+    import json
+
+    try:
+        return json.loads(p.read_text()).get("max_position_embeddings")
+    except (OSError, ValueError):
+        return None
+
+
+def tiny_unknown_chars(text: str) -> list[str]:
+    """The characters of ``text`` the tiny preset's tokenizer cannot represent (it would drop them)."""
+    return sorted(set(text) - set(TINY_CHARS))
+
+
 def load_causal_lm(path: str | Path, cfg: ModelConfig, device: torch.device, *, trainable: bool = True):
     """``AutoModelForCausalLM.from_pretrained(path)`` in the configured dtype, on ``device``.
 
@@ -160,6 +226,7 @@ def load_causal_lm(path: str | Path, cfg: ModelConfig, device: torch.device, *, 
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs).to(device)
+    check_finite_weights(model, path)
     if not trainable:
         model.eval()
         model.requires_grad_(False)

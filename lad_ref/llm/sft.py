@@ -17,6 +17,7 @@ The run folder records the path and hash in ``run_info.json``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -138,8 +139,9 @@ def prepare_start_policy(cfg: Config, task, device: torch.device, progress: bool
             folder = cache / f"tiny-init-{sft_key(cfg)}"
             if not (folder / "config.json").exists():
                 tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-                materialise_tiny(cfg.model.tiny, tmp, seed=cfg.seed)
-                _publish(tmp, folder)
+                with _removed_on_failure(tmp):
+                    materialise_tiny(cfg.model.tiny, tmp, seed=cfg.seed)
+                    _publish(tmp, folder)
             return str(folder), {"sft": False, "path": str(folder)}
         return cfg.model.name_or_path, {"sft": False, "path": cfg.model.name_or_path}
     cache = Path(cfg.sft.cache_dir) if cfg.sft.cache_dir else default_cache_dir()
@@ -150,12 +152,47 @@ def prepare_start_policy(cfg: Config, task, device: torch.device, progress: bool
         return str(folder), {"sft": True, "key": key, "path": str(folder), "cached": True, **info}
     tmp = cache / f"{key}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)  # our own leftover from a crashed attempt (same pid), never a run folder
-    tmp.mkdir(parents=True)
-    start = initial_model_path(cfg, tmp / "init")
-    info = run_sft(cfg, task, start, tmp, device, progress)
-    shutil.rmtree(tmp / "init", ignore_errors=True)
-    _publish(tmp, folder)
+    with _removed_on_failure(tmp):  # Ctrl-C / SIGTERM / an error: no half-made folder stays in the cache
+        tmp.mkdir(parents=True)
+        start = initial_model_path(cfg, tmp / "init")
+        info = run_sft(cfg, task, start, tmp, device, progress)
+        shutil.rmtree(tmp / "init", ignore_errors=True)
+        _publish(tmp, folder)
     return str(folder), {"sft": True, "key": key, "path": str(folder), "cached": False, **info}
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path):
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def cache_target(cfg: Config, task) -> Path | None:
+    """The cache folder the start policy of ``cfg`` is (or will be) in, or None when none is made there."""
+    cache = Path(cfg.sft.cache_dir) if cfg.sft.cache_dir else default_cache_dir()
+    if cfg.sft.enabled and cfg.sft.steps > 0 and getattr(task, "can_sample_solutions", False):
+        return cache / sft_key(cfg)
+    if cfg.model.name_or_path == TINY:
+        return cache / f"tiny-init-{sft_key(cfg)}"
+    return None
+
+
+def check_cache_dir(cfg: Config, task) -> None:
+    """Refuse an SFT cache folder that cannot be written when the start still has to be made there (ConfigError)."""
+    from lad_ref.configs import ConfigError
+
+    target = cache_target(cfg, task)
+    if target is None or (target / "config.json").exists():
+        return
+    existing = target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"sft.cache_dir {str(target.parent)!r} cannot be written ({str(existing)!r} is not a writable "
+                          "folder); pass --sft.cache_dir with a folder you can write to.")
 
 
 def _publish(tmp: Path, folder: Path) -> None:

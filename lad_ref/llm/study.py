@@ -31,9 +31,11 @@ than the effects being measured. Differences are summarised by their mean, a 95%
 bootstrap CI over seeds (``lad_ref.metrics.bootstrap_mean_ci``: seeds resampled with replacement, fixed seed)
 and the number of seeds on which LAD's value is larger ("wins").
 
-**Jobs side by side** use :class:`concurrent.futures.ProcessPoolExecutor` (standard library;
-a process per job because a torch thread pool cannot be shared safely between runs, and
-``spawn`` so that no torch state is forked). Each run sets ``threads: 1``: on a 2-core machine
+**Jobs side by side** run in one ``multiprocessing`` process per job, started and owned by
+:func:`execute` (a process per job because a torch thread pool cannot be shared safely between
+runs, and ``spawn`` so that no torch state is forked; stopped with ``Process.terminate``). Each
+job takes the run folder's lock (``checkpoint.RunLock``, the trainer's), so a second study on the
+same folders waits for a run another process is writing and then finds it finished. Each run sets ``threads: 1``: on a 2-core machine
 two single-threaded runs finish sooner than two runs each trying to use both cores.
 The SFT start of a seed is computed once, as its own job, before that seed's runs start.
 
@@ -48,9 +50,11 @@ Outputs: ``--json`` (``paper_figures/toy_study.json``) and figures under ``--fig
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
+import io
 import json
 import multiprocessing
+import pickle
+import queue
 import re
 import signal
 import sys
@@ -61,7 +65,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from lad_ref.configs import build
 from lad_ref.llm.config import (
@@ -73,6 +76,7 @@ from lad_ref.llm.config import (
     to_dict,
     validate,
 )
+from lad_ref.llm.files import write_atomic, write_json
 from lad_ref.llm.report import MIN_SEEDS, diff_cell, verdict
 from lad_ref.losses import objective_names
 from lad_ref.metrics import bootstrap_mean_ci
@@ -81,8 +85,6 @@ MAIN_VARIANT = "main"
 # fewer seeds than this: the forest plot draws the CI grey whatever it is (2-4 seeds give only a handful of resamples);
 # the same rule gives the report tables' verdicts
 MIN_SEEDS_FOR_CI = MIN_SEEDS
-# a run folder written to within this many seconds is taken to be in training by another study process
-BUSY_S = 300
 # metrics read from each run's results.json ("final"); pass_at_<k> for the largest k is added per study
 RESULT_METRICS = (
     "avg_at_k", "pass_at_1", "pass_at_16", "distinct_correct", "correct_answer_entropy", "solution_coverage",
@@ -316,8 +318,29 @@ def all_variants(groups: dict[str, GroupConfig]) -> dict[str, dict]:
     return out
 
 
-def is_finished(run: Path) -> bool:
-    return (run / "results.json").is_file()
+def read_results(run: Path) -> dict | None:
+    """A finished run's results.json, or None if there is none; a file that does not parse (a crash while
+    it was written by an older version) or lacks its sections is a ConfigError naming the run."""
+    from lad_ref.llm.files import read_json
+
+    f = run / "results.json"
+    if not f.is_file():
+        return None
+    res = read_json(f, f"run {str(run)!r}")
+    if not isinstance(res, dict) or not {"start", "final"} <= set(res):
+        raise ConfigError(f"run {str(run)!r}: {str(f)!r} lacks its start or final section.")
+    return res
+
+
+def is_finished(run: Path, log=None) -> bool:
+    """Whether ``run`` has a results.json that parses. A damaged one is reported (``log``) with the run's
+    name and counts as unfinished: training resumes from the final checkpoint and re-derives it."""
+    try:
+        return read_results(run) is not None
+    except ConfigError as e:
+        if log is not None:
+            log(f"[study] {e} It is re-derived from the run's last checkpoint.")
+        return False
 
 
 # ======================================================================================
@@ -343,23 +366,24 @@ def _sft_job(cfg_dict: dict) -> str:
 def _run_job(cfg_dict: dict) -> dict:
     """Train (or resume) one run; returns its wall time. Resumes from the run's last checkpoint if any."""
     from lad_ref.llm import checkpoint as ckpt
+    from lad_ref.llm.files import read_json
     from lad_ref.llm.tasks import build_task
     from lad_ref.llm.train import train
 
     cfg = validate(from_dict(cfg_dict))
     run = Path(cfg.output_dir)
-    if is_finished(run):  # finished meanwhile by another study process
-        return {"run": str(run), "wall_s": 0.0, "skipped": "finished"}
-    busy = [f for f in (run / "metrics.jsonl", run / "run_info.json") if f.exists() and time.time() - f.stat().st_mtime < BUSY_S]
-    if busy:  # another study process is training this run right now: leave it alone (no second writer)
-        return {"run": str(run), "wall_s": 0.0, "skipped": "running elsewhere"}
-    resume = (run / "config.yaml").is_file()
-    ckpt.prepare_run_dir(cfg.output_dir, resume=resume, overwrite=True)
-    t0 = time.time()
-    train(cfg, build_task(cfg), run, resume=resume)
-    wall = time.time() - t0
-    prev = json.loads((run / "study_time.json").read_text())["wall_s"] if (run / "study_time.json").exists() else 0.0
-    (run / "study_time.json").write_text(json.dumps({"wall_s": prev + wall}) + "\n")
+    run.mkdir(parents=True, exist_ok=True)
+    # The trainer's lock: a run another study (or a trainer) is writing is waited for, never written twice.
+    with ckpt.RunLock(run, wait=True):
+        if is_finished(run):  # finished meanwhile by another study process
+            return {"run": str(run), "wall_s": 0.0, "skipped": "finished"}
+        resume = (run / "config.yaml").is_file()
+        ckpt.prepare_run_dir(cfg.output_dir, resume=resume, overwrite=True)
+        t0 = time.time()
+        train(cfg, build_task(cfg), run, resume=resume)
+        wall = time.time() - t0
+        prev = read_json(run / "study_time.json", f"run {str(run)!r}")["wall_s"] if (run / "study_time.json").exists() else 0.0
+        write_json(run / "study_time.json", {"wall_s": prev + wall}, indent=None)
     return {"run": str(run), "wall_s": wall}
 
 
@@ -368,7 +392,7 @@ def check_folder(cfg: Config, run: Path) -> None:
     f = run / "config.yaml"
     if not f.is_file():
         return
-    old = yaml.safe_load(f.read_text()) or {}
+    old = load_yaml(f)
     new = to_dict(cfg)
     # output_dir: the folder is the run's identity (a study folder moved or reached by another path is still it)
     ignore = {"logging", "checkpoint", "threads", "device", "output_dir"}
@@ -391,7 +415,7 @@ def execute(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
     cfgs = {s: run_config(study, s, variants, root) for s in specs}  # every config checked before any work
     for s, c in cfgs.items():
         check_folder(c, s.folder(root))
-    todo = [s for s in specs if not is_finished(s.folder(root))]
+    todo = [s for s in specs if not is_finished(s.folder(root), log)]
     log(f"[study] {len(specs)} runs in groups {', '.join(names)}: {len(specs) - len(todo)} finished, {len(todo)} to run")
     if not todo:
         return {"ran": 0, "wall_s": 0.0}
@@ -409,11 +433,23 @@ def execute(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
             sft_done.setdefault(str(f), (f / "sft_info.json").exists())
     t0 = time.time()
     ctx = multiprocessing.get_context("spawn")
-    running: dict[cf.Future, tuple[str, Any]] = {}
+    running: dict[int, tuple[str, Any]] = {}
     sft_running: set[str] = set()
     pending = list(todo)
     finished = 0
-    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx)
+    # One process per job, started and owned here (not a pool's private worker list): a fresh interpreter
+    # per run, non-daemonic (a job may start processes of its own, e.g. parallel graders), and
+    # Process.terminate() stops it at once on Ctrl-C / SIGTERM / a failed job.
+    done_q = ctx.Queue()
+    procs: dict[int, Any] = {}
+    ticket = iter(range(10**9))
+
+    def submit(fn, arg, what) -> None:
+        t = next(ticket)
+        running[t] = what
+        procs[t] = ctx.Process(target=_job_entry, args=(fn, arg, t, done_q), name=f"study-job-{t}")
+        procs[t].start()
+
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         while pending or running:
@@ -422,7 +458,7 @@ def execute(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
                 if ready:
                     s = ready[0]
                     pending.remove(s)
-                    running[pool.submit(_run_job, to_dict(cfgs[s]))] = ("run", s)
+                    submit(_run_job, to_dict(cfgs[s]), ("run", s))
                     continue
                 need = [str(sft_folder(cfgs[s])) for s in pending]
                 nxt = next((k for k in need if k not in sft_running), None)
@@ -430,34 +466,63 @@ def execute(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
                     break
                 s = next(s for s in pending if str(sft_folder(cfgs[s])) == nxt)
                 sft_running.add(nxt)
-                running[pool.submit(_sft_job, to_dict(cfgs[s]))] = ("sft", nxt)
-            done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-            for fut in done:
-                kind, what = running.pop(fut)
-                fut.result()  # a failed job stops the study with its error (finished runs are kept)
-                elapsed = time.time() - t0
-                if kind == "sft":
-                    sft_done[what] = True
-                    log(f"[study] {elapsed:7.0f}s  SFT start ready: {what}")
-                elif fut.result().get("skipped"):
-                    why = fut.result()["skipped"]
-                    log(f"[study] {elapsed:7.0f}s  skipped {what.variant}/{what.method}/seed{what.seed}: {why}"
-                        + (" (run the study again to pick it up)" if why != "finished" else ""))
-                else:
-                    finished += 1
-                    log(f"[study] {elapsed:7.0f}s  finished {what.variant}/{what.method}/seed{what.seed} "
-                        f"({finished}/{len(todo)})")
+                submit(_sft_job, to_dict(cfgs[s]), ("sft", nxt))
+            t, ok, value = _next_result(done_q, procs, running)
+            kind, what = running.pop(t)
+            procs.pop(t).join()
+            if not ok:
+                raise value  # a failed job stops the study with its error (finished runs are kept)
+            elapsed = time.time() - t0
+            if kind == "sft":
+                sft_done[what] = True
+                log(f"[study] {elapsed:7.0f}s  SFT start ready: {what}")
+            elif value.get("skipped"):
+                log(f"[study] {elapsed:7.0f}s  skipped {what.variant}/{what.method}/seed{what.seed}: {value['skipped']}")
+            else:
+                finished += 1
+                log(f"[study] {elapsed:7.0f}s  finished {what.variant}/{what.method}/seed{what.seed} "
+                    f"({finished}/{len(todo)})")
     except BaseException:
         # Ctrl-C / SIGTERM / a failed job: stop the workers too (they would otherwise run on, orphaned).
         # Finished runs are kept; unfinished ones resume from their last checkpoint next time.
-        for proc in list(getattr(pool, "_processes", {}).values()):  # no public API lists the workers
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        for p in procs.values():
+            p.terminate()
+        for p in procs.values():
+            p.join()
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-    pool.shutdown()
     return {"ran": finished, "wall_s": time.time() - t0}
+
+
+def _job_entry(fn, arg, ticket: int, done_q) -> None:
+    """A job's process: run ``fn(arg)`` and put (ticket, ok, result or error) on ``done_q``."""
+    try:
+        done_q.put((ticket, True, fn(arg)))
+    except BaseException as e:  # noqa: BLE001 - any failure is the job's result
+        try:
+            pickle.dumps(e)
+        except Exception:
+            e = RuntimeError(f"{type(e).__name__}: {e}")
+        done_q.put((ticket, False, e))
+
+
+def _next_result(done_q, procs: dict, running: dict) -> tuple:
+    """The next finished job's (ticket, ok, value); a job whose process died without a result is an error."""
+    gone: dict[int, float] = {}
+    while True:  # a timeout keeps the main thread responsive to Ctrl-C / SIGTERM
+        try:
+            return done_q.get(timeout=0.5)
+        except queue.Empty:
+            pass
+        now = time.time()
+        for t, p in procs.items():
+            if not p.is_alive():
+                gone.setdefault(t, now)
+                if now - gone[t] > 5.0:  # its result would have arrived by now
+                    kind, what = running[t]
+                    return t, False, RuntimeError(f"the {kind} job for {what} ended (exit code {p.exitcode}) "
+                                                  "without a result")
 
 
 def _raise_interrupt(signum, frame):
@@ -481,7 +546,9 @@ def paired_summary(a: list[float], b: list[float], resamples: int, seed: int) ->
 
 
 def _read_samples(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    from lad_ref.llm.files import read_jsonl
+
+    return read_jsonl(path, f"run {str(path.parent)!r}")
 
 
 def run_metrics(run: Path) -> dict:
@@ -489,7 +556,9 @@ def run_metrics(run: Path) -> dict:
     from lad_ref.llm.checkpoint import read_metrics
     from lad_ref.metrics import correct_answer_kl
 
-    res = json.loads((run / "results.json").read_text())
+    res = read_results(run)
+    if res is None:
+        raise ConfigError(f"run {str(run)!r} has no results.json; it has not finished.")
     final, start = res["final"], res["start"]
     k = int(final["k"])
     out = {m: final[m] for m in RESULT_METRICS if m in final}
@@ -499,8 +568,14 @@ def run_metrics(run: Path) -> dict:
     fs, ss = run / "final_samples.jsonl", run / "start_samples.jsonl"
     if fs.exists() and ss.exists():
         kls = []
-        for f, s in zip(_read_samples(fs), _read_samples(ss)):
-            assert f["uid"] == s["uid"], "final and start samples must list the same prompts"
+        final_s, start_s = _read_samples(fs), _read_samples(ss)
+        if [x.get("uid") for x in final_s] != [x.get("uid") for x in start_s]:
+            raise ConfigError(
+                f"run {str(run)!r}: final_samples.jsonl ({len(final_s)} prompts) and start_samples.jsonl "
+                f"({len(start_s)} prompts) do not list the same prompts; the KL from the start needs both whole "
+                "(delete results.json to re-derive them)."
+            )
+        for f, s in zip(final_s, start_s):
             v = correct_answer_kl(f["responses"], f["correct"], s["responses"], s["correct"])
             if v == v:
                 kls.append(v)
@@ -533,7 +608,7 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
     def metrics(spec: RunSpec) -> dict | None:
         if spec not in cache:
             run = spec.folder(root)
-            cache[spec] = run_metrics(run) if is_finished(run) else None
+            cache[spec] = run_metrics(run) if is_finished(run, log=lambda m: print(m, file=sys.stderr)) else None
         return cache[spec]
 
     out: dict[str, Any] = {"groups": {}, "paired": {}, "methods": {}}
@@ -696,7 +771,9 @@ def write_figures(result: dict, folder: Path) -> list[Path]:
 
     def save(fig, stem):
         for ext in ("png", "pdf"):
-            fig.savefig(folder / f"{stem}.{ext}", dpi=150)
+            buf = io.BytesIO()  # written whole (temp file + rename), like every other output
+            fig.savefig(buf, format=ext, dpi=150)
+            write_atomic(folder / f"{stem}.{ext}", buf.getvalue())
             written.append(folder / f"{stem}.{ext}")
         plt.close(fig)
 
@@ -857,12 +934,12 @@ def main(argv: list[str] | None = None) -> int:
         info = {"ran": 0, "wall_s": 0.0}
         if not args.analyse_only:
             info = execute(study, groups, names, args.jobs, log=lambda m: print(m, file=sys.stderr, flush=True))
+        # the summary covers every group's finished runs (not only the groups run now), so running one group
+        # at a time still leaves a complete toy_study.json; each group says how many of its runs finished
+        result = analyse(study, groups, list(groups))  # a damaged run's files are named (ConfigError)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # the summary covers every group's finished runs (not only the groups run now), so running one group
-    # at a time still leaves a complete toy_study.json; each group says how many of its runs finished
-    result = analyse(study, groups, list(groups))
     result["protocol"] = {"base_config": study.base_config, "overrides": study.overrides,
                           "bootstrap": {"resamples": study.bootstrap_resamples, "seed": study.bootstrap_seed,
                                         "method": "percentile, seeds resampled with replacement"}}
@@ -876,7 +953,7 @@ def main(argv: list[str] | None = None) -> int:
             rec = json.loads(regime.read_text())
             result["bandit_regime"] = {"source": regime.name, "seeds": rec.get("seeds"), "rows": rec.get("rows"),
                                        "paired": rec.get("paired")}
-        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        write_json(args.json, result, indent=1)
     if args.figures:
         write_figures(result, Path(args.figures))
     print(markdown_table(result))

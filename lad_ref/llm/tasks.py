@@ -365,7 +365,31 @@ def task_rewards(task, examples: list[Example], completions: list[str]) -> list[
 
 
 def build_task(cfg: Config):
-    """The configured task; reads (and checks) every data file now, before any model is loaded."""
+    """The configured task; reads (and checks) every data file now, before any model is loaded.
+
+    Every prompt must be non-empty, and with the tiny preset consist of characters its tokenizer
+    has (it would otherwise drop the others silently): a DataError names the example.
+    """
+    task = _build_task(cfg)
+    from lad_ref.llm.model import TINY, tiny_unknown_chars
+
+    tiny = cfg.model.name_or_path == TINY
+    for split, examples in (("train", task.train), ("eval", task.eval)):
+        for ex in examples:
+            if not isinstance(ex.prompt, str) or not ex.prompt.strip():
+                raise DataError(f"{split} example {ex.uid!r} has an empty prompt; remove it or fill in its prompt.")
+            if tiny:
+                bad = tiny_unknown_chars(ex.prompt)
+                if bad:
+                    raise DataError(
+                        f"{split} example {ex.uid!r}: the tiny model's tokenizer has no token for "
+                        f"{', '.join(repr(c) for c in bad[:5])}; it knows printable ASCII only (use a real model "
+                        "for this data, or clean the prompts)."
+                    )
+    return task
+
+
+def _build_task(cfg: Config):
     d = cfg.data
     if d.task == "digit_sum":
         task = DigitSumTask(d.digit_sum)

@@ -72,6 +72,7 @@ from lad_ref.llm.config import (
     validate,
 )
 from lad_ref.llm.evaluate import HEADLINE, evaluate_policy
+from lad_ref.llm.files import read_json, write_json, write_jsonl
 from lad_ref.llm.model import (
     TINY,
     LogZHead,
@@ -442,15 +443,15 @@ def setup(cfg: Config, task, run: Path, *, resume: bool, progress: bool, closing
     device = ckpt.pick_device(cfg.device)
     seed_everything(cfg.seed)
     spec = get_objective(cfg.objective.name)
-    save_yaml(cfg, run / "config.yaml")
+    save_yaml(cfg, run / "config.yaml")  # whole (temp file + rename)
 
     # ---- start policy: SFT warm start (cached by config hash, copied into the run) or the given checkpoint ----
     start_path, start_info = start_policy(cfg, task, run, device, progress, resume)
     run_info = {
-        "start_policy": start_path, "start": start_info, "device": str(device), "torch": torch.__version__,
+        "start_policy": ckpt.stored_path(run, start_path), "start": start_info, "device": str(device), "torch": torch.__version__,
         "python": platform.python_version(), "objective": cfg.objective.name,
     }
-    (run / "run_info.json").write_text(json.dumps(run_info, indent=2) + "\n")
+    write_json(run / "run_info.json", run_info)
 
     # ---- model, reference model, log Z head, optimizer, schedule ----
     last = ckpt.latest_checkpoint(run, verify=True) if resume else None
@@ -495,7 +496,7 @@ def setup(cfg: Config, task, run: Path, *, resume: bool, progress: bool, closing
     elif resume:  # interrupted before the first checkpoint: keep only the start evaluation
         ckpt.truncate_metrics(run, 0)
     else:
-        (run / "metrics.jsonl").write_text("")
+        write_jsonl(run / "metrics.jsonl", [])
     rollout = build_rollout(cfg, tokenizer, model, start_path)
     if last is not None:
         rollout.sync_weights(model)
@@ -504,13 +505,12 @@ def setup(cfg: Config, task, run: Path, *, resume: bool, progress: bool, closing
 
     # ---- evaluation of the start policy (kept in start_eval.json so a resume reuses it) ----
     if resume and (run / "start_eval.json").exists() and any(r.get("step") == 0 for r in ckpt.read_metrics(run)):
-        start_eval = json.loads((run / "start_eval.json").read_text())
+        start_eval = read_json(run / "start_eval.json", f"run {str(run)!r}")
     else:
         start_eval, start_samples = evaluate_policy(model if last is None else _load_start(cfg, start_path, device),
                                                     rollout, task, task.eval, cfg, progress=progress)
-        (run / "start_eval.json").write_text(json.dumps(start_eval, indent=2) + "\n")
-        with open(run / "start_samples.jsonl", "w") as fh:  # the study compares final answers with these
-            fh.writelines(json.dumps(x) + "\n" for x in start_samples)
+        write_json(run / "start_eval.json", start_eval)
+        write_jsonl(run / "start_samples.jsonl", start_samples)  # the study compares final answers with these
         ckpt.append_metrics(run, {"step": 0, **{f"eval/{k}": v for k, v in start_eval.items()}})
         tracker.log({"step": 0, **{f"eval/{k}": v for k, v in start_eval.items()}})
     if progress:
@@ -629,13 +629,12 @@ def finish(r: RunState, progress: bool) -> dict:
     rows = ckpt.read_metrics(run)
     if rows and rows[-1].get("step") == cfg.optim.steps:
         rows[-1].update({f"eval/{k}": v for k, v in final_eval.items()})
-        (run / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+        write_jsonl(run / "metrics.jsonl", rows)  # whole: a kill here leaves the old rows, never none
     r.tracker.log({"step": cfg.optim.steps, **{f"eval/{k}": v for k, v in final_eval.items()}})
     results = {"start": r.start_eval, "final": final_eval}
-    (run / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    with open(run / "final_samples.jsonl", "w") as fh:
-        for s in samples:
-            fh.write(json.dumps(s) + "\n")
+    # samples before results: results.json is what marks the run finished (study.is_finished)
+    write_jsonl(run / "final_samples.jsonl", samples)
+    write_json(run / "results.json", results)
     if cfg.logging.plots:
         from lad_ref.llm.plots import write_plots
 
@@ -703,7 +702,7 @@ def nan_advice(cfg: Config, run: Path) -> str:
             f"{run}) with {' or '.join(knobs)}; if the rewards or data can be non-finite, fix them first.")
 
 
-START_DIR = "start_policy"
+START_DIR = ckpt.START_DIR
 
 
 def start_policy(cfg: Config, task, run: Path, device, progress: bool, resume: bool) -> tuple[str, dict]:
@@ -712,13 +711,13 @@ def start_policy(cfg: Config, task, run: Path, device, progress: bool, resume: b
     A start made in the SFT cache (the SFT warm start, or the tiny model's initial weights) is
     linked (or copied) into ``DIR/start_policy``, so the run folder alone suffices to resume and
     to evaluate its start: an emptied cache can neither block it nor silently re-run SFT. A
-    resumed run reads the start it recorded in run_info.json and fails with the path if it is gone.
+    resumed run reads the start it recorded in run_info.json (``ckpt.start_policy_path``: its own
+    ``start_policy/`` wherever the folder now is) and fails with the path if it is gone.
     """
-    info_file = run / "run_info.json"
-    if resume and info_file.exists():
-        info = json.loads(info_file.read_text())
-        path = Path(info["start_policy"])
-        if not (path / "config.json").exists():
+    info = ckpt.read_run_info(run) if resume else None
+    if info is not None:
+        path = ckpt.start_policy_path(run, info)
+        if path == run / START_DIR and not (path / "config.json").exists():
             raise ConfigError(f"the run's start policy {str(path)!r} (run_info.json) is missing; restore that folder "
                               "or start a new run.")
         return str(path), info["start"]
@@ -788,10 +787,14 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
     overrides = parse_dotted_args(rest)
     if args.no_progress:
         overrides["logging.progress_bar"] = False
+    if args.stop_after is not None and args.stop_after < 1:
+        raise ConfigError(f"--stop-after {args.stop_after} must be >= 1 (the RL step after which to stop).")
     if args.resume:
+        if args.overwrite:
+            raise ConfigError(f"--resume {args.resume!r} continues a run and --overwrite starts one afresh; pass only one.")
         if args.config:
             raise ConfigError("--resume reads the run's own config.yaml; drop --config.")
-        bad = [k for k in overrides if k != "output_dir" and not any(k == r or k.startswith(r) for r in RESUMABLE_OVERRIDES)]
+        bad = [k for k in overrides if k != "output_dir" and not _resumable(k)]
         if bad:
             raise ConfigError(
                 f"--{bad[0]} cannot be changed when resuming; valid overrides with --resume are "
@@ -816,10 +819,32 @@ def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
                 f"--optim.steps {cfg.optim.steps} is below the run's last checkpoint (step {done}); a resumed run "
                 f"only continues, so pass --optim.steps >= {done} or start a new run."
             )
-        before, after = _flatten(to_dict(validate(from_dict({**saved, "output_dir": str(run)})))), _flatten(to_dict(cfg))
+        if args.stop_after is not None and args.stop_after <= done:
+            raise ConfigError(f"--stop-after {args.stop_after} is not past the run's last checkpoint (step {done}); "
+                              f"pass a step > {done}.")
+        # The checkpoint's own config is what the run computed with: config.yaml (hand-edited or not)
+        # may differ from it only where a resume override may, the same rule as on the command line.
+        trained = ckpt.checkpoint_config(run)
+        reference = trained[1] if trained is not None else saved
+        before = _flatten(to_dict(validate(from_dict({**reference, "output_dir": str(run)}))))
+        after = _flatten(to_dict(cfg))
+        if trained is not None:
+            edited = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k) and not _resumable(k)
+                            and k != "output_dir")
+            if edited:
+                raise ConfigError(
+                    f"{str(run / 'config.yaml')!r} differs from the config checkpoint {trained[0].name} was trained "
+                    "with in " + ", ".join(f"{k} ({before.get(k)!r} -> {after.get(k)!r})" for k in edited)
+                    + f"; a resume may change only {', '.join(RESUMABLE_OVERRIDES)}: restore those values or start a "
+                    "new run."
+                )
         args.resume_changes = {k: [before.get(k), v] for k, v in after.items() if before.get(k) != v}
         return args, cfg
     return args, resolve(args.config, overrides)
+
+
+def _resumable(key: str) -> bool:
+    return any(key == r or key.startswith(r) for r in RESUMABLE_OVERRIDES)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -843,6 +868,45 @@ def _record_resume(run: Path, changes: dict) -> None:
               + f" (recorded in {run / 'resume_log.jsonl'})", file=sys.stderr)
 
 
+def preflight(cfg: Config, task) -> None:
+    """Checks that need the task or the model folder, made before the run folder exists (ConfigError).
+
+    The model source must load (:func:`lad_ref.llm.model.check_model_source`); the SFT cache must be
+    writable when the start is still to be made there; the longest prompt plus ``max_new_tokens``
+    (rollout and eval) must fit the model's context (``max_position_embeddings``). Prompts are
+    measured in tokens with the model's tokenizer when it is a local folder (the tiny preset's is
+    one token per character).
+    """
+    from lad_ref.llm.model import check_model_source, model_context_length
+    from lad_ref.llm.sft import check_cache_dir
+
+    m = cfg.model
+    check_model_source(m.name_or_path)
+    check_cache_dir(cfg, task)
+    ctx = model_context_length(m.name_or_path, m.tiny.max_position_embeddings)
+    if ctx is None:
+        return
+    for key, new in (("rollout.max_new_tokens", cfg.rollout.max_new_tokens), ("eval.max_new_tokens", cfg.eval.max_new_tokens)):
+        if new is not None and new >= ctx:
+            raise ConfigError(f"{key}={new} does not fit the model's context of {ctx} positions "
+                              "(max_position_embeddings); pass a smaller value.")
+    prompts = [e.prompt for e in (*task.train, *task.eval)]
+    if m.name_or_path == TINY:
+        lengths = [len(p) for p in prompts]  # one token per character, no chat template
+    else:
+        from lad_ref.llm.rollout import PromptFormatter
+
+        fmt = PromptFormatter(load_tokenizer(m.name_or_path, m.trust_remote_code), m.chat_template, m.system_prompt)
+        lengths = [len(fmt(p)) for p in prompts]
+    i = max(range(len(lengths)), key=lengths.__getitem__)
+    new = max(cfg.rollout.max_new_tokens, cfg.eval.max_new_tokens or 0)
+    if lengths[i] + new > ctx:
+        raise ConfigError(
+            f"prompt {(*task.train, *task.eval)[i].uid!r} is {lengths[i]} tokens long, and with max_new_tokens={new} "
+            f"it exceeds the model's context of {ctx} positions; shorten the prompts or lower max_new_tokens."
+        )
+
+
 def _interrupt_during_setup(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
@@ -864,6 +928,7 @@ def main(argv: list[str] | None = None) -> int:
             if cfg.rollout.backend == "vllm":
                 ckpt.pick_device("cuda")  # fails early with a clear message on a CPU machine
             task = build_task(cfg)  # reads every data file: bad data fails here, before any training
+            preflight(cfg, task)  # the model source, the SFT cache, prompt lengths: before the run folder exists
             run = ckpt.prepare_run_dir(cfg.output_dir, resume=bool(args.resume), overwrite=args.overwrite)
             lock = ckpt.RunLock(run).__enter__()  # before anything in the folder is moved or written
             if args.overwrite and not args.resume:
@@ -885,8 +950,11 @@ def main(argv: list[str] | None = None) -> int:
             name = str(e) or "SIGINT"
             if ckpt.latest_checkpoint(run) is not None:
                 hint = f"continue with: python -m lad_ref.llm.train --resume {run}"
+            elif (run / "config.yaml").is_file():  # the folder is not empty any more: the same command is refused
+                hint = (f"no RL checkpoint exists yet; continue with: python -m lad_ref.llm.train --resume {run} "
+                        "(a finished SFT warm start is cached)")
             else:
-                hint = "no RL checkpoint exists yet: rerun the same command (a finished SFT warm start is cached)"
+                hint = "no RL checkpoint exists yet: rerun the same command"
             print(f"\n[lad_ref] stopped by {name} before the current step finished; {hint}", file=sys.stderr)
             return 128 + signal.Signals[name].value
         if "signal" in result:
