@@ -106,7 +106,7 @@ def test_plan_is_seed_major_and_shares_runs_between_groups():
     assert len(specs) == len(set(specs))  # the divergence group's grpo and lad(js) runs are the headline's
     from lad_ref.divergences import DIVERGENCE_NAMES
 
-    assert len(specs) == 16 + 4 * (len(DIVERGENCE_NAMES) - 1)  # lad(js) is the headline's
+    assert len(specs) == 2 * len(study.seeds) + 4 * (len(DIVERGENCE_NAMES) - 1)  # lad(js) is the headline's
 
 
 def test_bad_group_and_comparison_fail_before_work(tmp_path):

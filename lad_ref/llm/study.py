@@ -393,6 +393,10 @@ def check_folder(cfg: Config, run: Path) -> None:
     if not f.is_file():
         return
     old = load_yaml(f)
+    try:  # a folder written before a field was added reads with that field's default (what it trained with)
+        old = to_dict(from_dict(old))
+    except (ConfigError, TypeError, ValueError):
+        pass  # not a config this version can read: compared as written, so the difference is named below
     new = to_dict(cfg)
     # output_dir: the folder is the run's identity (a study folder moved or reached by another path is still it)
     ignore = {"logging", "checkpoint", "threads", "device", "output_dir"}
