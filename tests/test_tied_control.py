@@ -65,6 +65,9 @@ def test_grad_share_logging_changes_no_other_number(cache, tmp_path):
             assert y["train/grad_share_tied"] == pytest.approx(want)
     # with every group tied the untied part has no gradient, and vice versa
     assert any(y.get("train/tied_groups") == 1.0 and y["train/grad_norm_untied"] == 0.0 for y in b[1:])
+    # on a step with both kinds of group, LAD's tied rows have a gradient once r has moved (the minibatches after
+    # the first): a share measured on the first minibatch alone, where r = 1, would read 0
+    assert any(0 < y.get("train/tied_groups", 0) < 1 and y["train/grad_share_tied"] > 0 for y in b[1:])
 
 
 def test_grad_share_splits_the_gradient_exactly():

@@ -236,9 +236,10 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
     ``tied`` (N,) bool marks the rows of tied groups (all G rewards equal). With it,
     ``objective.tied_loss_weight`` != 1 multiplies those rows' objective loss through the loss's
     per-row ``weights`` (the rows stay in the aggregation's normaliser, so the other rows' step is
-    unchanged; the reference-KL term is not weighted), and ``logging.tied_grad_share`` logs, on the
-    first minibatch of the step, the gradient norms of the tied rows' and the other rows' loss
-    (:func:`tied_grad_norms`).
+    unchanged; the reference-KL term is not weighted), and ``logging.tied_grad_share`` logs the
+    gradient norms of the tied rows' and the other rows' loss summed over the step's K minibatches
+    and their share (:func:`tied_grad_norms`; the regime bandit's definition). Every minibatch counts:
+    the first one of a step has r = 1, where the f(r) term of a generator with f'(1) = 0 has no gradient.
     """
     o, obj = cfg.optim, cfg.objective
     temp = cfg.rollout.temperature
@@ -263,9 +264,11 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
             # verl-style global normalisers: each micro-batch loss is divided by the minibatch's
             # token / sequence count, so the accumulated gradient is the minibatch gradient.
             agg_kwargs = {"batch_num_tokens": float(mask_mini.sum()), "global_batch_size": float(len(mini))}
-            if tied is not None and cfg.logging.tied_grad_share and epoch == 0 and mb == 0:
-                share = tied_grad_norms(cfg, step, model, logz_head, params, batch, mini, old_log_prob, ref_log_prob,
-                                        advantages, loss_fn, hparams, tied, row_weights, agg_mode, agg_kwargs)
+            if tied is not None and cfg.logging.tied_grad_share:
+                part = tied_grad_norms(cfg, step, model, logz_head, params, batch, mini, old_log_prob, ref_log_prob,
+                                       advantages, loss_fn, hparams, tied, row_weights, agg_mode, agg_kwargs)
+                for key in ("train/grad_norm_tied", "train/grad_norm_untied"):
+                    share[key] = share.get(key, 0.0) + part[key]
             optimizer.zero_grad(set_to_none=True)
             mb_stats = []
             mb_log_ratios = []
@@ -320,13 +323,18 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
     out = mean_dicts(stats)
     out["train/lr"] = scheduler.get_last_lr()[0]
     out.update(brake_stats(log_ratios))
+    if share:  # sums over the step's minibatches, then the share of the sums
+        total = share["train/grad_norm_tied"] + share["train/grad_norm_untied"]
+        if total > 0:
+            share["train/grad_share_tied"] = share["train/grad_norm_tied"] / total
     out.update(share)
     return out
 
 
 def tied_grad_norms(cfg: Config, step: int, model, logz_head, params, batch: RolloutBatch, mini, old_log_prob,
                     ref_log_prob, advantages, loss_fn, hparams, tied, row_weights, agg_mode, agg_kwargs) -> dict:
-    """Gradient norms of the objective's loss on one minibatch, split into tied rows and the rest.
+    """Gradient norms of the objective's loss on one minibatch, split into tied rows and the rest (the caller sums
+    them over a step's minibatches).
 
     The minibatch loss L (as the update computes it, ``tied_loss_weight`` included, the reference-KL
     term excluded) is linear in the per-row weights, so L = L_tied + L_rest with L_tied the loss
@@ -363,6 +371,7 @@ def tied_grad_norms(cfg: Config, step: int, model, logz_head, params, batch: Rol
                 loss, _ = loss_fn(old_log_prob=old_log_prob[idx], log_prob=out["log_prob"], advantages=advantages[idx],
                                   response_mask=micro.response_mask, loss_agg_mode=agg_mode, agg_kwargs=agg_kwargs,
                                   weights=w[idx], compute_metrics=False, **hparams, **extra)
+                # the epoch's loss generator is not known here; clip_cov's random choice uses epoch 0's
                 grads = torch.autograd.grad(loss, params, retain_graph=k == 0, allow_unused=True)
                 for acc, g in zip(sums[name], grads):
                     if g is not None:
