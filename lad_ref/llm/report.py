@@ -483,7 +483,7 @@ def mechanism_table(result: dict) -> str:
     k_main = variant_updates(result, "main")
     cells = [paired.get(c, {}).get("distinct_correct") for c in
              (HEADLINE, "lad(js,tied=0) - grpo", "lad(js,ds=1) - grpo(ds=1)")]
-    sh = (result.get("tied_grad_share") or {}).get("lad(js,gs=1)")
+    sh = (((result.get("methods") or {}).get("lad(js,gs=1)") or {}).get("mean") or {}).get("grad_share_tied")
     lines.append(f"| toy LM, distinct correct answers / prompt (K = {k_main}) | " +
                  " | ".join("—" if not c else diff_cell(c, "distinct_correct") for c in cells) +
                  f" | {'—' if sh is None else format(sh, '.2f')} |")

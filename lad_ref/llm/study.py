@@ -594,6 +594,12 @@ def run_metrics(run: Path) -> dict:
                     "brake/log_ratio_q95", "brake/log_ratio_abs_max", "brake/last_q05", "brake/last_q95")
         if any(key in r for r in steps)
     }
+    # the tied groups (all G rewards equal): their share of the batches and, where the run logged it
+    # (logging.tied_grad_share), their share of the objective's gradient norm; means over the RL steps
+    for key, name in (("train/tied_groups", "tied_groups"), ("train/grad_share_tied", "grad_share_tied")):
+        vals = [r[key] for r in steps if r.get(key) is not None]
+        if vals:
+            out[name] = float(np.mean(vals))
     return out
 
 
@@ -646,14 +652,16 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
         rows = {s: r for s, r in rows.items() if r is not None}
         if not rows:
             continue
-        one = next(iter(rows.values()))
-        keys = [k for k in one if isinstance(one[k], (int, float))]
+        # numbers every run of the method has (runs of an older code version may lack a newer metric)
+        keys = [k for k, v in next(iter(rows.values())).items() if isinstance(v, (int, float))
+                and all(isinstance(r.get(k), (int, float)) for r in rows.values())]
         starts = [r["start"] for r in rows.values()]
         out["methods"][method + tag] = {
             "seeds": sorted(rows), "variant": variant,
             "mean": {k: _nanmean([r[k] for r in rows.values()]) for k in keys},
             "per_seed": {str(s): {k: r[k] for k in keys} for s, r in rows.items()},
             "start_mean": {k: _nanmean([s[k] for s in starts]) for k in starts[0]},
+            "start_per_seed": {str(s): r["start"] for s, r in rows.items()},
         }
 
     for (comp, variant), comp_seed_list in comp_seeds.items():
