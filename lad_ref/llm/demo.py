@@ -20,37 +20,9 @@ import sys
 from pathlib import Path
 
 from lad_ref.llm.config import ConfigError
-from lad_ref.llm.report import HEADLINE, LABELS, diff_cell, verdict
+from lad_ref.llm.report import HEADLINE, demo_table
 
 METHODS = ("grpo", "lad(js)")
-# (metric key in run_metrics / toy_study.json, higher is better)
-ROWS = (("avg_at_k", True), ("pass_at_16", True), ("distinct_correct", True), ("correct_answer_entropy", True),
-        ("policy_entropy", None))
-
-
-def _fmt(x, metric: str, signed: bool = False) -> str:
-    if x is None:
-        return "—"
-    digits = 2 if metric == "distinct_correct" else 3
-    return f"{x:{'+' if signed else ''}.{digits}f}"
-
-
-def table(runs: dict[str, dict], committed: dict | None) -> str:
-    """Plain-text table: metric | start | GRPO | LAD-js | LAD - GRPO (this seed) | committed LAD - GRPO."""
-    grpo, lad = runs["grpo"], runs["lad(js)"]
-    k = str(max((int(m[8:]) for m in lad if m.startswith("pass_at_") and m[8:].isdigit()), default=0) or "k")
-    head = ("metric", "start", "GRPO", "LAD-js", "LAD - GRPO", "committed LAD - GRPO [95% CI], wins/seeds: verdict")
-    lines = []
-    for m, higher in ROWS:
-        label = LABELS.get(m, m).replace("{K}", k)
-        c = (committed or {}).get(m)
-        ctext = "—" if not c else diff_cell(c, m) + (f": {verdict(c)}" if higher else " (reported)")
-        lines.append((label, _fmt(grpo["start"].get(m), m), _fmt(grpo.get(m), m), _fmt(lad.get(m), m),
-                      _fmt(None if lad.get(m) is None or grpo.get(m) is None else lad[m] - grpo[m], m, True), ctext))
-    widths = [max(len(r[i]) for r in (head, *lines)) for i in range(len(head))]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    rows = [fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in lines)]
-    return "\n".join(r.rstrip() for r in rows)
 
 
 def updates_per_batch(cfg) -> int:
@@ -98,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         committed, n = entry, len(entry.get("seeds", []))
     print(f"\nToy LM, seed {args.seed}: held-out prompts, the study protocol (K = {k_updates} updates per rollout batch). "
           f"'committed' = the same difference over {n} paired seeds ({args.json}).\n")
-    print(table(runs, committed))
+    print(demo_table(runs, committed))
     print("\nOne seed is one draw; the seed-to-seed spread is larger than the effect, so read the committed column "
           "for the result (README, 'What we found'; docs/results.md).")
     return 0

@@ -518,12 +518,55 @@ def frontier_verdict(result: dict) -> str:
     return " ".join(parts)
 
 
+# the demo table: (metric key in run_metrics / toy_study.json, higher is better)
+DEMO_ROWS = (("avg_at_k", True), ("pass_at_16", True), ("distinct_correct", True), ("correct_answer_entropy", True),
+             ("policy_entropy", None))
+
+
+def _demo_fmt(x, metric: str, signed: bool = False) -> str:
+    if x is None:
+        return "—"
+    digits = 2 if metric == "distinct_correct" else 3
+    return f"{x:{'+' if signed else ''}.{digits}f}"
+
+
+def demo_table(runs: dict[str, dict], committed: dict | None) -> str:
+    """Plain-text table: metric | start | GRPO | LAD-js | LAD - GRPO (this seed) | committed LAD - GRPO."""
+    grpo, lad = runs["grpo"], runs["lad(js)"]
+    k = str(max((int(m[8:]) for m in lad if m.startswith("pass_at_") and m[8:].isdigit()), default=0) or "k")
+    head = ("metric", "start", "GRPO", "LAD-js", "LAD - GRPO", "committed LAD - GRPO [95% CI], wins/seeds: verdict")
+    lines = []
+    for m, higher in DEMO_ROWS:
+        label = LABELS.get(m, m).replace("{K}", k)
+        c = (committed or {}).get(m)
+        ctext = "—" if not c else diff_cell(c, m) + (f": {verdict(c)}" if higher else " (reported)")
+        lines.append((label, _demo_fmt(grpo["start"].get(m), m), _demo_fmt(grpo.get(m), m), _demo_fmt(lad.get(m), m),
+                      _demo_fmt(None if lad.get(m) is None or grpo.get(m) is None else lad[m] - grpo[m], m, True), ctext))
+    widths = [max(len(r[i]) for r in (head, *lines)) for i in range(len(head))]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    rows = [fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*r) for r in lines)]
+    return "\n".join(r.rstrip() for r in rows)
+
+
+def demo_block(result: dict, seed: int = 0) -> str:
+    """What ``make demo`` prints for ``seed`` (its runs are the study's), from the JSON's per-seed values."""
+    ms = result.get("methods") or {}
+    runs = {}
+    for m in ("grpo", "lad(js)"):
+        e = ms.get(m) or {}
+        final, start = (e.get("per_seed") or {}).get(str(seed)), (e.get("start_per_seed") or {}).get(str(seed))
+        if final is None or start is None:
+            return f"*No per-seed values of seed {seed} in this toy_study.json yet (`make study GROUP=headline`).*"
+        runs[m] = {**final, "start": start}
+    return "```\n" + demo_table(runs, _main_paired(result).get(HEADLINE)) + "\n```"
+
+
 TABLES = {
     "headline": headline_table, **{g: (lambda r, g=g: comparisons_table(r, g)) for g in GROUPS},
     "cost": cost_table, "protocol": protocol_table, "methods": methods_table,
     "regime_k": regime_k_table, "regime_divergence": regime_divergence_table, "regime_control": regime_control_table,
     "regime_frontier": regime_frontier_table, "k_sweep": k_sweep_table, "mechanism": mechanism_table,
-    "frontier_verdict": frontier_verdict,
+    "frontier_verdict": frontier_verdict, "demo": demo_block,
 }
 
 
