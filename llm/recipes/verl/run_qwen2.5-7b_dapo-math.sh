@@ -42,11 +42,10 @@ ARGS=(
   actor_rollout_ref.model.use_remove_padding=True
   actor_rollout_ref.model.enable_gradient_checkpointing=True
   actor_rollout_ref.actor.optim.lr=1e-6                 # GUESS
-  actor_rollout_ref.actor.ppo_mini_batch_size=16        # 16 updates per rollout batch (256 / 16), as verl's DAPO recipe (512 / 32).
-                                                        # Toy-scale evidence (README, "toy study"): with 4 updates per batch the
-                                                        # policy barely moves within a batch and LAD acts as a reweighted policy
-                                                        # gradient (its weight flips on 0.2% of tokens); with 16 its brake acts
-                                                        # and it kept more distinct correct answers than GRPO (8 paired seeds).
+  actor_rollout_ref.actor.ppo_mini_batch_size=16        # K = ppo_epochs x train_batch_size / ppo_mini_batch_size = 256 / 16 = 16
+                                                        # updates per rollout batch, as verl's DAPO recipe (512 / 32). LAD's effect
+                                                        # needs K > 1 and rides on tied groups: keep algorithm.filter_groups off
+                                                        # (docs/results.md, docs/scale.md).
                                                         # GUESS at 7B scale.
   actor_rollout_ref.actor.ppo_epochs=1
   actor_rollout_ref.actor.use_dynamic_bsz=True

@@ -32,7 +32,8 @@ ARGS=(
   data.train_files="$TRAIN"
   data.val_files="$VAL"
   data.prompt_key=prompt
-  data.train_batch_size=64                              # GUESS: prompts per RL step
+  data.train_batch_size=256                             # GUESS: prompts per RL step (256, as the math recipe, so that K = 16
+                                                        # leaves 16 prompts x 8 responses per update)
   data.max_prompt_length=2048                           # GUESS
   data.max_response_length=8192                         # GUESS (DeepCoder itself trained at 16k-32k)
   data.filter_overlong_prompts=True
@@ -41,11 +42,11 @@ ARGS=(
   actor_rollout_ref.model.use_remove_padding=True
   actor_rollout_ref.model.enable_gradient_checkpointing=True
   actor_rollout_ref.actor.optim.lr=1e-6                 # GUESS
-  actor_rollout_ref.actor.ppo_mini_batch_size=16        # GUESS: 4 updates per rollout batch (64 / 16). The toy study (README,
-                                                        # "toy study"; toy-scale evidence only) found LAD's brake acting and its
-                                                        # diversity gain over GRPO at 16 updates per batch (at 4 the brake hardly
-                                                        # acts); 16 here
-                                                        # would leave 4 prompts per update, so raise train_batch_size with it.
+  actor_rollout_ref.actor.ppo_mini_batch_size=16        # K = ppo_epochs x train_batch_size / ppo_mini_batch_size = 256 / 16 = 16
+                                                        # updates per rollout batch. Toy-scale evidence (docs/results.md): LAD
+                                                        # differs from GRPO only when the policy moves within a batch (K >= 4 on
+                                                        # the bandit, K = 16 on the toy LM), through its loss on tied groups;
+                                                        # keep algorithm.filter_groups off, it drops exactly those groups.
   actor_rollout_ref.actor.ppo_epochs=1
   actor_rollout_ref.actor.use_dynamic_bsz=True
   actor_rollout_ref.actor.ppo_max_token_len_per_gpu=32768
