@@ -266,18 +266,19 @@ def run(quick: bool = False) -> dict:
                          f"{r['measured_ratio']:.2f} | {r['projected_idle_ratio']:.2f} | {r['target_ratio']:.1f} |")
     lines += ["", "| code tests | one core /s | all cores /s | all / one |", "|---|---|---|---|"]
 
-    def row(name, one, all_):
-        ratio = all_ / one if all_ else float("nan")
-        return f"| {name} | {one:.1f} | {all_:.1f} | {ratio:.2f} |"
+    def row(name, one, all_=None):
+        if not all_:  # not measured on all cores
+            return f"| {name} | {one:.1f} | — | — |"
+        return f"| {name} | {one:.1f} | {all_:.1f} | {all_ / one:.2f} |"
 
     lines.append(row("stdin program, sandbox (" + ("root" if os.geteuid() == 0 else "bwrap") + ")",
-                     code["sandbox_one_core"]["per_s"], code.get("sandbox_all_cores", {}).get("per_s", 0.0)))
+                     code["sandbox_one_core"]["per_s"], code.get("sandbox_all_cores", {}).get("per_s")))
     if bw and "error" not in bw:
         lines.append(row("stdin program, sandbox (bwrap, uid 65534)", bw["sandbox_one_core"]["per_s"],
-                         bw.get("sandbox_all_cores", {}).get("per_s", 0.0)))
+                         bw.get("sandbox_all_cores", {}).get("per_s")))
     lines.append(row("stdin program, plain python -I -S", code["plain_one_core"]["per_s"],
-                     code.get("plain_all_cores", {}).get("per_s", 0.0)))
-    lines.append(row("test code (program and test in two sandboxes)", code["test_code_one_core"]["per_s"], 0.0))
+                     code.get("plain_all_cores", {}).get("per_s")))
+    lines.append(row("test code (program and test in two sandboxes)", code["test_code_one_core"]["per_s"]))
     overhead = 1 / code["sandbox_one_core"]["per_s"] - 1 / code["plain_one_core"]["per_s"]
     lm, mv = held["lad_ref"], held["math_verify"]
     lines += [
