@@ -1,13 +1,14 @@
-"""The README's headline figure: LAD − GRPO against K, the updates per rollout batch, on both testbeds.
+"""The README's headline figure (LAD − GRPO against K on both testbeds) and the toy LM's PPO-penalty frontier.
 
-    python -m lad_ref.llm.figures                    # paper_figures/k_sweep.{png,pdf} from the committed JSONs
+    python -m lad_ref.llm.figures      # paper_figures/k_sweep.{png,pdf} and toy_frontier.{png,pdf} from the JSONs
 
 Left: the regime bandit (``paper_figures/bandit_regime.json``): LAD-js − GRPO in the effective number of
 correct answers at the end, per K. Right: the toy LM (``paper_figures/toy_study.json``, the ``protocol``
 group's variants): LAD-js − GRPO in distinct correct answers per held-out prompt, per K. Each point is a
 mean over paired seeds with its 95% bootstrap CI, as the JSONs store them. Where a JSON also holds the
 tied-group control (LAD with its loss on tied groups multiplied by 0, rows kept in the normaliser), that
-series is drawn dashed beside full LAD. The figure reads numbers from the JSONs only.
+series is drawn dashed beside full LAD. ``toy_frontier`` (where the study has ``ppo_penalty`` runs):
+LAD-js over eta against GRPO + beta KL(pi_old || pi) over beta. The figures read numbers from the JSONs only.
 """
 
 from __future__ import annotations
@@ -93,6 +94,83 @@ def draw(study: dict, regime: dict, out: list[Path]) -> list[Path]:
     return written
 
 
+def draw_toy_frontier(study: dict, out: list[Path]) -> list[Path]:
+    """The toy LM's frontier (issue 24): LAD-js over eta against GRPO + beta KL(pi_old || pi) over beta, K = 16.
+
+    Left: each point minus GRPO (paired over seeds, mean and 95% CI) in distinct correct answers (x) and avg@k (y).
+    Right: the absolute means of distinct correct answers against the KL of the correct answers from the start's.
+    """
+    import re
+
+    import matplotlib
+
+    from lad_ref.llm.report import variant_updates
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paired, methods = study.get("paired") or {}, study.get("methods") or {}
+    # the right panel's absolute means over the seeds every plotted method has (a mean over other seeds starts elsewhere)
+    plotted = [e for k, e in methods.items() if k == "grpo" or re.fullmatch(r"lad\(js(,eta=[0-9.]+)?\)|ppo_penalty\(beta=[0-9.]+\)", k)]
+    common = set.intersection(*(set(e.get("per_seed") or {}) for e in plotted)) if plotted else set()
+
+    def mean_over_common(e: dict, key: str) -> float | None:
+        vals = [e["per_seed"][s_].get(key) for s_ in common if s_ in (e.get("per_seed") or {})]
+        vals = [v for v in vals if v is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    series = {"LAD-js, η": r"lad\(js(?:,eta=([0-9.]+))?\)", "GRPO + β·KL(π_old‖π), β": r"ppo_penalty\(beta=([0-9.]+)\)"}
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for (label, pat), style in zip(series.items(), ("-o", "-s")):
+        pts = []
+        for name, m in methods.items():
+            hit = re.fullmatch(pat, name)
+            e = paired.get(f"{name} - grpo") or {}
+            if not hit or m.get("variant", "main") != "main" or "distinct_correct" not in e:
+                continue
+            value = float(hit[1] or 1.0)
+            pts.append((value, e["distinct_correct"], e["avg_at_k"],
+                        {"kl": mean_over_common(m, "correct_answer_kl_from_start"),
+                         "distinct": mean_over_common(m, "distinct_correct")}))
+        if not pts:
+            continue
+        pts.sort()
+        xs = [p[1]["mean"] for p in pts]
+        ys = [p[2]["mean"] for p in pts]
+        a.errorbar(xs, ys, xerr=[[x - p[1]["ci95"][0] for x, p in zip(xs, pts)], [p[1]["ci95"][1] - x for x, p in zip(xs, pts)]]
+                   if all(p[1].get("ci95") for p in pts) else None,
+                   yerr=[[y - p[2]["ci95"][0] for y, p in zip(ys, pts)], [p[2]["ci95"][1] - y for y, p in zip(ys, pts)]]
+                   if all(p[2].get("ci95") for p in pts) else None, fmt=style, capsize=3, label=label)
+        for v, x, y in zip((p[0] for p in pts), xs, ys):
+            a.annotate(f"{v:g}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        b.plot([p[3]["kl"] for p in pts], [p[3]["distinct"] for p in pts], style, label=label)
+    g = methods.get("grpo") or {}
+    a.plot([0], [0], "*", ms=12, color="C3", label="GRPO")
+    if g:
+        b.plot([mean_over_common(g, "correct_answer_kl_from_start")], [mean_over_common(g, "distinct_correct")], "*",
+               ms=12, color="C3", label="GRPO")
+    a.axhline(0, color="grey", lw=0.8)
+    a.axvline(0, color="grey", lw=0.8)
+    a.set_xlabel("distinct correct answers / prompt − GRPO")
+    a.set_ylabel("avg@k − GRPO")
+    a.set_title("paired differences to GRPO (95% CI)", fontsize=10)
+    b.set_xlabel("KL of the correct answers from the start's")
+    b.set_ylabel("distinct correct answers / prompt")
+    b.set_title(f"means over the {len(common)} seeds every point has", fontsize=10)
+    a.legend(fontsize=8)
+    fig.suptitle(f"Toy LM, K = {variant_updates(study, 'main')}: LAD's η against the PPO penalty's β", fontsize=11)
+    fig.tight_layout()
+    written = []
+    for path in out:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+        fig.savefig(tmp, dpi=150)
+        tmp.replace(path)
+        written.append(path)
+    plt.close(fig)
+    return written
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m lad_ref.llm.figures", description=__doc__.split("\n\n")[0])
     p.add_argument("--study", default="paper_figures/toy_study.json", help="The toy study's JSON.")
@@ -106,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     study, regime = (json.loads(Path(x).read_text()) for x in (args.study, args.regime))
     for path in draw(study, regime, [Path(o) for o in args.out]):
         print(path)
+    stem = Path(args.out[0]).with_name("toy_frontier")
+    if any(k.startswith("ppo_penalty(") for k in study.get("methods") or {}):
+        for path in draw_toy_frontier(study, [stem.with_suffix(".png"), stem.with_suffix(".pdf")]):
+            print(path)
     return 0
 
 
