@@ -111,6 +111,8 @@ def draw_toy_frontier(study: dict, out: list[Path]) -> list[Path]:
 
     paired, methods = study.get("paired") or {}, study.get("methods") or {}
     # the right panel's absolute means over the seeds every plotted method has (a mean over other seeds starts elsewhere)
+    group = ((study.get("groups") or {}).get("penalty") or {}).get("methods") or list(methods)  # the penalty group's points
+    methods = {k: e for k, e in methods.items() if k in group}
     plotted = [e for k, e in methods.items() if k == "grpo" or re.fullmatch(r"lad\(js(,eta=[0-9.]+)?\)|ppo_penalty\(beta=[0-9.]+\)", k)]
     common = set.intersection(*(set(e.get("per_seed") or {}) for e in plotted)) if plotted else set()
 
