@@ -454,7 +454,8 @@ def k_sweep_table(result: dict) -> str:
         cells = [_short(b) + (f" ({b['n']} seeds)" if b else "")]
         for m in ("distinct_correct", "avg_at_k"):
             e = (t or {}).get(m)
-            tests.append(e)
+            if e:
+                tests.append(e)
             word = verdict(e) if e else ""
             cells.append("—" if not e else diff_cell(e, m) + (f" **{word}**" if word in ("holds", "reversed") else
                                                              f" ({word})" if word == "direction only" else ""))
