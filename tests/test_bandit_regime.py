@@ -25,6 +25,7 @@ from lad_ref.bandit.regime import (
     start_logits,
     train_regime,
 )
+from lad_ref.bandit.regime import main as regime_main
 from lad_ref.losses import get_loss
 from lad_ref.metrics import conditional, effective_number
 
@@ -462,3 +463,14 @@ def test_matched_comparison_reads_the_penalty_curve_at_the_lad_points_kl():
     assert cell["n_matched"] == 1 and cell["of"] == 2
     # seed 0: the curve at kl 1.0 is halfway: eff 3.0, mass 0.95
     assert cell["eff_correct"]["mean"] == pytest.approx(1.0) and cell["mass_correct"]["mean"] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("flag, make, match", [
+    ("--out", lambda d: d, "is a folder"),
+    ("--plot", lambda d: d / "fig.svg", "not one of .png, .pdf"),
+])
+def test_bad_output_paths_fail_before_the_sweep(tmp_path, capsys, flag, make, match):
+    # an output that cannot be written is named before any rollout (it used to fail after the whole sweep)
+    with pytest.raises(SystemExit) as e:
+        regime_main(["--config", "bandit/regime_fast.yaml", flag, str(make(tmp_path))])
+    assert e.value.code == 2 and match in capsys.readouterr().err

@@ -1101,9 +1101,26 @@ def print_table(record: dict) -> None:
     print(f"\nwall time {record.get('wall_s_total', record['wall_s']):.1f} s")
 
 
+def check_outputs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """--out and --plot are checked before any work: a folder, an unwritable place or an unknown figure type
+    would otherwise fail only after the sweep (minutes)."""
+    import os
+
+    for flag, paths in (("--out", [args.out] if args.out is not None else []), ("--plot", args.plot or [])):
+        for path in paths:
+            if path.is_dir():
+                parser.error(f"{flag} {str(path)!r} is a folder; give a file name (e.g. {str(path / 'regime.json')!r}).")
+            parent = path.parent if str(path.parent) else Path(".")
+            if parent.exists() and not os.access(parent, os.W_OK):
+                parser.error(f"{flag} {str(path)!r}: the folder {str(parent)!r} is not writable.")
+            if flag == "--plot" and path.suffix not in (".png", ".pdf"):
+                parser.error(f"--plot {str(path)!r}: the figure type {path.suffix or '(none)'!r} is not one of .png, .pdf.")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    check_outputs(parser, args)
     try:
         cfg, controls = resolve(args)
     except (ValueError, TypeError) as err:
