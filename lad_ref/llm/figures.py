@@ -24,6 +24,19 @@ BANDIT_CONTROL = "lad(js,tied=0) - grpo"
 TOY_CONTROL = "lad(js,tied=0) - grpo"
 
 
+def save(fig, out: list[Path]) -> list[Path]:
+    """Write ``fig`` to every path, each whole (a temporary file, then a rename), and close it."""
+    import matplotlib.pyplot as plt
+
+    for path in out:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
+        fig.savefig(tmp, dpi=150)
+        tmp.replace(path)
+    plt.close(fig)
+    return list(out)
+
+
 def bandit_series(regime: dict, comparison: str, metric: str = "eff_correct") -> list[tuple[int, float, float, float]]:
     """[(K, mean, lo, hi)] of one paired comparison of the regime JSON (sorted by K)."""
     out = []
@@ -83,15 +96,7 @@ def draw(study: dict, regime: dict, out: list[Path]) -> list[Path]:
     axes[0].set_ylabel("LAD − GRPO (mean, 95% CI)")
     axes[0].legend(fontsize=8, loc="center left")
     fig.tight_layout()
-    written = []
-    for path in out:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=150)
-        tmp.replace(path)  # written whole
-        written.append(path)
-    plt.close(fig)
-    return written
+    return save(fig, out)
 
 
 def draw_toy_frontier(study: dict, out: list[Path]) -> list[Path]:
@@ -162,15 +167,7 @@ def draw_toy_frontier(study: dict, out: list[Path]) -> list[Path]:
     a.legend(fontsize=8)
     fig.suptitle(f"Toy LM, K = {variant_updates(study, 'main')}: LAD's η against the PPO penalty's β", fontsize=11)
     fig.tight_layout()
-    written = []
-    for path in out:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=150)
-        tmp.replace(path)
-        written.append(path)
-    plt.close(fig)
-    return written
+    return save(fig, out)
 
 
 def main(argv: list[str] | None = None) -> int:
