@@ -581,13 +581,14 @@ def frontier_verdict(result: dict) -> str:
             f"penalty's range), and the penalty on tied groups alone (β = 1) keeps "
             f"{_cell2(tied.get('eff_correct'), 2)} more effective correct answers than GRPO, where LAD keeps "
             f"{_cell2(lad.get('eff_correct'), 2)}.")
-    paired = _main_paired(result)
-    toy = {c: e for c, e in paired.items() if re.fullmatch(r"lad\(js\) - ppo_penalty\(beta=[0-9.]+\)", c)}
-    if toy:
-        cells = "; ".join(f"{c.split(' - ')[1]}: {diff_cell(e.get('distinct_correct'), 'distinct_correct')} distinct "
-                          f"correct answers, {diff_cell(e.get('avg_at_k'), 'avg_at_k')} avg@k"
-                          for c, e in toy.items())
-        parts.append(f"On the toy LM at K = {variant_updates(result, 'main')}, LAD-js − penalty: {cells}.")
+    div = toy_matched(result, "lad(js)", match_on="distinct_correct", compare=("avg_at_k",)).get("avg_at_k")
+    kl = toy_matched(result, "lad(js)").get("distinct_correct")
+    if div or kl:
+        parts.append(
+            f"On the toy LM at K = {variant_updates(result, 'main')}, read on the penalty's curve over β (GRPO as β = 0) "
+            f"seed by seed, LAD-js (η = 1) − penalty is {_cell2(div, 3)} avg@k at the same number of distinct correct "
+            f"answers ({(div or {}).get('n', 0)} seeds), and {_cell2(kl, 2)} distinct correct answers at the same KL "
+            f"from the start ({(kl or {}).get('n', 0)} seeds).")
     else:
         parts.append("The toy LM's penalty runs are not in toy_study.json yet.")
     return " ".join(parts)

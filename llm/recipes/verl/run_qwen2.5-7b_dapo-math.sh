@@ -44,8 +44,8 @@ ARGS=(
   actor_rollout_ref.actor.optim.lr=1e-6                 # GUESS
   actor_rollout_ref.actor.ppo_mini_batch_size=16        # K = ppo_epochs x train_batch_size / ppo_mini_batch_size = 256 / 16 = 16
                                                         # updates per rollout batch, as verl's DAPO recipe (512 / 32). LAD's effect
-                                                        # needs K > 1 and rides on tied groups: keep algorithm.filter_groups off
-                                                        # (docs/results.md, docs/scale.md).
+                                                        # needs K > 1 (docs/results.md); algorithm.filter_groups stays off, as
+                                                        # in the toy study (docs/scale.md, "Dynamic sampling").
                                                         # GUESS at 7B scale.
   actor_rollout_ref.actor.ppo_epochs=1
   actor_rollout_ref.actor.use_dynamic_bsz=True

@@ -45,8 +45,8 @@ ARGS=(
   actor_rollout_ref.actor.ppo_mini_batch_size=16        # K = ppo_epochs x train_batch_size / ppo_mini_batch_size = 256 / 16 = 16
                                                         # updates per rollout batch. Toy-scale evidence (docs/results.md): LAD
                                                         # differs from GRPO only when the policy moves within a batch (K >= 4 on
-                                                        # the bandit, K = 16 on the toy LM), through its loss on tied groups;
-                                                        # keep algorithm.filter_groups off, it drops exactly those groups.
+                                                        # the bandit, K = 16 on the toy LM); algorithm.filter_groups stays off, as
+                                                        # in the toy study (docs/scale.md, "Dynamic sampling").
   actor_rollout_ref.actor.ppo_epochs=1
   actor_rollout_ref.actor.use_dynamic_bsz=True
   actor_rollout_ref.actor.ppo_max_token_len_per_gpu=32768
