@@ -34,10 +34,7 @@ Why this task (and not the alternatives tried while building it):
   never trained on (every k, bound and target still occurs in training, only the combination
   is new, so generalisation is interpolation). ``split_seed`` fixes the split independently
   of the run seed: all seeds and objectives are evaluated on the same 86 prompts.
-* Rejected alternatives: *forbidden digits* (``"17!58="``) alone made most errors "ignored the
-  constraint", a systematic failure that RL on other prompts did not fix on held-out
-  prompts; *pick digits from a list* (Countdown-like) was too hard to learn in minutes;
-  *sums without any bound* give only 88 prompts, too few for the held-out set to be stable.
+* the alternatives that were tried and why they were dropped: docs/design.md, "The toy task".
 """
 
 from __future__ import annotations
