@@ -56,8 +56,11 @@ def test_gpu_section_says_why_it_is_skipped_without_cuda():
 
 
 def test_committed_results_render_every_section():
-    # gpu-<device>.json come from benchmarks/gpu_check.py and have their own renderer (test_gpu_check)
-    files = sorted(p for p in RESULTS_DIR.glob("*.json") if not p.name.startswith("gpu-"))
+    # gpu-<device>.json come from benchmarks/gpu_check.py and have their own renderer (test_gpu_check);
+    # rewards-<machine>.json from benchmarks/bench_rewards.py, which writes its .md beside it
+    files = sorted(p for p in RESULTS_DIR.glob("*.json") if not p.name.startswith(("gpu-", "rewards-")))
+    for path in RESULTS_DIR.glob("rewards-*.json"):
+        assert path.with_suffix(".md").is_file(), f"{path.name} has no rendered .md beside it"
     assert files, "no committed benchmark results"
     for path in files:
         data = json.loads(path.read_text())
