@@ -121,6 +121,12 @@ def lad_hparams_from_config(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(_SPEC.make_hparams(out, where="policy_loss."))
 
 
+def _agg_kwargs(config: Any) -> dict:
+    """verl's ``config.global_batch_info`` (set on each rank before each call) as lad_ref's ``agg_kwargs``."""
+    info = _get(config, "global_batch_info") or {}
+    return {k: info[k] for k in _AGG_KEYS if k in info and info[k] is not None}
+
+
 def compute_policy_loss_lad(
     old_log_prob: torch.Tensor,
     log_prob: torch.Tensor,
@@ -154,8 +160,7 @@ def compute_policy_loss_lad(
         ``actor/ppo_kl`` (masked mean of log pi_old - log pi_theta, as verl's losses report it).
     """
     hp = lad_hparams_from_config(config)
-    info = _get(config, "global_batch_info") or {}
-    agg_kwargs = {k: info[k] for k in _AGG_KEYS if k in info and info[k] is not None}
+    agg_kwargs = _agg_kwargs(config)
     loss, lad_metrics = lad_loss(
         old_log_prob=old_log_prob,
         log_prob=log_prob,
@@ -177,8 +182,8 @@ def compute_policy_loss_lad(
 #: The name of the PPO-penalty baseline in verl's registry, and its hyperparameters read from ``policy_loss``.
 PENALTY_LOSS_NAME = "ppo_penalty"
 _PENALTY_KEYS = ("beta", "kl_estimator", "tied_only")
-# the actor config's clip fields -> ppo_penalty's (verl's vanilla loss reads the same ones)
-_CLIP_KEYS = {"clip_ratio_low": "clip_ratio_low", "clip_ratio_high": "clip_ratio_high", "clip_ratio_c": "clip_ratio_c"}
+# the actor config's clip fields, which ppo_penalty takes under the same names (verl's vanilla loss reads them too)
+_CLIP_KEYS = ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c")
 
 
 def compute_policy_loss_ppo_penalty(
@@ -198,12 +203,11 @@ def compute_policy_loss_ppo_penalty(
     spec = get_objective(PENALTY_LOSS_NAME)
     defaults = spec.defaults()
     section = _get(config, "policy_loss")
-    values = {k: _get(config, src) for k, src in _CLIP_KEYS.items()}
+    values = {k: _get(config, k) for k in _CLIP_KEYS}
     values.update({k: _get(section, k) for k in _PENALTY_KEYS})
     hp = dataclasses.asdict(spec.make_hparams(
         {k: (defaults[k] if v is None else v) for k, v in values.items()}, where="policy_loss."))
-    info = _get(config, "global_batch_info") or {}
-    agg_kwargs = {k: info[k] for k in _AGG_KEYS if k in info and info[k] is not None}
+    agg_kwargs = _agg_kwargs(config)
     loss, m = ppo_penalty_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode,
                                weights=rollout_is_weights, agg_kwargs=agg_kwargs, **hp)
     return loss, {f"actor/{k}": v for k, v in m.items()}
