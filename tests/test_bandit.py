@@ -176,7 +176,7 @@ def test_cli_bad_input_one_clear_sentence(args, message):
 
 def test_cli_config_file_is_typed(tmp_path, capsys):
     """The bandit's YAML goes through the same typed config machinery as the trainer's
-    (lad_ref.configs): YAML booleans and numbers mean what they say, wrong types are one sentence."""
+    (lad_ref.config_io): YAML booleans and numbers mean what they say, wrong types are one sentence."""
     import argparse
 
     from lad_ref.bandit.__main__ import main, resolve

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lad_ref.bandit.train import MODES, BanditRun, sweep_runs, train_bandit, validate_schedule
-from lad_ref.configs import build, load_yaml
+from lad_ref.config_io import build, load_yaml
 from lad_ref.divergences import DIVERGENCE_NAMES
 from lad_ref.losses import objective_names
 
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve(args: argparse.Namespace) -> BanditCLIConfig:
-    """Defaults < YAML config < command line, typed by :class:`BanditCLIConfig` (lad_ref.configs):
+    """Defaults < YAML config < command line, typed by :class:`BanditCLIConfig` (lad_ref.config_io):
     an unknown key or a value of the wrong type fails with one sentence before any work."""
     values = load_yaml(args.config) if args.config is not None else {}
     for key, val in vars(args).items():

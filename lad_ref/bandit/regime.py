@@ -121,7 +121,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lad_ref.advantages import ESTIMATORS, compute_advantages
-from lad_ref.configs import build, load_yaml
+from lad_ref.config_io import build, load_yaml
 from lad_ref.divergences import DIVERGENCE_NAMES
 from lad_ref.losses import get_loss, get_objective, objective_names
 from lad_ref.metrics import bootstrap_mean_ci, conditional, effective_number, kl_divergence
@@ -1046,7 +1046,7 @@ def resolve(args: argparse.Namespace) -> tuple[RegimeConfig, list[tuple[str, Reg
         val = getattr(args, key, None)
         if val is not None:
             values[key] = val
-    cfg = build(RegimeConfig, values)  # unknown keys and wrong types: one sentence (lad_ref.configs)
+    cfg = build(RegimeConfig, values)  # unknown keys and wrong types: one sentence (lad_ref.config_io)
     cfg.validate()
     ctrl = [] if args.no_controls else make_controls(cfg, controls)
     for path in args.plot or []:

@@ -11,7 +11,7 @@ A run is described by one :class:`Config` (sections ``model``, ``data``, ``sft``
 
 Values are parsed as YAML 1.2 scalars (``1`` is an int, ``5e-1`` a float, ``true`` a bool,
 ``null`` None, ``[1, 2]`` a list) and checked against the field's type by OmegaConf's structured
-configs, the dataclasses below being the schema (``lad_ref/configs.py``, shared with the bandit
+configs, the dataclasses below being the schema (``lad_ref/config_io.py``, shared with the bandit
 commands, says why OmegaConf). An unknown key, a value of the wrong type, an unknown objective / divergence / aggregation mode / estimator, or an invalid hyperparameter
 raises :class:`ConfigError` with one sentence naming the value and the valid choices, before
 any model is loaded. The resolved config (objective hyperparameters filled with the loss
@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lad_ref.configs import ConfigError, build, load_yaml, parse_value, yaml_dump
-from lad_ref.configs import hint as _hint
+from lad_ref.config_io import ConfigError, build, load_yaml, parse_value, yaml_dump
+from lad_ref.config_io import hint as _hint
 from lad_ref.llm.schedule import SCHEDULES
 
 
@@ -359,7 +359,7 @@ def to_dict(cfg) -> dict:
 
 def from_dict(data: dict) -> Config:
     """Build a Config from a (possibly partial) nested dict; unknown keys and wrong types raise
-    ConfigError (:func:`lad_ref.configs.build`: OmegaConf's structured-config merge)."""
+    ConfigError (:func:`lad_ref.config_io.build`: OmegaConf's structured-config merge)."""
     return build(Config, data)
 
 
@@ -384,7 +384,7 @@ def merge_overrides(data: dict, overrides: dict[str, Any]) -> dict:
 
 
 def save_yaml(cfg: Config, path: str | Path) -> None:
-    """Write the resolved config whole (temp file + fsync + rename), in YAML 1.2 (``lad_ref.configs.yaml_dump``)."""
+    """Write the resolved config whole (temp file + fsync + rename), in YAML 1.2 (``lad_ref.config_io.yaml_dump``)."""
     from lad_ref.llm.files import write_atomic
 
     write_atomic(path, yaml_dump(to_dict(cfg)))

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lad_ref.configs import ConfigError
+from lad_ref.config_io import ConfigError
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

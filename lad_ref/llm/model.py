@@ -153,7 +153,7 @@ def check_finite_weights(model, path) -> None:
     """Refuse weights holding NaN or inf (a damaged file) at load time, naming the tensor and the folder."""
     for name, p in model.named_parameters():
         if not torch.isfinite(p).all():
-            from lad_ref.configs import ConfigError
+            from lad_ref.config_io import ConfigError
 
             raise ConfigError(f"the weights in {str(path)!r} are damaged: {name} holds NaN or inf values; "
                               "restore that folder (or use an earlier checkpoint).")
@@ -170,7 +170,7 @@ def check_model_source(name: str) -> None:
     """
     import os
 
-    from lad_ref.configs import ConfigError
+    from lad_ref.config_io import ConfigError
 
     if name == TINY:
         return

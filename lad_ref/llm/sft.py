@@ -182,7 +182,7 @@ def cache_target(cfg: Config, task) -> Path | None:
 
 def check_cache_dir(cfg: Config, task) -> None:
     """Refuse an SFT cache folder that cannot be written when the start still has to be made there (ConfigError)."""
-    from lad_ref.configs import ConfigError
+    from lad_ref.config_io import ConfigError
 
     target = cache_target(cfg, task)
     if target is None or (target / "config.json").exists():

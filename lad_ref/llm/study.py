@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lad_ref.configs import build
+from lad_ref.config_io import build
 from lad_ref.llm.config import (
     Config,
     ConfigError,
