@@ -248,3 +248,34 @@ def _one_sentence(root: type, e: OmegaConfBaseException, data: dict) -> ConfigEr
     else:
         expected = " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None)) or _type_name(tp)
     return ConfigError(f"{key}={value!r} has the wrong type; expected {expected}.")
+
+
+# --------------------------------------------------------------------------------------
+# schema sections derived from a registry
+# --------------------------------------------------------------------------------------
+
+
+def registry_section(name: str, base: type, entries: dict[str, type], what: str) -> type:
+    """A dataclass subclassing ``base`` with one nested field per registry entry.
+
+    ``entries`` maps a registered name (an objective, a task, a rollout backend) to the dataclass of
+    its settings; the section gets a field of that name holding the settings with their defaults,
+    so a registration made before the config is read gets its YAML section and its
+    ``--<section>.<name>.<field>`` flags with no edit here. Built at call time (not import time) for
+    that reason. ``what`` names the kind of entry in the field's help and in the error for a name
+    that cannot be a config key.
+    """
+    taken = {f.name for f in dataclasses.fields(base)}
+    fields = []
+    for key, settings in entries.items():
+        if not key.isidentifier() or key in taken:
+            raise ConfigError(
+                f"{what} {key!r} cannot have a config section: its name must be a Python identifier and not one of "
+                f"{', '.join(sorted(taken))}."
+            )
+        if not dataclasses.is_dataclass(settings):
+            raise ConfigError(f"{what} {key!r}: its settings must be a dataclass, got {settings!r}.")
+        doc = (settings.__doc__ or "").strip().splitlines()
+        help_ = f"{what} {key}: {doc[0] if doc else settings.__name__}"
+        fields.append((key, settings, dataclasses.field(default_factory=settings, metadata={"help": help_})))
+    return dataclasses.make_dataclass(name, fields, bases=(base,))
