@@ -35,12 +35,12 @@ def loss_call_cost(repeats: int = 7, number: int = 2000, objective: str = "lad")
     old = torch.full((k, 1), -torch.log(torch.tensor(float(k))).item())
     adv = bandit.advantages().unsqueeze(-1)
     mask = torch.ones(k, 1, dtype=torch.bool)
-    hp = spec.defaults()
+    hp = spec.hparams()
 
     def call(**kw):
         def fn():
             lp = torch.log_softmax(logits, -1).unsqueeze(-1)
-            loss, _ = spec.loss(old, lp, adv, mask, "token-mean", **hp, **kw)
+            loss, _ = spec.loss(old, lp, adv, mask, "token-mean", hp=hp, **kw)
             loss.backward()
 
         return fn

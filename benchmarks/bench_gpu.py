@@ -34,7 +34,7 @@ import torch
 
 from benchmarks.common import interleaved
 from lad_ref.llm.rollout import HF_BACKENDS, HFRollout, PromptFormatter, token_log_probs
-from lad_ref.losses import get_loss
+from lad_ref.losses import LadHparams, get_loss
 
 # Qwen2.5-0.5B's architecture (494M parameters with tied embeddings), random weights.
 QWEN2_0_5B = {
@@ -208,12 +208,12 @@ def training(model, vocab: int, device: str, train_batch: int, seq_len: int, res
     mask = torch.ones(train_batch, response_len, dtype=torch.bool, device=device)
     losses: dict[str, list[float]] = {"grpo": [], "lad(js)": []}
 
-    def step(name: str, label: str, **kw):
+    def step(name: str, label: str, hp=None):
         def fn():
             opt.zero_grad(set_to_none=True)
             logits = model(input_ids=ids, logits_to_keep=response_len + 1).logits[:, :-1]
             lp = token_log_probs(logits, response)["log_prob"]
-            loss, _ = get_loss(name)(old, lp, adv, mask, "token-mean", **kw)
+            loss, _ = get_loss(name)(old, lp, adv, mask, "token-mean", hp=hp)
             loss.backward()
             opt.step()
             losses[label].append(loss.item())
@@ -221,7 +221,8 @@ def training(model, vocab: int, device: str, train_batch: int, seq_len: int, res
         return fn
 
     _peak_reset(device)
-    times = interleaved({"grpo": step("grpo", "grpo"), "lad(js)": step("lad", "lad(js)", divergence="js")},
+    lad_js = LadHparams(divergence="js")
+    times = interleaved({"grpo": step("grpo", "grpo"), "lad(js)": step("lad", "lad(js)", lad_js)},
                         repeats=repeats, warmup=1)
     bad = {k: v for k, v in losses.items() if not all(map(torch.isfinite, torch.tensor(v)))}
     if bad:

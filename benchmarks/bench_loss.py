@@ -14,7 +14,7 @@ import torch
 from benchmarks.common import interleaved
 from lad_ref.divergences import DIVERGENCE_NAMES
 from lad_ref.llm.rollout import token_log_probs
-from lad_ref.losses import get_loss, get_objective, objective_names
+from lad_ref.losses import LadHparams, get_loss, get_objective, objective_names
 
 
 def make_batch(b: int = 64, t: int = 1024, seed: int = 0, device: str = "cpu"):
@@ -50,16 +50,17 @@ def vocab_step(vocab: int, b: int, t: int, hidden: int = 128, repeats: int = 9, 
     with torch.no_grad():
         old = token_log_probs(h @ w.T, ids)["log_prob"] + 0.05 * torch.randn(b, t, generator=g)
 
-    def step(name: str, **kw):
+    def step(name: str, hp=None):
         def fn():
             h.grad = w.grad = None
             lp = token_log_probs(h @ w.T, ids)["log_prob"]
-            loss, _ = get_loss(name)(old, lp, adv, mask, "token-mean", **kw)
+            loss, _ = get_loss(name)(old, lp, adv, mask, "token-mean", hp=hp)
             loss.backward()
 
         return fn
 
-    timings = interleaved({"grpo": step("grpo"), "lad(js)": step("lad", divergence="js")}, repeats=repeats, warmup=1)
+    timings = interleaved({"grpo": step("grpo"), "lad(js)": step("lad", LadHparams(divergence="js"))},
+                          repeats=repeats, warmup=1)
     return {"vocab": vocab, "shape": [b, t], "hidden": hidden, "timings": timings,
             "lad_over_grpo": timings["lad(js)"]["median_s"] / timings["grpo"]["median_s"]}
 
@@ -69,13 +70,14 @@ def run(b: int = 64, t: int = 1024, repeats: int = 15, vocab_tokens: tuple[int, 
     at the sequence level too), against GRPO."""
     old, lp, adv, mask, extra = make_batch(b, t)
 
-    def step(name: str, **kw):
+    def step(name: str, **values):
         spec = get_objective(name)
         agg = spec.aggregation("token-mean")
+        hp = spec.make_hparams(values)  # built once, outside the timed call
 
         def fn():
             lp.grad = None
-            loss, _ = spec.loss(old, lp, adv, mask, agg, **extra(spec), **kw)
+            loss, _ = spec.loss(old, lp, adv, mask, agg, hp=hp, **extra(spec))
             loss.backward()
 
         return fn

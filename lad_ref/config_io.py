@@ -181,9 +181,28 @@ def build(cls: type, data: dict | None):
         raise ConfigError(f"a config must be a mapping of fields, got {type(data).__name__}.")
     _strict_scalars(cls, data)
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), data))
+        merged = OmegaConf.merge(OmegaConf.structured(cls), data)
+        return OmegaConf.to_object(merged)
     except OmegaConfBaseException as e:
         raise _one_sentence(cls, e, data) from None
+    except (TypeError, ValueError) as e:  # a nested dataclass's own validation (__post_init__), e.g. eta = 0
+        where = _failing_section(merged)
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+
+
+def _failing_section(node, prefix: str = "") -> str:
+    """The dotted key of the innermost section of ``node`` whose dataclass refuses its values ('' if none)."""
+    for key in node:
+        child = node[key]
+        if OmegaConf.is_dict(child) and dataclasses.is_dataclass(OmegaConf.get_type(child)):
+            inner = _failing_section(child, f"{prefix}{key}.")
+            if inner:
+                return inner
+            try:
+                OmegaConf.to_object(child)
+            except (TypeError, ValueError):
+                return f"{prefix}{key}"
+    return ""
 
 
 def _strict_scalars(cls: type, data: dict, prefix: str = "") -> None:

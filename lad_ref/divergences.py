@@ -219,13 +219,38 @@ DIVERGENCES: dict[str, Divergence] = {
         ),
     )
 }
+#: The generators lad_ref ships (:func:`divergence_names` also lists ones registered later).
 DIVERGENCE_NAMES: tuple[str, ...] = tuple(DIVERGENCES)
 
 
+def register_divergence(div: Divergence) -> Divergence:
+    """Add a generator to the registry under ``div.name`` (a new name); returns it.
+
+    From then on it is valid wherever a divergence is named: LAD's hyperparameters, the bandits'
+    labels (``lad(<name>)``), the trainer's ``objective.lad.divergence``, TRL's and verl's configs.
+    """
+    if not isinstance(div, Divergence):
+        raise TypeError(f"register_divergence takes a Divergence, got {type(div).__name__}.")
+    if div.name in DIVERGENCES:
+        raise ValueError(f"divergence {div.name!r} is already registered.")
+    DIVERGENCES[div.name] = div
+    return div
+
+
+def unregister_divergence(name: str) -> None:
+    """Remove ``name`` from the registry (for tests that register a temporary generator)."""
+    DIVERGENCES.pop(name, None)
+
+
+def divergence_names() -> tuple[str, ...]:
+    """Every registered generator's name, the shipped ones first."""
+    return tuple(DIVERGENCES)
+
+
 def get_divergence(name: str) -> Divergence:
-    """Look a generator up by name; an unknown name raises ValueError listing the valid ones."""
+    """Look a generator up by name; an unknown name raises ValueError listing the registered ones."""
     try:
         return DIVERGENCES[name]
     except (KeyError, TypeError):
-        choice("divergence", name, DIVERGENCE_NAMES)
+        choice("divergence", name, DIVERGENCES)
         raise

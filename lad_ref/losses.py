@@ -3,8 +3,14 @@
 All objectives follow verl's registered policy-loss convention (docs/design.md, "The loss signature")::
 
     loss, metrics = fn(old_log_prob, log_prob, advantages, response_mask,   # (B, T) each
-                       loss_agg_mode="token-mean", *, <keyword-only hyperparameters>,
+                       loss_agg_mode="token-mean", *, hp=None, <extra inputs>,
                        weights=None, agg_kwargs=None, compute_metrics=True, check=True)
+
+``hp`` is the objective's hyperparameter dataclass (:class:`LadHparams`, :class:`GrpoHparams`, ...),
+built and validated once where the values enter (a config file, a command line, a TRL or verl
+config, a method label) and passed as one object; None means its defaults. With ``check=True``
+the loss checks that ``hp`` is an instance of its own dataclass (not a dict, not another
+objective's), not its values again: the dataclass validated them when it was built.
 
 ``log_prob`` carries the gradient; ``old_log_prob`` is the behaviour policy pi_old that
 sampled the responses; ``advantages`` is per token (a (B,) or (B, 1) tensor broadcasts);
@@ -23,8 +29,9 @@ Each objective is registered once as an :class:`ObjectiveSpec` (``register_objec
 loss function, a dataclass of its hyperparameters that validates itself, the extra inputs it
 needs (:data:`EXTRA_INPUTS`), where it applies (:data:`SCOPES`) and its natural aggregation if it
 has one. Trainers, the bandit, the TRL and verl adapters and the benchmarks ask the spec
-(``get_objective(name).needs`` ...) instead of testing names. ``get_loss(name)`` returns the loss
-function itself. Losses are computed in float32 whatever the input dtype.
+(``get_objective(name).needs`` ...) instead of testing names, and get the extra inputs through
+:func:`loss_inputs`. ``get_loss(name)`` returns the loss function itself. Losses are computed in
+float32 whatever the input dtype.
 
 Adding an objective (docs/design.md, "Adding an objective"): write the loss function, a
 hyperparameter dataclass, and register both::
@@ -37,8 +44,12 @@ hyperparameter dataclass, and register both::
 
     @register_objective("mine", hparams=MyHparams, needs=("entropy",))
     def my_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", *,
-                tau=1.0, entropy=None, weights=None, agg_kwargs=None, compute_metrics=True, check=True):
+                hp=None, entropy=None, weights=None, agg_kwargs=None, compute_metrics=True, check=True):
+        hp = use_hp(hp, MyHparams, check)
         ...
+
+From then on the compact trainer has an ``objective.mine`` config section (``--objective.mine.tau``),
+the TRL adapter a ``mine_tau`` field, and the bandits and the study accept the label ``mine(tau=2)``.
 """
 
 from __future__ import annotations
@@ -53,7 +64,7 @@ from typing import Any
 import torch
 
 from lad_ref.checks import choice, greater, positive
-from lad_ref.divergences import DIVERGENCE_NAMES, get_divergence
+from lad_ref.divergences import divergence_names, get_divergence
 
 Tensor = torch.Tensor
 
@@ -254,8 +265,41 @@ EXTRA_INPUTS: dict[str, str] = {
 #: Where an objective applies: ``any`` batch of sampled responses (LLM trainers, the bandit), or
 #: ``finite`` action spaces only, whose rows must enumerate every action (the bandit's exact mode).
 SCOPES: tuple[str, ...] = ("any", "finite")
-# Keyword arguments every loss takes that are neither hyperparameters nor extra inputs.
-_PLUMBING = ("weights", "agg_kwargs", "compute_metrics", "check")
+# Keyword arguments every loss takes besides its extra inputs.
+_PLUMBING = ("hp", "weights", "agg_kwargs", "compute_metrics", "check")
+
+
+def use_hp(hp: Any, hparams: type, check: bool = True) -> Any:
+    """The hyperparameter object a loss works with: ``hp``, or ``hparams()`` (the defaults) for None.
+
+    With ``check`` a value that is not exactly an ``hparams`` instance raises TypeError (a dict, or
+    another objective's dataclass whose extra fields would be ignored silently). Values are not
+    validated again: the dataclass did that when it was built.
+    """
+    if hp is None:
+        return hparams()
+    if check and type(hp) is not hparams:
+        raise TypeError(
+            f"hp must be a {hparams.__name__}, got {type(hp).__name__}; build it once, e.g. "
+            f"get_objective(name).make_hparams({{...}}) or {hparams.__name__}(...)."
+        )
+    return hp
+
+
+def loss_inputs(spec: ObjectiveSpec, providers: Mapping[str, Callable[[], Any]], supplier: str) -> dict[str, Any]:
+    """The extra inputs objective ``spec`` needs, each made by its provider (called only if needed).
+
+    ``providers`` maps names of :data:`EXTRA_INPUTS` to zero-argument functions; a need without a
+    provider raises ValueError naming it, ``supplier`` (e.g. "the TRL adapter") and what it supplies.
+    Every caller (the compact trainer, the bandits, the TRL adapter) gets its inputs here.
+    """
+    missing = sorted(spec.needs - providers.keys())
+    if missing:
+        raise ValueError(
+            f"objective {spec.name!r} needs {', '.join(missing)}, which {supplier} does not supply "
+            f"(it supplies {', '.join(sorted(providers)) or 'no extra inputs'})."
+        )
+    return {need: providers[need]() for need in sorted(spec.needs)}
 
 
 @dataclass(frozen=True)
@@ -335,8 +379,8 @@ def register_objective(
     """Decorator: register a loss function and its spec under ``name``.
 
     Checked here, once: the name is new; ``hparams`` is a dataclass whose every field has a
-    default and is a keyword-only parameter of the function with the same default (one set of
-    names and defaults); every need is a known extra input and a parameter of the function.
+    default that validates; the function takes ``hp`` and every need as keyword-only arguments
+    (the defaults live in the dataclass only).
     """
     needs = frozenset(needs)
     choice("scope", scope, SCOPES)
@@ -351,17 +395,16 @@ def register_objective(
         if name in OBJECTIVES:
             raise ValueError(f"objective {name!r} is already registered.")
         params = inspect.signature(fn).parameters
-        defaults = dataclasses.asdict(hparams())  # also proves every field has a default that validates
-        for key in (*defaults, *needs, *_PLUMBING):
+        try:
+            hparams()  # every field has a default, and the defaults validate
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"objective {name!r}: {hparams.__name__}() must build from its defaults: {e}") from None
+        for key in (*needs, *_PLUMBING):
             p = params.get(key)
             if p is None or p.kind is not inspect.Parameter.KEYWORD_ONLY:
                 raise TypeError(f"objective {name!r}: {fn.__name__} must take keyword-only argument {key!r}.")
-        for key, default in defaults.items():
-            if params[key].default != default:
-                raise TypeError(
-                    f"objective {name!r}: {fn.__name__}'s default {key}={params[key].default!r} differs from "
-                    f"{hparams.__name__}'s {default!r}; keep one default."
-                )
+        if params["hp"].default is not None:
+            raise TypeError(f"objective {name!r}: {fn.__name__}'s hp must default to None (the dataclass's defaults).")
         OBJECTIVES[name] = ObjectiveSpec(
             name, fn, hparams, needs, scope, loss_agg_mode, anchored, temperature
         )
@@ -411,8 +454,8 @@ class LadTheoryHparams:
     divergence: str = field(
         default="js",
         metadata={
-            "help": "Generator f of the f-divergence: js (the paper's main choice), "
-            + ", ".join(n for n in DIVERGENCE_NAMES if n != "js") + "."
+            "help": "Generator f of the f-divergence: a registered name (lad_ref.divergences: js, the paper's "
+            "main choice, kl, rkl, jf, tv, hd, neyman, and any registered later)."
         },
     )
     eta: float = field(
@@ -421,7 +464,7 @@ class LadTheoryHparams:
     )
 
     def __post_init__(self):
-        choice("divergence", self.divergence, DIVERGENCE_NAMES)
+        choice("divergence", self.divergence, divergence_names())
         positive("eta", self.eta)
 
 
@@ -563,9 +606,7 @@ def lad_loss(
     response_mask: Tensor,
     loss_agg_mode: str = "token-mean",
     *,
-    divergence: str = "js",
-    eta: float = 1.0,
-    level: str = "token",
+    hp: LadHparams | None = None,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
     compute_metrics: bool = True,
@@ -594,7 +635,7 @@ def lad_loss(
     Args:
         old_log_prob, log_prob, advantages, response_mask: (B, T) tensors (see module doc).
         loss_agg_mode: how token losses become a scalar (:func:`aggregate`).
-        divergence, eta, level: see :class:`LadHparams`. ``level="sequence"``: log r is the sum of
+        hp: a :class:`LadHparams` (None: its defaults). ``level="sequence"``: log r is the sum of
             the response's token log-ratios, A the mean of its token advantages; the sequence loss
             is written onto each valid token, so ``seq-mean-token-mean`` gives the plain mean over
             responses. (The paper does not say which level its LLM code uses.)
@@ -608,19 +649,19 @@ def lad_loss(
         the opposite sign of the policy-gradient weight A: over-confidence suppression at work),
         ``lad/log_u_mean``.
     """
+    hp = use_hp(hp, LadHparams, check)
+    div = get_divergence(hp.divergence)
     if check:
-        LadHparams(divergence, eta, level)
         adv = _check_inputs(
-            old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, eta=eta,
-            max_adv_over_eta=get_divergence(divergence).max_adv_over_eta,
+            old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, eta=hp.eta,
+            max_adv_over_eta=div.max_adv_over_eta,
         ).float()
     else:
         adv = _broadcast_advantages(advantages, log_prob.shape).float()
     adv, old_log_prob, log_prob = _select(response_mask, adv, old_log_prob, log_prob)
-    div = get_divergence(divergence)
     log_ratio = log_prob.float() - old_log_prob.float()
-    a = adv / eta
-    if level == "sequence":
+    a = adv / hp.eta
+    if hp.level == "sequence":
         m = _mask(response_mask)
         tokens = m.sum(-1, keepdim=True).clamp(min=1.0)
         log_ratio = _sequence_sum(log_ratio, m)
@@ -654,8 +695,7 @@ def lad_theory_loss(
     response_mask: Tensor,
     loss_agg_mode: str = "token-mean",
     *,
-    divergence: str = "js",
-    eta: float = 1.0,
+    hp: LadTheoryHparams | None = None,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
     compute_metrics: bool = True,
@@ -673,22 +713,22 @@ def lad_theory_loss(
     divergence is a sum over actions), and ``weights`` must be None: the sum is exact whatever
     pi_old is. The gradient comes from f' (``Divergence.scaled``), as LAD's.
     """
+    hp = use_hp(hp, LadTheoryHparams, check)
+    div = get_divergence(hp.divergence)
     if check:
-        LadTheoryHparams(divergence, eta)
         adv = _check_inputs(
-            old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, eta=eta,
-            max_adv_over_eta=get_divergence(divergence).max_adv_over_eta,
+            old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, eta=hp.eta,
+            max_adv_over_eta=div.max_adv_over_eta,
         ).float()
         if weights is not None:
             raise ValueError("lad_theory takes no weights: it sums over every action exactly.")
     else:
         adv = _broadcast_advantages(advantages, log_prob.shape).float()
     adv, old_log_prob, log_prob = _select(response_mask, adv, old_log_prob, log_prob)
-    div = get_divergence(divergence)
     valid = response_mask.bool().flatten()
     neg_inf = torch.tensor(-math.inf)
     log_p_pi = torch.where(valid, (log_prob.float() - old_log_prob.float()).flatten(), neg_inf)
-    log_p_a = torch.where(valid, adv.flatten() / eta, neg_inf)
+    log_p_a = torch.where(valid, adv.flatten() / hp.eta, neg_inf)
     log_p_pi = log_p_pi - torch.logsumexp(log_p_pi, 0)
     log_p_a = log_p_a - torch.logsumexp(log_p_a, 0)
     # masked actions: log u = 0 and scale exp(-inf) = 0 contribute exactly 0 (no boolean indexing)
@@ -771,9 +811,7 @@ def grpo_loss(
     response_mask: Tensor,
     loss_agg_mode: str = "token-mean",
     *,
-    clip_ratio_low: float = 0.2,
-    clip_ratio_high: float = 0.2,
-    clip_ratio_c: float | None = 3.0,
+    hp: GrpoHparams | None = None,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
     compute_metrics: bool = True,
@@ -789,11 +827,11 @@ def grpo_loss(
     clip_ratio_high = 0.28, respectively. A KL-to-reference term is the trainer's business
     (:func:`kl_penalty`), added outside every objective alike.
     """
-    if check:
-        GrpoHparams(clip_ratio_low, clip_ratio_high, clip_ratio_c)
+    hp = use_hp(hp, GrpoHparams, check)
     adv, old_log_prob, log_prob = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
     log_ratio = log_prob.float() - old_log_prob.float()
-    loss_mat, ratio, clipped, dual = _clipped_surrogate(log_ratio, adv, clip_ratio_low, clip_ratio_high, clip_ratio_c)
+    loss_mat, ratio, clipped, dual = _clipped_surrogate(
+        log_ratio, adv, hp.clip_ratio_low, hp.clip_ratio_high, hp.clip_ratio_c)
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
     if not compute_metrics:
         return loss, {}
@@ -812,11 +850,7 @@ def entadv_loss(
     response_mask: Tensor,
     loss_agg_mode: str = "token-mean",
     *,
-    clip_ratio_low: float = 0.2,
-    clip_ratio_high: float = 0.2,
-    clip_ratio_c: float | None = 3.0,
-    alpha: float = 0.4,
-    kappa: float = 2.0,
+    hp: EntAdvHparams | None = None,
     entropy: Tensor | None = None,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
@@ -832,17 +866,18 @@ def entadv_loss(
     ``entropies`` and verl's ``model_output["entropy"]``). Defaults alpha = 0.4, kappa = 2 are
     the GRPO values of a public reimplementation; not re-checked against the paper.
     """
+    hp = use_hp(hp, EntAdvHparams, check)
     if check:
         if entropy is None:
             raise ValueError("entadv needs entropy=(B, T) tensor of per-token policy entropies; got None.")
-        EntAdvHparams(clip_ratio_low, clip_ratio_high, clip_ratio_c, alpha, kappa)
     adv, old_log_prob, log_prob, entropy = _prepare(
         check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, entropy=entropy
     )
-    psi = torch.minimum(alpha * entropy.detach().float(), adv.abs() / kappa)
+    psi = torch.minimum(hp.alpha * entropy.detach().float(), adv.abs() / hp.kappa)
     shaped = adv + psi
     log_ratio = log_prob.float() - old_log_prob.float()
-    loss_mat, ratio, clipped, _ = _clipped_surrogate(log_ratio, shaped, clip_ratio_low, clip_ratio_high, clip_ratio_c)
+    loss_mat, ratio, clipped, _ = _clipped_surrogate(
+        log_ratio, shaped, hp.clip_ratio_low, hp.clip_ratio_high, hp.clip_ratio_c)
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
     if not compute_metrics:
         return loss, {}
@@ -865,8 +900,7 @@ def kl_cov_loss(
     response_mask: Tensor,
     loss_agg_mode: str = "token-mean",
     *,
-    kl_cov_ratio: float = 0.0002,
-    ppo_kl_coef: float = 0.1,
+    hp: KlCovHparams | None = None,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
     compute_metrics: bool = True,
@@ -883,8 +917,7 @@ def kl_cov_loss(
     numbers are verl's. The covariance is taken over the tensors given (a micro-batch, in a
     data-parallel run). Default ppo_kl_coef = 0.1 is verl's config default.
     """
-    if check:
-        KlCovHparams(kl_cov_ratio, ppo_kl_coef)
+    hp = use_hp(hp, KlCovHparams, check)
     adv, old_log_prob, log_prob = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
     m = _mask(response_mask)
     log_ratio = (log_prob.float() - old_log_prob.float()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
@@ -892,12 +925,12 @@ def kl_cov_loss(
     valid = response_mask.bool().flatten()
     cov = _token_covariance(adv, log_prob, m).flatten()
     valid_idx = torch.nonzero(valid, as_tuple=True)[0]
-    k = max(1, int(valid_idx.numel() * kl_cov_ratio))
+    k = max(1, int(valid_idx.numel() * hp.kl_cov_ratio))
     top = valid_idx[torch.topk(cov[valid_idx], k).indices]
     penalised = torch.zeros_like(valid)
     penalised[top] = True
     penalised = penalised.view_as(log_ratio)
-    loss_mat = -adv * ratio + torch.where(penalised, ppo_kl_coef * log_ratio.abs(), torch.zeros_like(ratio))
+    loss_mat = -adv * ratio + torch.where(penalised, hp.ppo_kl_coef * log_ratio.abs(), torch.zeros_like(ratio))
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
     if not compute_metrics:
         return loss, {}
@@ -916,11 +949,7 @@ def clip_cov_loss(
     response_mask: Tensor,
     loss_agg_mode: str = "token-mean",
     *,
-    clip_ratio_low: float = 0.2,
-    clip_ratio_high: float = 0.2,
-    clip_cov_ratio: float = 0.0002,
-    clip_cov_lb: float = 1.0,
-    clip_cov_ub: float = 5.0,
+    hp: ClipCovHparams | None = None,
     generator: torch.Generator | None = None,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
@@ -937,18 +966,17 @@ def clip_cov_loss(
        makes the draw reproducible; None = torch's global generator) get their loss multiplied
        by 0: no gradient.
     """
-    if check:
-        ClipCovHparams(clip_ratio_low, clip_ratio_high, clip_cov_ratio, clip_cov_lb, clip_cov_ub)
+    hp = use_hp(hp, ClipCovHparams, check)
     adv, old_log_prob, log_prob = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
     m = _mask(response_mask)
     ratio = torch.exp((log_prob.float() - old_log_prob.float()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP))
     l1 = -adv * ratio
-    l2 = -adv * ratio.clamp(1.0 - clip_ratio_low, 1.0 + clip_ratio_high)
+    l2 = -adv * ratio.clamp(1.0 - hp.clip_ratio_low, 1.0 + hp.clip_ratio_high)
     valid = response_mask.bool()
     clipped = (l2 > l1) & valid
     cov = _token_covariance(adv, log_prob, m)
-    candidates = torch.nonzero(valid & ~clipped & (cov > clip_cov_lb) & (cov < clip_cov_ub))
-    n = max(1, int(clip_cov_ratio * int(valid.sum())))
+    candidates = torch.nonzero(valid & ~clipped & (cov > hp.clip_cov_lb) & (cov < hp.clip_cov_ub))
+    n = max(1, int(hp.clip_cov_ratio * int(valid.sum())))
     keep = torch.ones_like(ratio)
     if len(candidates) > 0:
         chosen = candidates[torch.randperm(len(candidates), generator=generator)[:n]]
@@ -976,8 +1004,7 @@ def flowrl_loss(
     response_mask: Tensor,
     loss_agg_mode: str = FLOWRL_AGG_MODE,
     *,
-    beta: float = 15.0,
-    is_weight_cap: float | None = 10.0,
+    hp: FlowRLHparams | None = None,
     log_z: Tensor | None = None,
     ref_log_prob: Tensor | None = None,
     weights: Tensor | None = None,
@@ -999,10 +1026,10 @@ def flowrl_loss(
     response by its length). ``agg_kwargs``' ``global_batch_size`` still applies. ``log_z`` (B,)
     carries the gradient into the log Z head; ``ref_log_prob`` (B, T) is pi_ref.
     """
+    hp = use_hp(hp, FlowRLHparams, check)
     if check:
         if log_z is None or ref_log_prob is None:
             raise ValueError("flowrl needs log_z=(B,) and ref_log_prob=(B, T) tensors; got None.")
-        FlowRLHparams(beta, is_weight_cap)
         if log_z.shape not in ((log_prob.shape[0],), (log_prob.shape[0], 1)):
             raise ValueError(f"log_z must have shape ({log_prob.shape[0]},), got {tuple(log_z.shape)}.")
     adv, old_log_prob, log_prob, ref_log_prob = _prepare(
@@ -1014,11 +1041,11 @@ def flowrl_loss(
     def mmean(x: Tensor) -> Tensor:
         return (x.float() * m).sum(-1) / tokens
 
-    delta = log_z.float().flatten() + mmean(log_prob) - beta * mmean(adv) - mmean(ref_log_prob)
+    delta = log_z.float().flatten() + mmean(log_prob) - hp.beta * mmean(adv) - mmean(ref_log_prob)
     with torch.no_grad():
         w = torch.exp(((log_prob.float() - old_log_prob.float()) * m).sum(-1).clamp(max=LOG_RATIO_CLAMP))
-        if is_weight_cap is not None:
-            w = w.clamp(max=is_weight_cap)
+        if hp.is_weight_cap is not None:
+            w = w.clamp(max=hp.is_weight_cap)
     seq_loss = w * delta.square()
     loss_mat = seq_loss.unsqueeze(-1).expand_as(m)
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, FLOWRL_AGG_MODE, **(agg_kwargs or {}))
@@ -1042,12 +1069,7 @@ def ppo_penalty_loss(
     response_mask: Tensor,
     loss_agg_mode: str = "token-mean",
     *,
-    clip_ratio_low: float = 0.2,
-    clip_ratio_high: float = 0.2,
-    clip_ratio_c: float | None = 3.0,
-    beta: float = 0.1,
-    kl_estimator: str = "k3",
-    tied_only: bool = False,
+    hp: PpoPenaltyHparams | None = None,
     weights: Tensor | None = None,
     agg_kwargs: Mapping | None = None,
     compute_metrics: bool = True,
@@ -1071,22 +1093,22 @@ def ppo_penalty_loss(
     that hits its group's mean exactly is also penalised. This is the term LAD's f(r) contributes on
     tied groups (exp(0) f(r), pulling r back to 1), in KL form.
     """
-    if check:
-        PpoPenaltyHparams(clip_ratio_low, clip_ratio_high, clip_ratio_c, beta, kl_estimator, tied_only)
+    hp = use_hp(hp, PpoPenaltyHparams, check)
     adv, old_log_prob, log_prob = _prepare(check, old_log_prob, log_prob, advantages, response_mask, loss_agg_mode)
     log_ratio = log_prob.float() - old_log_prob.float()
-    loss_mat, ratio, clipped, dual = _clipped_surrogate(log_ratio, adv, clip_ratio_low, clip_ratio_high, clip_ratio_c)
-    kl = kl_penalty(log_prob, old_log_prob, kl_estimator)
-    if tied_only:
+    loss_mat, ratio, clipped, dual = _clipped_surrogate(
+        log_ratio, adv, hp.clip_ratio_low, hp.clip_ratio_high, hp.clip_ratio_c)
+    kl = kl_penalty(log_prob, old_log_prob, hp.kl_estimator)
+    if hp.tied_only:
         kl = torch.where(adv == 0, kl, torch.zeros((), dtype=kl.dtype))
-    loss_mat = loss_mat + beta * kl
+    loss_mat = loss_mat + hp.beta * kl
     loss = aggregate(_apply_weights(loss_mat, weights), response_mask, loss_agg_mode, **(agg_kwargs or {}))
     if not compute_metrics:
         return loss, {}
     with torch.no_grad():
         metrics = _masked_means(
             _mask(response_mask), "ppo_penalty", ratio_mean=ratio, clipfrac=clipped, clipfrac_lower=dual,
-            kl_mean=kl, penalised_frac=(adv == 0) if tied_only else torch.ones_like(adv),
+            kl_mean=kl, penalised_frac=(adv == 0) if hp.tied_only else torch.ones_like(adv),
         )
     return loss, metrics
 

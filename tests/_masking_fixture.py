@@ -62,7 +62,7 @@ def evaluate(name, mode, hp, use_w, batch):
     """loss, d loss / d log_prob (and / d log_z for flowrl) for one case, on copies of ``batch``."""
     spec = get_objective(name)
     lp = batch["log_prob"].clone().requires_grad_(True)
-    kwargs = dict(hp)
+    kwargs = {"hp": spec.make_hparams(hp)}  # the recorded hyperparameters (a dict, the key's), as the loss takes them
     log_z = None
     if "entropy" in spec.needs:
         kwargs["entropy"] = batch["entropy"]

@@ -86,12 +86,12 @@ def test_bandit_calls_the_registry_functions(monkeypatch):
     spec = losses.OBJECTIVES["lad"]
 
     def spy(*a, **k):
-        calls.append((k.get("divergence"), k.get("check")))
+        calls.append((k["hp"].divergence, k.get("check")))
         return spec.loss(*a, **k)
 
     monkeypatch.setitem(losses.OBJECTIVES, "lad", dataclasses.replace(spec, loss=spy))
     train_bandit([BanditRun("lad", "hd")], steps=3, progress=False)
-    # one checked call before training, then the hot loop without re-validation
+    # one checked call before training, then the hot loop without re-validation; hp is built once
     assert calls == [("hd", True)] + [("hd", False)] * 3
     assert get_loss("grpo") is losses.grpo_loss
 

@@ -26,7 +26,7 @@ from lad_ref.bandit.regime import (
     train_regime,
 )
 from lad_ref.bandit.regime import main as regime_main
-from lad_ref.losses import get_loss
+from lad_ref.losses import GrpoHparams, LadHparams, get_loss, get_objective
 from lad_ref.metrics import conditional, effective_number
 
 # a small problem that trains in well under a second per run
@@ -70,6 +70,7 @@ def test_exact_mode_is_the_expectation_of_the_sampled_loss():
     old_lp = torch.log_softmax(logits.detach(), -1)
     losses = [parse_objective(o, 1.0) for o in cfg.objectives]
     fns = [get_loss(n) for n, _ in losses]
+    hps = [get_objective(n).make_hparams(kw) for n, kw in losses]
     grads = []
     for arms, adv, pw, _ in (
         sampled_rows(cfg, old_lp, torch.rand(1, 80_000, generator=torch.Generator().manual_seed(0),
@@ -81,7 +82,7 @@ def test_exact_mode_is_the_expectation_of_the_sampled_loss():
         # r = 1 is where GRPO and LAD differ least; move the policy so that LAD's weight depends on r
         lp = lp + 0.3 * (adv > 0)
         valid = torch.ones_like(adv, dtype=torch.bool)
-        objective_total(fns, losses, old_lp.gather(1, arms), lp, adv, valid, pw, 1).backward()
+        objective_total(fns, hps, old_lp.gather(1, arms), lp, adv, valid, pw, 1).backward()
         grads.append(logits.grad.clone())
     sampled, exact = grads
     for j in range(2):
@@ -137,11 +138,11 @@ def test_brake_fraction_matches_the_loss_functions_own_metrics():
     adv[::7] = 0.0
     mask = torch.ones(b, 1, dtype=torch.bool)
     active = float((adv != 0).float().mean())
-    for name, kw, key in (("lad", {"divergence": "js"}, "lad/weight_flip_frac"),
-                          ("lad", {"divergence": "kl"}, "lad/weight_flip_frac"),
-                          ("grpo", {}, "grpo/clipfrac")):
+    for name, hp, key in (("lad", LadHparams(divergence="js"), "lad/weight_flip_frac"),
+                          ("lad", LadHparams(divergence="kl"), "lad/weight_flip_frac"),
+                          ("grpo", GrpoHparams(), "grpo/clipfrac")):
         lp.grad = None
-        loss, metrics = get_loss(name)(old, lp, adv, mask, "token-mean", **kw)
+        loss, metrics = get_loss(name)(old, lp, adv, mask, "token-mean", hp=hp)
         loss.backward()
         frac = float(brake_fraction(lp.grad.T, adv.T, torch.ones(1, b))[0])
         expected = metrics[key] + metrics.get("grpo/clipfrac_lower", 0.0)
@@ -300,13 +301,12 @@ def test_tied_loss_weight_keeps_the_normaliser_dropping_rows_does_not():
     u = torch.rand(1, 32 * cfg.group_size, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     arms, adv, pw, tied = sampled_rows(cfg, old_lp, u)
     assert 0 < int(tied.sum()) < tied.numel()
-    losses = [parse_objective("grpo", 1.0)]
-    fns = [get_loss("grpo")]
+    fns, hps = [get_loss("grpo")], [GrpoHparams()]
 
     def grad(valid, scale=None):
         logits.grad = None
         lp = torch.log_softmax(logits, -1).gather(1, arms) + 0.2 * (adv > 0)  # move r off 1
-        objective_total(fns, losses, old_lp.gather(1, arms), lp, adv, valid, pw, 1, scale).backward()
+        objective_total(fns, hps, old_lp.gather(1, arms), lp, adv, valid, pw, 1, scale).backward()
         return logits.grad.clone()
 
     keep = torch.ones_like(tied)

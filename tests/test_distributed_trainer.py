@@ -10,8 +10,8 @@ normaliser (each micro-batch normalised by itself) to show that the comparison c
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -73,9 +73,10 @@ def minibatch_grad(setup, objective, mode, micro, *, local=False):
     if local:  # the broken normaliser: each micro-batch aggregated on its own (no minibatch counts)
         def loss_fn(*a, agg_kwargs=None, _f=loss_fn, **kw):
             return _f(*a, **kw)
-    hparams = losses.get_objective(objective).make_hparams({})
-    train_mod.update_policy(cfg, 1, model, None, opt, sched, params, batch, old, None, adv, loss_fn,
-                            dataclasses.asdict(hparams))
+    learner = SimpleNamespace(cfg=cfg, spec=losses.get_objective(objective), loss_fn=loss_fn,
+                              hp=getattr(cfg.objective, objective), model=model, logz_head=None, params=params,
+                              optimizer=opt, scheduler=sched)
+    train_mod.update_policy(learner, 1, batch, old, None, adv)
     (grad,) = opt.grads
     return grad
 

@@ -28,7 +28,7 @@ from lad_ref.integrations.trl import (  # noqa: E402
     LadGRPOTrainer,
     check_trl_version,
 )
-from lad_ref.losses import aggregate, get_loss, kl_penalty  # noqa: E402
+from lad_ref.losses import aggregate, get_loss, get_objective, kl_penalty  # noqa: E402
 
 pytestmark = pytest.mark.trl
 
@@ -157,7 +157,7 @@ def hparams(args, rec):
             "generator": gen,
         }
     if args.objective == "ppo_penalty":
-        return {**clip, "clip_ratio_c": args.clip_ratio_c, "beta": args.penalty_beta,
+        return {**clip, "clip_ratio_c": args.clip_ratio_c, "beta": args.ppo_penalty_beta,
                 "kl_estimator": args.kl_estimator, "tied_only": args.tied_only}
     raise AssertionError(args.objective)
 
@@ -180,7 +180,10 @@ def expected_loss(args, rec):
         mode, kw, divisor = "token-sum", {}, accum * mask.shape[0] * args.max_completion_length
     else:
         raise AssertionError(args.loss_type)
-    loss, _ = get_loss(args.objective)(old, logps, adv, mask, mode, agg_kwargs=kw, **hparams(args, rec))
+    values = hparams(args, rec)  # the test's own reading of the fields; the inputs split off, the rest built once
+    inputs = {k: values.pop(k) for k in ("entropy", "generator") if k in values}
+    hp = get_objective(args.objective).make_hparams(values)
+    loss, _ = get_loss(args.objective)(old, logps, adv, mask, mode, agg_kwargs=kw, hp=hp, **inputs)
     if args.beta != 0.0:
         kl = kl_penalty(logps, inp["ref_per_token_logps"])
         if args.use_bias_correction_kl:  # TRL 1.16's default: k3 times the ratio (DeepSeek-V3.2)
@@ -268,8 +271,8 @@ BASELINE_CASES = {
     "entadv": {"loss_type": "grpo"},
     "kl_cov": {"kl_cov_ratio": 0.2, "advantage_estimator": "rloo"},
     "clip_cov": {"clip_cov_ratio": 0.2, "clip_cov_lb": -10.0, "clip_cov_ub": 10.0},
-    # penalty_beta is ppo_penalty's beta (TRL's own beta stays the reference-KL coefficient)
-    "ppo_penalty": {"penalty_beta": 0.3, "kl_estimator": "k2", "tied_only": True, "num_iterations": 2},
+    # ppo_penalty_beta is ppo_penalty's beta (TRL's own beta stays the reference-KL coefficient)
+    "ppo_penalty": {"ppo_penalty_beta": 0.3, "kl_estimator": "k2", "tied_only": True, "num_iterations": 2},
 }
 
 
@@ -326,24 +329,21 @@ def test_objective_fields_are_the_hparam_dataclasses_names(tmp_path):
     """Every hyperparameter of every objective TRL can run is a LadGRPOConfig field (same default) or TRL's own."""
     import dataclasses
 
-    from lad_ref.integrations.trl import (
-        RENAMED_HPARAMS,
-        TRL_SUPPLIED_HPARAMS,
-        objective_hparams,
-        trl_objectives,
-    )
+    from lad_ref.integrations.trl import TRL_SUPPLIED_HPARAMS, hp_from_args, objective_fields, trl_objectives
     from lad_ref.losses import get_objective
 
     fields = {f.name: f.default for f in dataclasses.fields(LadGRPOConfig)}
+    derived = objective_fields()
     for name in trl_objectives():
         for key, default in get_objective(name).defaults().items():
-            field_name = RENAMED_HPARAMS.get((name, key), key)
+            field_name = key if derived.get(key, (None, None))[1] == key and key in fields else f"{name}_{key}"
             assert key in TRL_SUPPLIED_HPARAMS or fields[field_name] == default, (name, key)
-    args = make_args(tmp_path, objective="ppo_penalty", penalty_beta=0.3, kl_estimator="k1", beta=0.04)
-    hp = objective_hparams(args, 0.2, 0.28)
-    assert (hp["beta"], hp["kl_estimator"], hp["clip_ratio_high"]) == (0.3, "k1", 0.28)  # TRL's beta is not it
-    with pytest.raises(ValueError, match=r"penalty_beta=0.5 applies to objective 'ppo_penalty' only"):
-        make_args(tmp_path, objective="grpo", penalty_beta=0.5)
+    assert "ppo_penalty_beta" in fields and fields["beta"] == 0.0  # GRPOConfig's beta stays TRL's reference KL
+    args = make_args(tmp_path, objective="ppo_penalty", ppo_penalty_beta=0.3, kl_estimator="k1", beta=0.04)
+    hp = hp_from_args(args, 0.2, 0.28)
+    assert (hp.beta, hp.kl_estimator, hp.clip_ratio_high) == (0.3, "k1", 0.28)  # TRL's beta is not it
+    with pytest.raises(ValueError, match=r"ppo_penalty_beta=0.5 applies to objective 'ppo_penalty' only"):
+        make_args(tmp_path, objective="grpo", ppo_penalty_beta=0.5)
     assert "kl_cov_coef" not in fields and fields["ppo_kl_coef"] == 0.1  # verl's name
     with pytest.raises(ValueError, match=r"level='sequence' applies to objective 'lad' only; got objective 'grpo'"):
         make_args(tmp_path, objective="grpo", level="sequence")

@@ -19,7 +19,7 @@ from verl.workers.config import ActorConfig, PolicyLossConfig  # noqa: E402
 
 import lad_ref.integrations.verl as lad_verl  # noqa: E402
 from lad_ref.divergences import get_divergence  # noqa: E402
-from lad_ref.losses import lad_loss  # noqa: E402
+from lad_ref.losses import LadHparams, lad_loss  # noqa: E402
 
 pytestmark = pytest.mark.verl
 
@@ -90,7 +90,7 @@ def test_verl_lookup_equals_lad_ref(mode, hp, global_info):
 
     lp2 = lp.detach().clone().requires_grad_(True)
     full_hp = {"divergence": "js", "eta": 1.0, "level": "token", **hp}
-    want, want_metrics = lad_loss(old, lp2, adv, mask, mode, weights=is_w, agg_kwargs=info, **full_hp)
+    want, want_metrics = lad_loss(old, lp2, adv, mask, mode, weights=is_w, agg_kwargs=info, hp=LadHparams(**full_hp))
     (want_grad,) = torch.autograd.grad(want, lp2)
 
     torch.testing.assert_close(loss, want, rtol=1e-6, atol=1e-7)
@@ -118,39 +118,33 @@ def test_aggregation_matches_verl_agg_loss(mode):
 
 def test_hparams_read_from_attributes_or_dict_keys():
     old, lp, adv, mask, _ = batch(seed=1)
-    want, _ = lad_loss(old, lp, adv, mask, "token-mean", divergence="rkl", eta=2.0)
+    want, _ = lad_loss(old, lp, adv, mask, "token-mean", hp=LadHparams(divergence="rkl", eta=2.0))
     as_dict = {"policy_loss": {"loss_mode": "lad", "divergence": "rkl", "eta": 2.0}, "global_batch_info": {}}
     got, _ = call(get_policy_loss_fn("lad"), old, lp, adv, mask, "token-mean", as_dict, None)
     torch.testing.assert_close(got, want)
     # no config at all -> lad_ref defaults and local aggregation
     got_none, _ = call(get_policy_loss_fn("lad"), old, lp, adv, mask, "token-mean", None, None)
     torch.testing.assert_close(got_none, lad_loss(old, lp, adv, mask, "token-mean")[0])
-    assert lad_verl.lad_hparams_from_config({"policy_loss": {"eta": None}}) == {
-        "divergence": "js",
-        "eta": 1.0,
-        "level": "token",
-    }
+    assert lad_verl.hp_from_config("lad", {"policy_loss": {"eta": None}}) == LadHparams()
 
 
 def test_bad_hparams_fail_clearly():
     with pytest.raises(ValueError, match="policy_loss: unknown divergence 'kl2'; valid choices are"):
         lad_verl.LadPolicyLossConfig(divergence="kl2")
     with pytest.raises(ValueError, match="eta must be a finite number > 0"):
-        lad_verl.lad_hparams_from_config({"policy_loss": {"eta": 0.0}})
+        lad_verl.hp_from_config("lad", {"policy_loss": {"eta": 0.0}})
     with pytest.raises(ValueError, match="policy_loss: unknown level 'batch'"):
-        lad_verl.lad_hparams_from_config({"policy_loss": {"level": "batch"}})
+        lad_verl.hp_from_config("lad", {"policy_loss": {"level": "batch"}})
 
 
 def test_policy_loss_config_fields_are_lad_hparams():
-    """One set of names: verl's LadPolicyLossConfig has LadHparams' fields, defaults and checks."""
+    """One set of names: verl's LadPolicyLossConfig has LadHparams' fields, defaults and checks (derived)."""
     import dataclasses
 
-    from lad_ref.losses import LadHparams
-
-    ours = {f.name: f.default for f in dataclasses.fields(lad_verl.LadPolicyLossConfig)}
+    ours = {f.name: (f.type, f.default) for f in dataclasses.fields(lad_verl.LadPolicyLossConfig)}
     for f in dataclasses.fields(LadHparams):
-        assert ours[f.name] == f.default
-    assert issubclass(lad_verl.LadPolicyLossConfig, LadHparams)
+        assert ours[f.name] == (f.type, f.default)
+    assert issubclass(lad_verl.LadPolicyLossConfig, PolicyLossConfig)
 
 
 def test_hydra_target_instantiates_lad_fields():
@@ -163,11 +157,7 @@ def test_hydra_target_instantiates_lad_fields():
         OmegaConf.create({"_target_": "lad_ref.integrations.verl.LadPolicyLossConfig", **base})
     )
     assert isinstance(ours, PolicyLossConfig)
-    assert lad_verl.lad_hparams_from_config({"policy_loss": ours}) == {
-        "divergence": "tv",
-        "eta": 4,
-        "level": "token",
-    }
+    assert lad_verl.hp_from_config("lad", {"policy_loss": ours}) == LadHparams(divergence="tv", eta=4)
     # verl's own target rejects the extra keys: this is why the recipes override _target_
     with pytest.raises(Exception, match="divergence"):
         omega_conf_to_dataclass(

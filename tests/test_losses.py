@@ -6,7 +6,23 @@ import pytest
 import torch
 
 from lad_ref.divergences import DIVERGENCE_NAMES, get_divergence
-from lad_ref.losses import AGG_MODES, LOSS_NAMES, aggregate, get_loss, kl_penalty, lad_loss, loss_hparams
+from lad_ref.losses import (
+    AGG_MODES,
+    LOSS_NAMES,
+    ClipCovHparams,
+    EntAdvHparams,
+    FlowRLHparams,
+    GrpoHparams,
+    KlCovHparams,
+    LadHparams,
+    LadTheoryHparams,
+    aggregate,
+    get_loss,
+    get_objective,
+    kl_penalty,
+    lad_loss,
+    loss_hparams,
+)
 
 FOUR_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 
@@ -98,7 +114,7 @@ def test_aggregate_hand_values():
 def test_lad_gradient_is_r_fprime_u_times_aggregation_weight(div, mode):
     old, lp, adv, mask = batch(seed=1)
     eta = 0.7
-    loss, _ = lad_loss(old, lp, adv, mask, mode, divergence=div, eta=eta)
+    loss, _ = lad_loss(old, lp, adv, mask, mode, hp=LadHparams(divergence=div, eta=eta))
     (grad,) = torch.autograd.grad(loss, lp)
     log_r = (lp - old).detach().double()
     log_u = log_r - adv.double() / eta
@@ -110,7 +126,7 @@ def test_lad_gradient_is_r_fprime_u_times_aggregation_weight(div, mode):
 @pytest.mark.parametrize("div", DIVERGENCE_NAMES)
 def test_lad_loss_value_is_exp_a_f_u(div):
     old, lp, adv, mask = batch(seed=2)
-    loss, _ = lad_loss(old, lp, adv, mask, "token-mean", divergence=div, eta=2.0)
+    loss, _ = lad_loss(old, lp, adv, mask, "token-mean", hp=LadHparams(divergence=div, eta=2.0))
     naive = []
     for i in range(4):
         for t in range(6):
@@ -124,7 +140,7 @@ def test_lad_loss_value_is_exp_a_f_u(div):
 @pytest.mark.parametrize("div", DIVERGENCE_NAMES)
 def test_lad_sequence_level_gradient(div):
     old, lp, adv, mask = batch(seed=3)
-    loss, _ = lad_loss(old, lp, adv, mask, "seq-mean-token-mean", divergence=div, eta=1.0, level="sequence")
+    loss, _ = lad_loss(old, lp, adv, mask, "seq-mean-token-mean", hp=LadHparams(divergence=div, eta=1.0, level="sequence"))
     (grad,) = torch.autograd.grad(loss, lp)
     m = mask.double()
     log_r = ((lp - old).detach().double() * m).sum(-1)
@@ -141,7 +157,7 @@ def test_lad_reduces_to_policy_gradient_at_r_equal_1_small_advantage(div):
     # direction -weight of the same sign as A (it raises high-advantage responses).
     a = torch.tensor([[-0.02, -0.01, 0.01, 0.02]]).T
     lp = torch.zeros(4, 1, requires_grad=True)
-    loss, _ = lad_loss(torch.zeros(4, 1), lp, a, torch.ones(4, 1, dtype=torch.bool), divergence=div)
+    loss, _ = lad_loss(torch.zeros(4, 1), lp, a, torch.ones(4, 1, dtype=torch.bool), hp=LadHparams(divergence=div))
     (grad,) = torch.autograd.grad(loss, lp)
     centred = grad - grad.mean()  # remove f'(1), which multiplies E[grad log pi] = 0 in expectation
     assert bool((torch.sign(-centred) == torch.sign(a)).all())
@@ -160,7 +176,7 @@ def test_lad_suppresses_overconfidence(div):
     switch = a + SIGN_CHANGE_LOG_U[div]
     log_r = torch.tensor([[switch - 0.5], [switch + 0.5]], requires_grad=True)
     ones = torch.ones(2, 1, dtype=torch.bool)
-    loss, metrics = lad_loss(torch.zeros(2, 1), log_r, torch.full((2, 1), a), ones, divergence=div)
+    loss, metrics = lad_loss(torch.zeros(2, 1), log_r, torch.full((2, 1), a), ones, hp=LadHparams(divergence=div))
     (grad,) = torch.autograd.grad(loss, log_r)
     assert float(grad[0]) < 0 < float(grad[1])
     assert metrics["lad/weight_flip_frac"] == pytest.approx(0.5)
@@ -169,7 +185,8 @@ def test_lad_suppresses_overconfidence(div):
 def test_lad_rkl_never_pushes_back():
     # reverse KL: weight r f'(u) = -exp(A/eta) < 0 whatever r: weighted MLE, mass-covering.
     log_r = torch.tensor([[-3.0], [0.0], [5.0]], requires_grad=True)
-    loss, _ = lad_loss(torch.zeros(3, 1), log_r, torch.ones(3, 1), torch.ones(3, 1, dtype=torch.bool), divergence="rkl")
+    loss, _ = lad_loss(torch.zeros(3, 1), log_r, torch.ones(3, 1), torch.ones(3, 1, dtype=torch.bool),
+                       hp=LadHparams(divergence="rkl"))
     (grad,) = torch.autograd.grad(loss, log_r)
     torch.testing.assert_close(grad, torch.full((3, 1), -math.e / 3))
 
@@ -186,7 +203,7 @@ def test_lad_finite_for_extreme_inputs(div, level):
     lp = log_r.clone().requires_grad_(True)
     for eta in (1.0, 0.5):  # advantages scaled with eta so that |A/eta| reaches the bound in both
         loss, metrics = lad_loss(torch.zeros(b, t), lp, a * eta, torch.ones(b, t, dtype=torch.bool),
-                                 divergence=div, eta=eta, level=level)
+                                 hp=LadHparams(divergence=div, eta=eta, level=level))
         (grad,) = torch.autograd.grad(loss, lp)
         assert math.isfinite(loss.item())
         assert bool(torch.isfinite(grad).all())
@@ -211,7 +228,7 @@ def test_lad_theory_is_f_divergence_between_normalised_distributions(div):
     adv = torch.randn(k, generator=g)
     eta = 1.5
     loss, _ = get_loss("lad_theory")(old.view(k, 1), lp.view(k, 1), adv.view(k, 1), torch.ones(k, 1, dtype=torch.bool),
-                                     divergence=div, eta=eta)
+                                     hp=LadTheoryHparams(divergence=div, eta=eta))
     p_pi = torch.softmax((lp - old).double(), 0)
     p_a = torch.softmax(adv.double() / eta, 0)
     expected = (p_a * get_divergence(div).f(torch.log(p_pi / p_a))).sum()
@@ -219,7 +236,7 @@ def test_lad_theory_is_f_divergence_between_normalised_distributions(div):
     # zero exactly at P_pi = P_A, i.e. pi ∝ pi_old exp(A/eta)
     opt = torch.log_softmax(old.double() + adv.double() / eta, 0)
     at_opt, _ = get_loss("lad_theory")(old.view(k, 1), opt.float().view(k, 1), adv.view(k, 1),
-                                       torch.ones(k, 1, dtype=torch.bool), divergence=div, eta=eta)
+                                       torch.ones(k, 1, dtype=torch.bool), hp=LadTheoryHparams(divergence=div, eta=eta))
     assert float(at_opt) == pytest.approx(0.0, abs=1e-6)
 
 
@@ -246,7 +263,8 @@ def test_grpo_matches_baselines_formula(mode):
     lp = torch.log(torch.tensor([[0.5, 1.0, 1.1, 1.5, 4.0], [0.5, 1.0, 1.1, 1.5, 4.0]])).requires_grad_(True)
     adv = torch.tensor([[1.0], [-1.0]]).expand(2, 5)
     mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]], dtype=torch.bool)
-    loss, metrics = get_loss("grpo")(old, lp, adv, mask, mode, clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0)
+    loss, metrics = get_loss("grpo")(
+        old, lp, adv, mask, mode, hp=GrpoHparams(clip_ratio_low=0.2, clip_ratio_high=0.28, clip_ratio_c=3.0))
     # row 0 (A=+1): -min(r, clip(r)) = -0.5, -1.0, -1.1, -1.28, -1.28
     # row 1 (A=-1): max(r, clip(r)) = 0.8, 1.0, 1.1, 1.5, min(4.0, 3.0)=3.0 (masked)
     hand = torch.tensor([[-0.5, -1.0, -1.1, -1.28, -1.28], [0.8, 1.0, 1.1, 1.5, 3.0]], dtype=torch.float64)
@@ -288,7 +306,7 @@ def test_kl_cov_matches_baselines_formula(mode):
     lp = torch.tensor([[-1.2, -0.9, -0.1], [-2.0, -1.1, -0.8]], requires_grad=True)
     adv = torch.tensor([[1.0], [-1.0]]).expand(2, 3)
     mask = torch.ones(2, 3, dtype=torch.bool)
-    loss, metrics = get_loss("kl_cov")(old, lp, adv, mask, mode, kl_cov_ratio=0.2, ppo_kl_coef=0.5)
+    loss, metrics = get_loss("kl_cov")(old, lp, adv, mask, mode, hp=KlCovHparams(kl_cov_ratio=0.2, ppo_kl_coef=0.5))
     # k = max(1, floor(6 * 0.2)) = 1 token penalised: (1, 0), with |lp - lp_old| = 1.0
     r = torch.exp(lp.detach() - old).double()
     hand = -adv.double() * r
@@ -311,7 +329,7 @@ def test_clip_cov_matches_baselines_formula(mode):
     # mean lp = 0.0167; cov row 0: -0.033, 0.157, 0.777 (clipped), -0.243; row 1: 0.033, 0.747 (clipped), -0.157, 0.033
     assert candidates == {(0, 1), (1, 0), (1, 3)}
     loss, metrics = get_loss("clip_cov")(
-        old, lp, adv, mask, mode, clip_cov_ratio=0.25, clip_cov_lb=0.02, clip_cov_ub=5.0,
+        old, lp, adv, mask, mode, hp=ClipCovHparams(clip_cov_ratio=0.25, clip_cov_lb=0.02, clip_cov_ub=5.0),
         generator=torch.Generator().manual_seed(0),
     )
     # n = max(1, floor(0.25 * 8)) = 2 of the 3 candidates are zeroed; which ones is the seeded draw's choice
@@ -326,7 +344,7 @@ def test_clip_cov_matches_baselines_formula(mode):
     assert loss.item() == pytest.approx(ref_aggregate(hand, mask, mode), rel=1e-6)
     # the same generator seed gives the same choice
     loss2, _ = get_loss("clip_cov")(
-        old, lp, adv, mask, mode, clip_cov_ratio=0.25, clip_cov_lb=0.02, clip_cov_ub=5.0,
+        old, lp, adv, mask, mode, hp=ClipCovHparams(clip_cov_ratio=0.25, clip_cov_lb=0.02, clip_cov_ub=5.0),
         generator=torch.Generator().manual_seed(0),
     )
     assert loss2.item() == loss.item()
@@ -335,7 +353,7 @@ def test_clip_cov_matches_baselines_formula(mode):
 def test_entadv_shapes_advantage_and_keeps_sign():
     old, lp, adv, mask = batch(seed=7)
     ent = torch.rand(4, 6) * 3
-    loss, metrics = get_loss("entadv")(old, lp, adv, mask, entropy=ent, alpha=0.4, kappa=2.0)
+    loss, metrics = get_loss("entadv")(old, lp, adv, mask, hp=EntAdvHparams(alpha=0.4, kappa=2.0), entropy=ent)
     psi = torch.minimum(0.4 * ent, adv.abs() / 2)
     shaped = adv + psi
     assert bool((torch.sign(shaped) == torch.sign(adv)).all())
@@ -348,7 +366,8 @@ def test_flowrl_trajectory_balance():
     old, lp, adv, mask = batch(seed=8)
     ref = old - 0.2
     log_z = torch.tensor([0.1, -0.2, 0.3, 0.0], requires_grad=True)
-    loss, _ = get_loss("flowrl")(old, lp, adv, mask, log_z=log_z, ref_log_prob=ref, beta=2.0, is_weight_cap=10.0)
+    loss, _ = get_loss("flowrl")(old, lp, adv, mask, hp=FlowRLHparams(beta=2.0, is_weight_cap=10.0),
+                                 log_z=log_z, ref_log_prob=ref)
     m = mask.double()
     mm = lambda x: (x.double() * m).sum(-1) / m.sum(-1)  # noqa: E731
     delta = log_z.detach().double() + mm(lp.detach()) - 2.0 * mm(adv) - mm(ref)
@@ -369,23 +388,77 @@ def common(**over):
 
 
 @pytest.mark.parametrize(
-    "name, kwargs, match",
+    "name, values, match",
     [
         ("lad", dict(divergence="chi2"), r"unknown divergence 'chi2'; valid choices are kl, rkl, jf, tv, hd, js"),
         ("lad", dict(eta=0.0), r"eta must be a finite number > 0, got 0.0"),
         ("lad", dict(eta=-1.0), r"eta must be a finite number > 0, got -1.0"),
         ("lad", dict(level="word"), r"unknown level 'word'; valid choices are token, sequence"),
+        ("grpo", dict(clip_ratio_c=0.5), r"clip_ratio_c must be a finite number > 1"),
+    ],
+)
+def test_bad_hyperparameters_fail_where_the_dataclass_is_built(name, values, match):
+    # the values are validated once, when the hyperparameter object is built (not by the loss)
+    spec = get_objective(name)
+    with pytest.raises(ValueError, match=match):
+        spec.hparams(**values)
+    with pytest.raises(ValueError, match=match):
+        spec.make_hparams(values)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, match",
+    [
         ("lad", dict(loss_agg_mode="mean"), r"unknown loss_agg_mode 'mean'; valid choices are token-mean"),
         ("grpo", dict(loss_agg_mode="sum"), r"unknown loss_agg_mode 'sum'"),
-        ("grpo", dict(clip_ratio_c=0.5), r"clip_ratio_c must be a finite number > 1"),
         ("entadv", dict(), r"entadv needs entropy"),
         ("flowrl", dict(), r"flowrl needs log_z"),
     ],
 )
-def test_bad_hyperparameters(name, kwargs, match):
-    agg = kwargs.pop("loss_agg_mode", "token-mean")
+def test_bad_inputs(name, kwargs, match):
+    agg = kwargs.get("loss_agg_mode", "token-mean")
     with pytest.raises(ValueError, match=match):
-        get_loss(name)(**common(), loss_agg_mode=agg, **kwargs)
+        get_loss(name)(**common(), loss_agg_mode=agg)
+
+
+@pytest.mark.parametrize(
+    "hp, match",
+    [
+        ({"eta": 2.0}, r"hp must be a LadHparams, got dict"),
+        (LadTheoryHparams(eta=2.0), r"hp must be a LadHparams, got LadTheoryHparams"),  # a subclass's base
+        (GrpoHparams(), r"hp must be a LadHparams, got GrpoHparams"),
+    ],
+)
+def test_hp_of_the_wrong_type_is_a_type_error(hp, match):
+    with pytest.raises(TypeError, match=match):
+        lad_loss(**common(), hp=hp)
+
+
+def test_keyword_hyperparameters_are_gone():
+    # hyperparameters travel in one object: the old keywords are unknown arguments
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'eta'"):
+        lad_loss(**common(), eta=2.0)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'clip_ratio_high'"):
+        get_loss("grpo")(**common(), clip_ratio_high=0.28)
+
+
+@pytest.mark.parametrize("name", LOSS_NAMES)
+def test_hp_none_is_the_dataclass_defaults_bit_for_bit(name):
+    spec = get_objective(name)
+    g = torch.Generator().manual_seed(11)
+    b, t = 4, 6
+    extra = {"entropy": torch.rand(b, t, generator=g), "ref_log_prob": -torch.rand(b, t, generator=g),
+             "log_z": torch.randn(b, generator=g)}
+    outs = []
+    for hp in (None, spec.hparams()):
+        args = common()
+        kw = {k: extra[k] for k in spec.needs if k != "generator"}
+        if "generator" in spec.needs:
+            kw["generator"] = torch.Generator().manual_seed(0)
+        loss, metrics = spec.loss(**args, hp=hp, **kw)
+        outs.append((loss.detach(), torch.autograd.grad(loss, args["log_prob"])[0], metrics))
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+    assert outs[0][2] == outs[1][2]
 
 
 @pytest.mark.parametrize("name", ["lad", "grpo", "kl_cov", "clip_cov"])

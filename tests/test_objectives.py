@@ -23,12 +23,16 @@ from lad_ref.divergences import DIVERGENCE_NAMES, LOG_U_MAX, get_divergence
 from lad_ref.losses import (
     LOG_RATIO_CLAMP,
     MAX_ADV_OVER_ETA,
+    FlowRLHparams,
+    LadHparams,
+    LadTheoryHparams,
     get_loss,
     get_objective,
     lad_loss,
     objective_names,
     register_objective,
     unregister_objective,
+    use_hp,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +67,7 @@ def worst_relative_gradient_error(div: str, level: str) -> tuple[float, int]:
         lp = log_r.view(n, 1).clone().requires_grad_(True)
         adv = a.view(n, 1)
         mask = torch.ones(n, 1, dtype=torch.bool)
-        loss, _ = lad_loss(old, lp, adv, mask, "token-sum", divergence=div, eta=1.0, level=level)
+        loss, _ = lad_loss(old, lp, adv, mask, "token-sum", hp=LadHparams(divergence=div, eta=1.0, level=level))
         (grad,) = torch.autograd.grad(loss, lp)
         grad = grad.flatten().double()
         lr64 = lp.detach().flatten().double()
@@ -73,7 +77,8 @@ def worst_relative_gradient_error(div: str, level: str) -> tuple[float, int]:
         lp = (log_r / t).unsqueeze(-1).expand(n, t).contiguous().requires_grad_(True)
         adv = a.view(n, 1)
         mask = torch.ones(n, t, dtype=torch.bool)
-        loss, _ = lad_loss(old, lp, adv, mask, "seq-mean-token-sum", divergence=div, eta=1.0, level=level)
+        loss, _ = lad_loss(old, lp, adv, mask, "seq-mean-token-sum",
+                           hp=LadHparams(divergence=div, eta=1.0, level=level))
         (grad,) = torch.autograd.grad(loss, lp)
         # seq-mean-token-sum: d loss / d loss_i_t = 1 / n per token; the sequence loss sits on t tokens
         grad = grad.double()[:, 0] * n / t
@@ -99,7 +104,7 @@ def test_tv_gradient_where_expm1_lost_it():
     # the issue's example: TV at log r = 0, A/eta = 20 has weight r f'(u) = -1 (autograd said 0)
     lp = torch.zeros(1, 1, requires_grad=True)
     loss, _ = lad_loss(torch.zeros(1, 1), lp, torch.full((1, 1), 20.0), torch.ones(1, 1, dtype=torch.bool),
-                       divergence="tv")
+                       hp=LadHparams(divergence="tv"))
     (grad,) = torch.autograd.grad(loss, lp)
     assert grad.item() == pytest.approx(-1.0, rel=1e-6)
 
@@ -109,8 +114,9 @@ def test_adv_over_eta_beyond_float32_is_one_clear_error(objective):
     # eta = 0.01, A = 1: exp(100) overflows float32 (the old code returned inf / NaN)
     lp = torch.zeros(3, 1, requires_grad=True)
     adv = torch.tensor([[1.0], [0.0], [-1.0]])
+    spec = get_objective(objective)
     with pytest.raises(ValueError, match=r"max \|advantage\| / eta = 100 exceeds 80: exp\(A/eta\) would overflow"):
-        get_loss(objective)(torch.zeros(3, 1), lp, adv, torch.ones(3, 1, dtype=torch.bool), eta=0.01)
+        spec.loss(torch.zeros(3, 1), lp, adv, torch.ones(3, 1, dtype=torch.bool), hp=spec.make_hparams({"eta": 0.01}))
     # right at the limit it is accepted and finite
     loss, _ = get_loss(objective)(torch.zeros(3, 1), lp, adv * MAX_ADV_OVER_ETA, torch.ones(3, 1, dtype=torch.bool))
     (grad,) = torch.autograd.grad(loss, lp)
@@ -121,8 +127,8 @@ def test_neyman_refuses_adv_over_eta_beyond_its_own_bound():
     lp = torch.zeros(2, 1, requires_grad=True)
     mask = torch.ones(2, 1, dtype=torch.bool)
     with pytest.raises(ValueError, match=r"max \|advantage\| / eta = 31 exceeds 30: exp\(A/eta\) would overflow"):
-        lad_loss(torch.zeros(2, 1), lp, torch.tensor([[31.0], [0.0]]), mask, divergence="neyman")
-    loss, _ = lad_loss(torch.zeros(2, 1), lp, torch.tensor([[30.0], [-30.0]]), mask, divergence="neyman")
+        lad_loss(torch.zeros(2, 1), lp, torch.tensor([[31.0], [0.0]]), mask, hp=LadHparams(divergence="neyman"))
+    loss, _ = lad_loss(torch.zeros(2, 1), lp, torch.tensor([[30.0], [-30.0]]), mask, hp=LadHparams(divergence="neyman"))
     (grad,) = torch.autograd.grad(loss, lp)
     assert math.isfinite(loss.item()) and bool(torch.isfinite(grad).all())
 
@@ -136,7 +142,7 @@ def test_sequence_log_ratio_is_protected(div):
         lp = torch.full((2, t), total / t).requires_grad_(True)
         adv = torch.tensor([1.0, -1.0])
         loss, metrics = lad_loss(torch.zeros(2, t), lp, adv, torch.ones(2, t, dtype=torch.bool),
-                                 "seq-mean-token-mean", divergence=div, level="sequence")
+                                 "seq-mean-token-mean", hp=LadHparams(divergence=div, level="sequence"))
         (grad,) = torch.autograd.grad(loss, lp)
         assert math.isfinite(loss.item()) and all(math.isfinite(v) for v in metrics.values())
         assert bool((grad == 0).all()), (div, total)
@@ -152,7 +158,7 @@ def test_never_inf_or_nan_over_the_whole_accepted_range(div, level):
     for spread in (0.0, 40.0, 1000.0):  # log-ratios far beyond both clamps
         lp = (torch.linspace(-spread, spread, b * t).view(b, t)).requires_grad_(True)
         loss, metrics = lad_loss(torch.zeros(b, t), lp, a, torch.ones(b, t, dtype=torch.bool),
-                                 divergence=div, level=level)
+                                 hp=LadHparams(divergence=div, level=level))
         (grad,) = torch.autograd.grad(loss, lp)
         assert math.isfinite(loss.item()) and bool(torch.isfinite(grad).all())
         assert all(math.isfinite(v) for v in metrics.values())
@@ -164,7 +170,8 @@ def test_lad_theory_gradient_matches_fprime_where_the_policy_is_far_below_the_ta
     k = 4
     lp = torch.tensor([[-30.0], [0.0], [0.0], [0.0]], requires_grad=True)
     adv = torch.tensor([[2.0], [0.0], [0.0], [0.0]])
-    loss, _ = get_loss("lad_theory")(torch.zeros(k, 1), lp, adv, torch.ones(k, 1, dtype=torch.bool), divergence=div)
+    loss, _ = get_loss("lad_theory")(torch.zeros(k, 1), lp, adv, torch.ones(k, 1, dtype=torch.bool),
+                                     hp=LadTheoryHparams(divergence=div))
     (grad,) = torch.autograd.grad(loss, lp)
     # reference: float64 autograd through the closed form (exact in float64 at these magnitudes)
     lp64 = lp.detach().double().requires_grad_(True)
@@ -190,7 +197,7 @@ def test_flowrl_is_a_mean_over_sequences_whatever_the_aggregation():
     lp = torch.zeros(2, 6, requires_grad=True)
     mask = torch.tensor([[1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]], dtype=torch.bool)
     log_z = torch.tensor([1.0, 3.0])
-    kw = dict(log_z=log_z, ref_log_prob=torch.zeros(2, 6), beta=1.0)
+    kw = dict(hp=FlowRLHparams(beta=1.0), log_z=log_z, ref_log_prob=torch.zeros(2, 6))
     want = (1.0**2 + 3.0**2) / 2  # delta_i = log Z_i, w_i = 1
     for mode in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "token-sum"):
         loss, _ = get_loss("flowrl")(torch.zeros(2, 6), lp, torch.zeros(2), mask, mode, **kw)
@@ -219,7 +226,7 @@ def test_metrics_and_checks_on_request_change_nothing_else(name):
         old, lp, adv, mask, extra = make_inputs(spec)
         if "generator" in extra:
             extra["generator"] = torch.Generator().manual_seed(1)
-        loss, metrics = spec.loss(old, lp, adv, mask, **spec.defaults(), **extra, **kw)
+        loss, metrics = spec.loss(old, lp, adv, mask, hp=spec.make_hparams(spec.defaults()), **extra, **kw)
         (grad,) = torch.autograd.grad(loss, lp)
         results.append((loss.detach(), grad, metrics))
     assert results[0][2] and results[1][2] == {} and results[2][2] == {}
@@ -259,22 +266,44 @@ def test_hparams_validate_themselves_with_one_sentence(values, match):
         get_objective("lad").make_hparams(values, where="objective.lad.")
 
 
-def test_registration_refuses_drifting_defaults_and_unknown_inputs():
+def test_registration_checks_the_hp_convention_and_unknown_inputs():
     @dataclass
     class H:
         tau: float = field(default=1.0, metadata={"help": "t"})
 
-    def fn(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", *, tau=2.0,
+    def fn(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", *, hp=None,
            weights=None, agg_kwargs=None, compute_metrics=True, check=True):
         raise AssertionError
 
-    with pytest.raises(TypeError, match=r"default tau=2.0 differs from H's 1.0"):
-        register_objective("drift_test", hparams=H)(fn)
+    def old_style(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", *, tau=1.0,
+                  weights=None, agg_kwargs=None, compute_metrics=True, check=True):
+        raise AssertionError  # keyword hyperparameters, no hp: the convention before hp=
+
+    def hp_with_a_default(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", *,
+                          hp=H(), weights=None, agg_kwargs=None, compute_metrics=True, check=True):  # noqa: B008
+        raise AssertionError
+
+    def hp_positional(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", hp=None, *,
+                      weights=None, agg_kwargs=None, compute_metrics=True, check=True):
+        raise AssertionError
+
+    def no_need(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", *, hp=None,
+                weights=None, agg_kwargs=None, compute_metrics=True, check=True):
+        raise AssertionError
+
+    with pytest.raises(TypeError, match=r"objective 'hp_test': old_style must take keyword-only argument 'hp'"):
+        register_objective("hp_test", hparams=H)(old_style)
+    with pytest.raises(TypeError, match=r"hp_with_a_default's hp must default to None"):
+        register_objective("hp_test", hparams=H)(hp_with_a_default)
+    with pytest.raises(TypeError, match=r"hp_positional must take keyword-only argument 'hp'"):
+        register_objective("hp_test", hparams=H)(hp_positional)
+    with pytest.raises(TypeError, match=r"no_need must take keyword-only argument 'entropy'"):
+        register_objective("hp_test", hparams=H, needs=("entropy",))(no_need)
     with pytest.raises(ValueError, match=r"unknown extra input 'images'"):
-        register_objective("drift_test", hparams=H, needs=("images",))
+        register_objective("hp_test", hparams=H, needs=("images",))
     with pytest.raises(ValueError, match=r"objective 'lad' is already registered"):
         register_objective("lad", hparams=H)(fn)
-    assert "drift_test" not in objective_names()
+    assert "hp_test" not in objective_names()
 
 
 # ------------------------------------------------------------------------------------ a new objective, one registration
@@ -290,14 +319,15 @@ class TemperedPGHparams:
         positive("tau", self.tau)
 
 
-def tempered_pg_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", *, tau=1.0,
+def tempered_pg_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode="token-mean", *, hp=None,
                      entropy=None, weights=None, agg_kwargs=None, compute_metrics=True, check=True):
     """L = -(A / tau) * r, aggregated as asked; reports the entropy it was given."""
+    hp = use_hp(hp, TemperedPGHparams, check)
     adv = advantages.float()
     if adv.dim() == 1:
         adv = adv.unsqueeze(-1)
     ratio = torch.exp((log_prob.float() - old_log_prob.float()).clamp(-20, 20))
-    loss_mat = -(adv / tau) * ratio
+    loss_mat = -(adv / hp.tau) * ratio
     if weights is not None:
         loss_mat = loss_mat * (weights.unsqueeze(-1) if weights.dim() == 1 else weights)
     loss = losses.aggregate(loss_mat, response_mask, loss_agg_mode, **(agg_kwargs or {}))
@@ -338,16 +368,16 @@ def test_new_objective_trains_in_the_compact_trainer(tempered_pg, tmp_path):
         "--rollout.prompts_per_step", "2", "--group-size", "4", "--steps", "2",
         "--optim.mini_batch_size", "4", "--optim.micro_batch_size", "4",
         "--eval.num_samples", "2", "--eval.pass_ks", "[1]", "--data.max_eval_prompts", "2",
-        "--logging.plots", "false", "--objective", "tempered_pg", "--objective.custom.tempered_pg.tau", "0.5",
+        "--logging.plots", "false", "--objective", "tempered_pg", "--objective.tempered_pg.tau", "0.5",
     ]
     assert train_mod.main(args) == 0
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert "tempered_pg/entropy_mean" in rows[1] and rows[1]["tempered_pg/entropy_mean"] > 0  # entropy arrived
     saved = resolve(str(run / "config.yaml"), {})
-    assert saved.objective.custom == {"tempered_pg": {"tau": 0.5}}
+    assert saved.objective.tempered_pg == TemperedPGHparams(tau=0.5)  # its own section, its own dataclass
     with pytest.raises(Exception, match="tau must be a finite number > 0"):
         resolve(str(ROOT / "llm" / "configs" / "toy.yaml"),
-                {"objective.name": "tempered_pg", "objective.custom.tempered_pg.tau": 0})
+                {"objective.name": "tempered_pg", "objective.tempered_pg.tau": 0})
 
 
 # ------------------------------------------------------------------------------------ bandit: lad_theory + refresh

@@ -16,6 +16,7 @@ import torch
 from lad_ref.losses import (
     AGG_MODES,
     KL_ESTIMATORS,
+    PpoPenaltyHparams,
     aggregate,
     get_objective,
     grpo_loss,
@@ -48,7 +49,8 @@ def test_gradient_is_the_closed_form(kl, tied_only):
     old, lp, adv, mask = batch()  # |log r| small: no ratio clipped
     lp = lp.requires_grad_(True)
     beta = 0.7
-    loss, metrics = ppo_penalty_loss(old, lp, adv, mask, "token-sum", beta=beta, kl_estimator=kl, tied_only=tied_only)
+    loss, metrics = ppo_penalty_loss(
+        old, lp, adv, mask, "token-sum", hp=PpoPenaltyHparams(beta=beta, kl_estimator=kl, tied_only=tied_only))
     assert metrics["ppo_penalty/clipfrac"] == 0.0
     (grad,) = torch.autograd.grad(loss, lp)
     x = (lp - old).detach()
@@ -67,9 +69,10 @@ def test_gradient_is_the_closed_form(kl, tied_only):
 def test_at_r_equal_1_it_is_grpo_bit_for_bit(kl, mode, tied_only):
     old, _, adv, mask = batch()
     outs = []
-    for fn, kw in ((grpo_loss, {}), (ppo_penalty_loss, {"beta": 3.0, "kl_estimator": kl, "tied_only": tied_only})):
+    penalty = PpoPenaltyHparams(beta=3.0, kl_estimator=kl, tied_only=tied_only)
+    for fn, hp in ((grpo_loss, None), (ppo_penalty_loss, penalty)):
         lp = old.clone().requires_grad_(True)
-        loss, _ = fn(old, lp, adv, mask, mode, **kw)
+        loss, _ = fn(old, lp, adv, mask, mode, hp=hp)
         outs.append((loss.detach(), torch.autograd.grad(loss, lp)[0]))
     assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
 
@@ -77,7 +80,7 @@ def test_at_r_equal_1_it_is_grpo_bit_for_bit(kl, mode, tied_only):
 def test_k1_gradient_at_r_equal_1_is_beta():
     old, _, adv, mask = batch()
     lp = old.clone().requires_grad_(True)
-    loss, _ = ppo_penalty_loss(old, lp, adv, mask, "token-sum", beta=0.5, kl_estimator="k1")
+    loss, _ = ppo_penalty_loss(old, lp, adv, mask, "token-sum", hp=PpoPenaltyHparams(beta=0.5, kl_estimator="k1"))
     (grad,) = torch.autograd.grad(loss, lp)
     torch.testing.assert_close(grad, (-adv + 0.5) * mask)
 
@@ -85,7 +88,7 @@ def test_k1_gradient_at_r_equal_1_is_beta():
 def test_beta_zero_is_grpo():
     old, lp, adv, mask = batch(spread=1.0)
     a, _ = grpo_loss(old, lp, adv, mask)
-    b, _ = ppo_penalty_loss(old, lp, adv, mask, beta=0.0)
+    b, _ = ppo_penalty_loss(old, lp, adv, mask, hp=PpoPenaltyHparams(beta=0.0))
     assert torch.equal(a, b)
 
 
@@ -116,7 +119,7 @@ def test_loss_equals_verl_policy_loss_plus_beta_kl(kl, mode):
     except Exception as e:  # noqa: BLE001 - verl's config object varies by version
         pytest.skip(f"verl's compute_policy_loss_vanilla needs a fuller config here: {e}")
     kl_term = verl_algos.agg_loss(verl_algos.kl_penalty(lp, old, kl), mask, mode)
-    ours, _ = ppo_penalty_loss(old, lp, adv, mask, mode, beta=0.3, kl_estimator=kl)
+    ours, _ = ppo_penalty_loss(old, lp, adv, mask, mode, hp=PpoPenaltyHparams(beta=0.3, kl_estimator=kl))
     torch.testing.assert_close(ours, pg + 0.3 * kl_term, rtol=1e-6, atol=1e-7)
 
 
@@ -134,11 +137,11 @@ def test_registered_and_validating():
 
 def test_tied_only_penalises_exactly_the_zero_advantage_rows():
     old, lp, adv, mask = batch(spread=0.5)
-    _, m = ppo_penalty_loss(old, lp, adv, mask, beta=1.0, tied_only=True)
+    _, m = ppo_penalty_loss(old, lp, adv, mask, hp=PpoPenaltyHparams(beta=1.0, tied_only=True))
     want = float(((adv == 0).float().expand_as(mask) * mask).sum() / mask.sum())
     assert m["ppo_penalty/penalised_frac"] == pytest.approx(want)
-    full, _ = ppo_penalty_loss(old, lp, adv, mask, beta=1.0)
-    tied, _ = ppo_penalty_loss(old, lp, adv, mask, beta=1.0, tied_only=True)
+    full, _ = ppo_penalty_loss(old, lp, adv, mask, hp=PpoPenaltyHparams(beta=1.0))
+    tied, _ = ppo_penalty_loss(old, lp, adv, mask, hp=PpoPenaltyHparams(beta=1.0, tied_only=True))
     grpo, _ = grpo_loss(old, lp, adv, mask)
     kl = kl_penalty(lp, old)
     torch.testing.assert_close(tied, grpo + aggregate(kl * (adv == 0), mask), rtol=1e-6, atol=1e-7)

@@ -8,6 +8,7 @@ import pytest
 
 from lad_ref.llm import study as st
 from lad_ref.llm.config import ConfigError
+from lad_ref.losses import PpoPenaltyHparams
 
 FULL = Path(__file__).resolve().parents[1] / "llm" / "configs" / "study.yaml"
 
@@ -59,6 +60,4 @@ def test_issue_groups_and_their_run_configs(tmp_path):
     assert cfg["lad(js,tied=0)"].objective.tied_loss_weight == 0.0
     assert cfg["grpo(ds=1)"].rollout.dynamic_sampling is True
     assert cfg["lad(js,gs=1)"].logging.tied_grad_share is True
-    assert cfg["ppo_penalty(beta=0.3)"].objective.ppo_penalty == {
-        "clip_ratio_low": 0.2, "clip_ratio_high": 0.2, "clip_ratio_c": 3.0, "beta": 0.3, "kl_estimator": "k3",
-        "tied_only": False}
+    assert cfg["ppo_penalty(beta=0.3)"].objective.ppo_penalty == PpoPenaltyHparams(beta=0.3)

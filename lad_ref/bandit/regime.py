@@ -480,7 +480,7 @@ def exact_rows(cfg: RegimeConfig, old_lp: torch.Tensor) -> tuple[torch.Tensor, .
     return row_arm.expand(n_runs, -1), adv, pw, tied
 
 
-def objective_total(fns: list, losses: list, old_rows: torch.Tensor, lp_rows: torch.Tensor, adv: torch.Tensor,
+def objective_total(fns: list, hps: list, old_rows: torch.Tensor, lp_rows: torch.Tensor, adv: torch.Tensor,
                     valid: torch.Tensor, pw: torch.Tensor, n_seeds: int,
                     row_scale: torch.Tensor | None = None) -> torch.Tensor:
     """Sum over runs of each run's loss: the pw-weighted mean of its valid rows' objective.
@@ -497,7 +497,7 @@ def objective_total(fns: list, losses: list, old_rows: torch.Tensor, lp_rows: to
     if row_scale is not None:
         pw = pw * row_scale
     total = torch.zeros(())
-    for o, (fn, (_, kw)) in enumerate(zip(fns, losses)):
+    for o, (fn, hp) in enumerate(zip(fns, hps)):
         sl = slice(o * n_seeds, (o + 1) * n_seeds)
         mask = valid[sl].reshape(-1, 1)
         n_all = int(mask.sum())
@@ -505,7 +505,7 @@ def objective_total(fns: list, losses: list, old_rows: torch.Tensor, lp_rows: to
             continue  # no run of this objective has a row to learn from in this batch
         w = (n_all * pw[sl] / pw_sum[sl]).reshape(-1, 1)
         loss, _ = fn(old_rows[sl].reshape(-1, 1), lp_rows[sl].reshape(-1, 1), adv[sl].reshape(-1, 1),
-                     mask, "token-mean", weights=w, **kw)
+                     mask, "token-mean", hp=hp, weights=w)
         total = total + loss
     return total
 
@@ -555,6 +555,7 @@ def _train(cfg: RegimeConfig, k_steps: int, bar: tqdm | None) -> dict:
         opt = torch.optim.SGD([logits], lr=cfg.lr)
     losses = [parse_objective(o, cfg.eta) for o in cfg.objectives]
     fns = [get_loss(name) for name, _ in losses]
+    hps = [get_objective(name).make_hparams(kw) for name, kw in losses]  # built once, passed whole
     # the sampling stream of a seed: the same uniforms for every objective and every K (paired)
     gens = [torch.Generator().manual_seed(10_007 + s) for s in cfg.seeds]
     # dynamic sampling's refills: a second stream per seed, of which every rollout takes the same
@@ -597,7 +598,7 @@ def _train(cfg: RegimeConfig, k_steps: int, bar: tqdm | None) -> dict:
         for step in range(k_steps):
             lp_rows = torch.log_softmax(logits, -1).gather(1, arms)
             lp_rows.retain_grad()
-            total = objective_total(fns, losses, old_rows, lp_rows, adv, valid, pw, n_seeds, row_scale)
+            total = objective_total(fns, hps, old_rows, lp_rows, adv, valid, pw, n_seeds, row_scale)
             opt.zero_grad(set_to_none=True)
             if total.requires_grad:
                 total.backward(retain_graph=True)

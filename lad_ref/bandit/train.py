@@ -51,8 +51,8 @@ from tqdm.auto import tqdm
 
 from lad_ref.bandit.env import TrimodalBandit
 from lad_ref.checks import choice, positive, positive_int
-from lad_ref.divergences import DIVERGENCE_NAMES
-from lad_ref.losses import LOSS_NAMES, ObjectiveSpec, get_objective, objective_names
+from lad_ref.divergences import divergence_names
+from lad_ref.losses import LOSS_NAMES, ObjectiveSpec, get_objective, loss_inputs, objective_names
 from lad_ref.metrics import kl_divergence, modes_recovered, tv_distance
 from lad_ref.threads import torch_threads
 
@@ -74,7 +74,11 @@ class BanditRun:
         seed: seeds the run's generator (arm sampling, Clip-Cov's random choice).
         refresh_old_every: LAD only: copy the current policy into pi_old every this many
             steps (0 = never: pi_old stays uniform, the setting under which LAD converges to P_A).
-        hparams: extra keyword arguments for the objective (e.g. ``{"kl_cov_ratio": 0.02}``).
+        hparams: further hyperparameter values for the objective (e.g. ``{"kl_cov_ratio": 0.02}``).
+        hp: the objective's hyperparameter object, built once by :meth:`validate` from
+            ``divergence``, ``eta`` (through ``spec.temperature``) and ``hparams``, and passed
+            whole to the loss. It may be given instead (a method label's, lad_ref.methods); then
+            ``hparams`` must be empty, and ``eta`` still sets the target distribution.
     """
 
     objective: str = "lad"
@@ -85,6 +89,7 @@ class BanditRun:
     seed: int = 0
     refresh_old_every: int = 0
     hparams: dict = field(default_factory=dict)
+    hp: Any = None
 
     @property
     def spec(self) -> ObjectiveSpec:
@@ -93,7 +98,7 @@ class BanditRun:
     def validate(self) -> None:
         """Raise ValueError (one sentence, naming the value and the choices) for a bad setting."""
         spec = self.spec  # an unknown objective raises here, listing the registered ones
-        choice("divergence", self.divergence, DIVERGENCE_NAMES)
+        choice("divergence", self.divergence, divergence_names())
         choice("mode", self.mode, MODES)
         positive("eta", self.eta)
         if self.mode == "sampled":
@@ -104,19 +109,24 @@ class BanditRun:
                 "not 'sampled'."
             )
         positive_int("refresh_old_every", self.refresh_old_every, allow_zero=True)
-        self.objective_hparams()
+        self.hp = self._build_hp()
 
-    def objective_hparams(self) -> dict[str, Any]:
-        """The objective's validated hyperparameters: its defaults, then divergence and the target
-        temperature mapped from this run's ``divergence`` and ``eta``, then ``hparams``."""
+    def _build_hp(self) -> Any:
+        """The objective's hyperparameter object: ``hp`` if given, else its defaults, then the
+        divergence and the target temperature mapped from ``divergence`` and ``eta``, then ``hparams``."""
         spec = self.spec
+        if self.hp is not None:
+            if type(self.hp) is not spec.hparams or self.hparams:
+                raise ValueError(f"run {self.label()!r}: hp must be a {spec.hparams.__name__} and then hparams empty, "
+                                 f"got {type(self.hp).__name__} and {self.hparams!r}.")
+            return self.hp
         values: dict[str, Any] = {}
         if "divergence" in spec.hparam_names:
             values["divergence"] = self.divergence
         if spec.temperature is not None:
             values.update(spec.temperature(self.eta))
         values.update(self.hparams)
-        return asdict(spec.make_hparams(values))
+        return spec.make_hparams(values)
 
     @property
     def matches_distribution(self) -> bool:
@@ -124,7 +134,8 @@ class BanditRun:
         return self.spec.temperature is not None
 
     def label(self) -> str:
-        div = f"({self.divergence})" if "divergence" in self.spec.hparam_names else ""
+        div = getattr(self.hp, "divergence", self.divergence)
+        div = f"({div})" if "divergence" in self.spec.hparam_names else ""
         return f"{self.objective}{div}"
 
 
@@ -181,7 +192,7 @@ def _train(runs, steps, lr, bandit, progress, record_every, callback) -> list[di
     old_lp = log_uniform.repeat(n_runs, 1)  # pi_old of the LAD runs (rows of other runs unused)
     gens = [torch.Generator().manual_seed(run.seed) for run in runs]
     specs = [run.spec for run in runs]
-    hparams = [run.objective_hparams() for run in runs]
+    hps = [run.hp for run in runs]  # built once by BanditRun.validate (train_bandit validates every run)
     agg_modes = [spec.aggregation("token-mean") for spec in specs]
     targets = [bandit.target(run.eta) for run in runs]
     histories: list[list] = [[] for _ in runs]
@@ -189,17 +200,17 @@ def _train(runs, steps, lr, bandit, progress, record_every, callback) -> list[di
     k_scale = torch.tensor(float(k))
 
     def extra_inputs(j: int, spec: ObjectiveSpec, log_pi_j: torch.Tensor, n: int) -> dict:
-        extra = {}
-        if "entropy" in spec.needs:
+        def entropy() -> torch.Tensor:
             p = log_pi_j.detach().exp()
-            extra["entropy"] = (-(p * log_pi_j.detach()).sum()).expand(n, 1)
-        if "generator" in spec.needs:
-            extra["generator"] = gens[j]
-        if "log_z" in spec.needs:
-            extra["log_z"] = log_z[j].expand(n)
-        if "ref_log_prob" in spec.needs:  # the reference policy is uniform: every row's log pi_ref is -log K
-            extra["ref_log_prob"] = log_uniform[0].expand(n, 1)
-        return extra
+            return (-(p * log_pi_j.detach()).sum()).expand(n, 1)
+
+        return loss_inputs(spec, {
+            "entropy": entropy,
+            "generator": lambda: gens[j],
+            "log_z": lambda: log_z[j].expand(n),
+            # the reference policy is uniform: every row's log pi_ref is -log K
+            "ref_log_prob": lambda: log_uniform[0].expand(n, 1),
+        }, "the bandit")
 
     def run_loss(j: int, run: BanditRun, log_pi_j: torch.Tensor, check: bool = False) -> torch.Tensor:
         spec = specs[j]
@@ -214,7 +225,7 @@ def _train(runs, steps, lr, bandit, progress, record_every, callback) -> list[di
             lp, old, a, weights = log_pi_j[rows].unsqueeze(-1), behaviour[rows].unsqueeze(-1), col_adv[rows], None
         n = lp.shape[0]
         loss, _ = spec.loss(
-            old, lp, a, masks[n], agg_modes[j], **hparams[j], **extra_inputs(j, spec, log_pi_j, n),
+            old, lp, a, masks[n], agg_modes[j], hp=hps[j], **extra_inputs(j, spec, log_pi_j, n),
             weights=weights, compute_metrics=False, check=check,
         )
         return loss
@@ -255,7 +266,7 @@ def _train(runs, steps, lr, bandit, progress, record_every, callback) -> list[di
         p, t = probs[j], targets[j]
         results.append(
             {
-                **{key: val for key, val in asdict(run).items() if key != "hparams"},
+                **{key: val for key, val in asdict(run).items() if key not in ("hparams", "hp")},
                 "hparams": dict(run.hparams),
                 "label": run.label(),
                 "matches_distribution": run.matches_distribution,
@@ -285,6 +296,6 @@ def sweep_runs(mode: str = "exact", eta: float = 1.0, seeds: tuple[int, ...] = (
             spec = get_objective(name)
             if spec.scope == "finite" and mode != "exact":
                 continue
-            divergences = DIVERGENCE_NAMES if "divergence" in spec.hparam_names else ("js",)
+            divergences = divergence_names() if "divergence" in spec.hparam_names else ("js",)
             runs += [BanditRun(name, d, eta, mode, samples, seed) for d in divergences]
     return runs

@@ -69,16 +69,18 @@ How the loss is formed (``_compute_loss``, docs/research/baselines.md §2.2)
 Objectives: every registered objective of scope ``any`` whose extra inputs this trainer can supply
 (``TRL_SUPPLIES``: TRL's per-token entropies and a seeded generator), read from its spec
 (``lad_ref.losses.get_objective``): ``lad`` (any divergence, eta, token or sequence level), ``grpo``,
-``entadv``, ``kl_cov``, ``clip_cov`` and ``ppo_penalty`` (its ``beta`` is the field ``penalty_beta``: GRPOConfig's
+``entadv``, ``kl_cov``, ``clip_cov`` and ``ppo_penalty`` (its ``beta`` is the field ``ppo_penalty_beta``: GRPOConfig's
 ``beta`` is TRL's KL coefficient to the reference model). **FlowRL is not supported here**: it needs a learned log Z head
 on the prompt's hidden states that shares the optimizer; use lad_ref's own LLM trainer for it.
 ``lad_theory`` needs every action enumerated and is for finite action spaces only.
 
-Hyperparameters: LadGRPOConfig's objective fields carry exactly the names, defaults and help of the
-objectives' hyperparameter dataclasses (``LadHparams``, ``EntAdvHparams``, ...; verl's names:
-``ppo_kl_coef``, ``clip_cov_ratio``, ...). The clip range ``clip_ratio_low`` / ``clip_ratio_high`` is
-TRL's ``epsilon`` / ``epsilon_high``. An objective registered later runs with its dataclass defaults
-for any hyperparameter LadGRPOConfig has no field for.
+Hyperparameters: LadGRPOConfig's objective fields are derived from the registry
+(:func:`lad_grpo_config_class`): the names, defaults and help of the objectives' hyperparameter
+dataclasses (``LadHparams``, ``EntAdvHparams``, ...; verl's names: ``ppo_kl_coef``,
+``clip_cov_ratio``, ...), ``<objective>_<name>`` where GRPOConfig already has the name. The clip
+range ``clip_ratio_low`` / ``clip_ratio_high`` is TRL's ``epsilon`` / ``epsilon_high``. An objective
+registered before ``LadGRPOConfig`` is imported gets its fields; :func:`hp_from_args` builds the
+hyperparameter object the loss receives, once.
 
 Not wired in (rejected with a clear error at config time): TRL's entropy bonus (``entropy_coef``,
 ``use_adaptive_entropy``; LAD needs none), ``importance_sampling_level="sequence"`` (use
@@ -108,15 +110,11 @@ from lad_ref.checks import choice, positive
 from lad_ref.losses import (
     AGG_MODES,
     EXTRA_INPUTS,
-    ClipCovHparams,
-    EntAdvHparams,
-    KlCovHparams,
-    LadHparams,
-    PpoPenaltyHparams,
     aggregate,
     get_loss,
     get_objective,
     kl_penalty,
+    loss_inputs,
     objective_names,
 )
 
@@ -156,8 +154,6 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 TRL_SUPPLIES: frozenset[str] = frozenset({"entropy", "generator"})
 #: Hyperparameters TRL itself provides, under its own names.
 TRL_SUPPLIED_HPARAMS: dict[str, str] = {"clip_ratio_low": "epsilon_low", "clip_ratio_high": "epsilon_high"}
-#: (objective, hyperparameter) -> the LadGRPOConfig field holding it, where GRPOConfig already uses the name.
-RENAMED_HPARAMS: dict[tuple[str, str], str] = {("ppo_penalty", "beta"): "penalty_beta"}
 
 
 def trl_objectives() -> tuple[str, ...]:
@@ -185,10 +181,6 @@ def _unsupported_reason(name: str) -> str | None:
 TRL_OBJECTIVES: tuple[str, ...] = trl_objectives()
 
 
-def _from(hparams: type, name: str, **kwargs: Any) -> Any:
-    """A LadGRPOConfig field with the default and help of hyperparameter ``name`` of ``hparams``."""
-    (f,) = [f for f in dataclasses.fields(hparams) if f.name == name]
-    return field(default=f.default, metadata={"help": f"{hparams.__name__}: {f.metadata['help']}"}, **kwargs)
 #: loss_agg_mode="auto": TRL loss_type -> lad_ref aggregation (dapo additionally uses the window's token count).
 LOSS_TYPE_TO_AGG: dict[str, str] = {
     "dapo": "token-mean",
@@ -200,70 +192,40 @@ _TRL_LOSS_HELP = "https://huggingface.co/docs/trl/main/en/grpo_trainer#loss-type
 
 
 @dataclass
-class LadGRPOConfig(GRPOConfig):
+class LadGRPOConfigBase(GRPOConfig):
     r"""
-    Configuration for [`LadGRPOTrainer`]: TRL's `GRPOConfig` plus the fields of lad_ref's objectives.
+    Configuration for [`LadGRPOTrainer`]: TRL's `GRPOConfig` plus the objective's fields.
+
+    :data:`LadGRPOConfig` is this class plus one field per hyperparameter of every objective TRL can
+    run (:func:`lad_grpo_config_class`: derived from the registry, names and defaults and help of the
+    hyperparameter dataclasses; a name TRL's GRPOConfig already uses, e.g. ppo_penalty's `beta`,
+    gets the objective's name in front: `ppo_penalty_beta`; the clip range is TRL's `epsilon` /
+    `epsilon_high`).
 
     Parameters:
-        > Parameters that choose the objective
-
         objective (`str`, *optional*, defaults to `"lad"`):
-            lad_ref objective to optimise: `"lad"`, `"grpo"`, `"entadv"`, `"kl_cov"` or `"clip_cov"` (any registered
-            objective of scope `any` whose extra inputs are in `TRL_SUPPLIES`).
-
-        The objective fields below have the names, defaults and meaning of the objectives' hyperparameter
-        dataclasses in lad_ref.losses; each objective reads only its own.
-        divergence (`str`, *optional*, defaults to `"js"`):
-            LAD only. Generator f of the f-divergence between the policy- and advantage-induced distributions:
-            `"js"` (the paper's main choice), `"kl"`, `"rkl"`, `"jf"`, `"tv"`, `"hd"`, `"neyman"`.
-        eta (`float`, *optional*, defaults to `1.0`):
-            LAD only. Temperature of the advantage-induced distribution P_A ∝ exp(A/eta); > 0.
-        level (`str`, *optional*, defaults to `"token"`):
-            LAD only. `"token"`: per-token ratio and advantage; `"sequence"`: summed log-ratio of the response.
+            lad_ref objective to optimise (any registered objective of scope `any` whose extra inputs are in
+            `TRL_SUPPLIES`).
         loss_agg_mode (`str`, *optional*, defaults to `"auto"`):
             How token losses become a scalar. `"auto"` follows `loss_type` (dapo, bnpo, grpo, dr_grpo) exactly as
             TRL normalises it; or a lad_ref mode aggregated per micro-batch.
         loss_scale_factor (`float` or `None`, *optional*, defaults to `None`):
             Constant C of `seq-mean-token-sum-norm` (None: the padded completion length of the micro-batch).
-
-        > Parameters of the baselines
-
-        clip_ratio_c (`float` or `None`, *optional*, defaults to `3.0`):
-            grpo/entadv: dual-clip constant for negative advantages (verl's); None disables it (TRL's behaviour).
-        alpha (`float`, *optional*, defaults to `0.4`), kappa (`float`, *optional*, defaults to `2.0`):
-            entadv: psi = min(alpha * H, |A| / kappa) is added to A.
-        kl_cov_ratio (`float`, *optional*, defaults to `0.0002`), ppo_kl_coef (`float`, *optional*, defaults to `0.1`):
-            kl_cov: fraction of tokens (top covariance) penalised, and the |log r| penalty coefficient (verl's names).
-        clip_cov_ratio (`float`, *optional*, defaults to `0.0002`), clip_cov_lb (`float`, *optional*, defaults to
-        `1.0`), clip_cov_ub (`float`, *optional*, defaults to `5.0`):
-            clip_cov: fraction of tokens whose gradient is dropped, drawn among those with lb < cov < ub.
-        penalty_beta (`float`, *optional*, defaults to `0.1`), kl_estimator (`str`, *optional*, defaults to `"k3"`),
-        tied_only (`bool`, *optional*, defaults to `False`):
-            ppo_penalty: coefficient of the KL(pi_theta || pi_old) estimate added to GRPO's clipped loss (the
-            objective's `beta`; TRL's own `beta` stays the KL coefficient to the reference model), verl's estimator
-            (k1, k2, k3 = low_var_kl), and whether only tokens with advantage 0 (tied groups) are penalised.
-
-        > Parameters of the data flow
-
         advantage_estimator (`str` or `None`, *optional*, defaults to `None`):
             None: TRL's advantages (`scale_rewards`). `"grpo"`, `"drgrpo"`, `"rloo"`: lad_ref.advantages recomputed
             from the generation batch's rewards and group ids.
         log_entropy (`bool`, *optional*, defaults to `True`):
             Compute and log the policy entropy every step (costs one extra pass over the logits).
-
-    The clip range of grpo/entadv/clip_cov is TRL's `epsilon` / `epsilon_high`.
     """
 
     objective: str = field(
         default="lad",
         metadata={
-            "help": "lad_ref objective to optimise: 'lad', 'grpo', 'entadv', 'kl_cov', 'clip_cov' or 'ppo_penalty' "
-            "(FlowRL is not supported through TRL: it needs a learned log Z head).",
+            "help": "lad_ref objective to optimise: any registered objective of scope 'any' whose extra inputs TRL "
+            "supplies (lad, grpo, entadv, kl_cov, clip_cov, ppo_penalty, ...; FlowRL is not supported through TRL: "
+            "it needs a learned log Z head).",
         },
     )
-    divergence: str = _from(LadHparams, "divergence")
-    eta: float = _from(LadHparams, "eta")
-    level: str = _from(LadHparams, "level")
     loss_agg_mode: str = field(
         default="auto",
         metadata={
@@ -281,17 +243,6 @@ class LadGRPOConfig(GRPOConfig):
             "padded completion length of the micro-batch.",
         },
     )
-    clip_ratio_c: float | None = _from(EntAdvHparams, "clip_ratio_c")
-    alpha: float = _from(EntAdvHparams, "alpha")
-    kappa: float = _from(EntAdvHparams, "kappa")
-    kl_cov_ratio: float = _from(KlCovHparams, "kl_cov_ratio")
-    ppo_kl_coef: float = _from(KlCovHparams, "ppo_kl_coef")
-    clip_cov_ratio: float = _from(ClipCovHparams, "clip_cov_ratio")
-    clip_cov_lb: float = _from(ClipCovHparams, "clip_cov_lb")
-    clip_cov_ub: float = _from(ClipCovHparams, "clip_cov_ub")
-    penalty_beta: float = _from(PpoPenaltyHparams, "beta")
-    kl_estimator: str = _from(PpoPenaltyHparams, "kl_estimator")
-    tied_only: bool = _from(PpoPenaltyHparams, "tied_only")
     advantage_estimator: str | None = field(
         default=None,
         metadata={
@@ -313,32 +264,83 @@ class LadGRPOConfig(GRPOConfig):
         validate_lad_config(self)
 
 
-def _objective_fields() -> dict[str, Any]:
-    """LadGRPOConfig's objective fields (its own fields named like some objective's hyperparameter;
-    not GRPOConfig's, whose ``beta`` is TRL's KL coefficient, not FlowRL's beta) -> default."""
-    names = {n for obj in objective_names() for n in get_objective(obj).hparam_names}
-    trl_own = {f.name for f in dataclasses.fields(GRPOConfig)}
-    return {f.name: f.default for f in dataclasses.fields(LadGRPOConfig) if f.name in names - trl_own}
+def objective_fields() -> dict[str, tuple[str, str, Any]]:
+    """LadGRPOConfig's objective fields, derived from the registry: field name -> (objective, hyperparameter,
+    default), for every objective TRL can run and every hyperparameter TRL does not supply itself.
+
+    The field is named like the hyperparameter, unless GRPOConfig already has a field of that name
+    or two objectives give the name different defaults: then ``<objective>_<name>``.
+    """
+    trl_own = {f.name for f in dataclasses.fields(GRPOConfig)} | {f.name for f in dataclasses.fields(LadGRPOConfigBase)}
+    seen: dict[str, set] = {}
+    rows = []
+    for obj in trl_objectives():
+        for f in dataclasses.fields(get_objective(obj).hparams):
+            if f.name in TRL_SUPPLIED_HPARAMS:
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            rows.append((obj, f, default))
+            seen.setdefault(f.name, set()).add(repr(default))
+    out: dict[str, tuple[str, str, Any]] = {}
+    for obj, f, default in rows:
+        name = f.name if f.name not in trl_own and len(seen[f.name]) == 1 else f"{obj}_{f.name}"
+        out.setdefault(name, (obj, f.name, default))
+    return out
 
 
-def objective_hparams(args: LadGRPOConfig, epsilon_low: float, epsilon_high: float) -> dict[str, Any]:
-    """The active objective's validated hyperparameters, read by field name from ``args`` (TRL's
-    epsilon for the clip range; the dataclass default for a name LadGRPOConfig has no field for)."""
+def _owners(field_name: str, fields: dict) -> list[str]:
+    """The objectives that read LadGRPOConfig field ``field_name``."""
+    hp = fields[field_name][1]
+    return [o for o in trl_objectives() if hp in get_objective(o).hparam_names
+            and field_name in (hp, f"{o}_{hp}")]
+
+
+_CLASSES: dict[tuple, type] = {}
+
+
+def lad_grpo_config_class() -> type:
+    """LadGRPOConfigBase plus the objective fields of the registry as it is now (cached per registry state).
+
+    ``LadGRPOConfig`` (this module's attribute) is this class: importing it after registering an
+    objective gives that objective's fields too.
+    """
+    fields = objective_fields()
+    key = tuple((n, o, h, repr(d)) for n, (o, h, d) in fields.items())
+    if key not in _CLASSES:
+        made = []
+        for name, (obj, hp_name, default) in fields.items():
+            (f,) = [f for f in dataclasses.fields(get_objective(obj).hparams) if f.name == hp_name]
+            owners = _owners(name, fields)
+            help_ = f"{' / '.join(owners)}: {f.metadata.get('help', '')}"
+            made.append((name, f.type, field(default=default, metadata={"help": help_})))
+        _CLASSES[key] = dataclasses.make_dataclass("LadGRPOConfig", made, bases=(LadGRPOConfigBase,),
+                                                   namespace={"__module__": __name__})
+    return _CLASSES[key]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LadGRPOConfig":
+        return lad_grpo_config_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def hp_from_args(args: LadGRPOConfigBase, epsilon_low: float, epsilon_high: float) -> Any:
+    """The active objective's hyperparameter object, built once from ``args``' fields (TRL's epsilon for
+    the clip range; the dataclass default for a hyperparameter ``args`` has no field for)."""
     spec = get_objective(args.objective)
     supplied = {"epsilon_low": epsilon_low, "epsilon_high": epsilon_high}
-    fields = _objective_fields()
     values = {}
-    for name in spec.hparam_names:
-        if (spec.name, name) in RENAMED_HPARAMS:
-            values[name] = getattr(args, RENAMED_HPARAMS[spec.name, name])
-        elif name in TRL_SUPPLIED_HPARAMS:
-            values[name] = supplied[TRL_SUPPLIED_HPARAMS[name]]
-        elif name in fields:
-            values[name] = getattr(args, name)
-    return dataclasses.asdict(spec.make_hparams(values))
+    for name, (obj, hp_name, _) in objective_fields().items():
+        if obj == spec.name or (hp_name in spec.hparam_names and name == hp_name):
+            if hasattr(args, name):
+                values[hp_name] = getattr(args, name)
+    for hp_name, trl_name in TRL_SUPPLIED_HPARAMS.items():
+        if hp_name in spec.hparam_names:
+            values[hp_name] = supplied[trl_name]
+    return spec.make_hparams(values)
 
 
-def validate_lad_config(args: LadGRPOConfig) -> None:
+def validate_lad_config(args: LadGRPOConfigBase) -> None:
     """Check every LAD field and the TRL options this trainer cannot honour; one clear sentence per error."""
     if args.objective in objective_names():
         reason = _unsupported_reason(args.objective)
@@ -349,21 +351,16 @@ def validate_lad_config(args: LadGRPOConfig) -> None:
             )
     choice("objective", args.objective, trl_objectives())
     eps_high = args.epsilon if args.epsilon_high is None else args.epsilon_high
-    objective_hparams(args, args.epsilon, eps_high)  # validates the active objective's fields
-    spec = get_objective(args.objective)
-    for name, default in _objective_fields().items():
-        value = getattr(args, name)
-        if name not in spec.hparam_names and value != default:
-            owners = [n for n in objective_names() if name in get_objective(n).hparam_names]
+    hp_from_args(args, args.epsilon, eps_high)  # validates the active objective's fields
+    fields = objective_fields()
+    for name, (_, _, default) in fields.items():
+        value = getattr(args, name, default)
+        owners = _owners(name, fields)
+        if args.objective not in owners and value != default:
             raise ValueError(
                 f"{name}={value!r} applies to objective {' / '.join(map(repr, owners))} only; got objective "
                 f"{args.objective!r} (leave {name} at its default {default!r})."
             )
-    for (owner, name), renamed in RENAMED_HPARAMS.items():
-        default = dataclasses.asdict(get_objective(owner).hparams())[name]
-        if args.objective != owner and getattr(args, renamed) != default:
-            raise ValueError(f"{renamed}={getattr(args, renamed)!r} applies to objective {owner!r} only; got objective "
-                             f"{args.objective!r} (leave {renamed} at its default {default!r}).")
     if args.loss_agg_mode != "auto":
         choice("loss_agg_mode", args.loss_agg_mode, ("auto",) + AGG_MODES)
     if args.loss_agg_mode == "auto" and args.loss_type not in LOSS_TYPE_TO_AGG:
@@ -405,15 +402,15 @@ class LadGRPOTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "lad"]
 
-    def __init__(self, model, reward_funcs=None, args: LadGRPOConfig | None = None, *pos, **kwargs):
+    def __init__(self, model, reward_funcs=None, args: LadGRPOConfigBase | None = None, *pos, **kwargs):
         if args is None:
             name = (
                 model
                 if isinstance(model, str)
                 else getattr(getattr(model, "config", None), "_name_or_path", "model")
             )
-            args = LadGRPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-LAD")
-        if not isinstance(args, LadGRPOConfig):
+            args = lad_grpo_config_class()(f"{str(name).rstrip('/').split('/')[-1]}-LAD")
+        if not isinstance(args, LadGRPOConfigBase):
             raise TypeError(
                 f"LadGRPOTrainer needs args=LadGRPOConfig(...), got {type(args).__name__}; LadGRPOConfig takes every "
                 "GRPOConfig field plus objective, divergence, eta, level, loss_agg_mode, ..."
@@ -486,14 +483,14 @@ class LadGRPOTrainer(GRPOTrainer):
     # ------------------------------------------------------------------------------------------------
 
     def objective_kwargs(self, entropies: torch.Tensor | None) -> dict[str, Any]:
-        """Hyperparameters and extra inputs of ``args.objective`` for its loss, read from its spec."""
-        spec = get_objective(self.args.objective)
-        kwargs = objective_hparams(self.args, self.epsilon_low, self.epsilon_high)
-        if "entropy" in spec.needs:
-            kwargs["entropy"] = entropies
-        if "generator" in spec.needs:
-            kwargs["generator"] = self.clip_cov_generator
-        return kwargs
+        """``hp`` and the extra inputs of ``args.objective`` for its loss, read from its spec."""
+        if getattr(self, "_hp", None) is None:  # built once (validate_lad_config checked the fields)
+            self._hp = hp_from_args(self.args, self.epsilon_low, self.epsilon_high)
+        inputs = loss_inputs(get_objective(self.args.objective), {
+            "entropy": lambda: entropies,
+            "generator": lambda: self.clip_cov_generator,
+        }, "LadGRPOTrainer")
+        return {"hp": self._hp, **inputs}
 
     def aggregation(self, inputs: dict, mode: str, batch_size: int) -> tuple[str, dict[str, Any], float]:
         """``(loss_agg_mode, agg_kwargs, divisor)``: the aggregation and the gradient-accumulation scaling.
@@ -647,9 +644,12 @@ __all__ = [
     "SUPPORTED_TRL_VERSION",
     "TRL_OBJECTIVES",
     "TRL_SUPPLIES",
-    "objective_hparams",
+    "hp_from_args",
+    "lad_grpo_config_class",
+    "objective_fields",
+    "LadGRPOConfigBase",
     "trl_objectives",
-    "LadGRPOConfig",
+    "LadGRPOConfig",  # noqa: F822 - built from the registry by the module's __getattr__
     "LadGRPOTrainer",
     "check_trl_version",
     "validate_lad_config",

@@ -58,35 +58,38 @@ raises an ImportError naming the ``[verl]`` extra.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
-from lad_ref.losses import LadHparams, get_objective, lad_loss, ppo_penalty_loss
+from lad_ref.losses import get_objective, objective_names
 
 __all__ = [
     "LOSS_NAME",
     "SUPPORTED_VERL_VERSION",
     "compute_policy_loss_lad",
     "compute_policy_loss_ppo_penalty",
-    "lad_hparams_from_config",
+    "hp_from_config",
+    "policy_loss_fn",
     "register",
+    "verl_objectives",
 ]
 
 #: The verl version this adapter is written and tested against (the ``[verl]`` extra pins it).
 SUPPORTED_VERL_VERSION = "0.9.1"
-#: The name under which the loss is registered (``policy_loss.loss_mode``).
+#: The name under which LAD is registered (``policy_loss.loss_mode``).
 LOSS_NAME = "lad"
-
-_SPEC = get_objective(LOSS_NAME)
-_HPARAMS = _SPEC.hparam_names
-_DEFAULTS: dict[str, Any] = _SPEC.defaults()
+#: The PPO-penalty baseline's name in verl's registry.
+PENALTY_LOSS_NAME = "ppo_penalty"
 # Keys of verl's ``config.global_batch_info`` that lad_ref.losses.aggregate understands (all of them in 0.9.1).
 _AGG_KEYS = ("dp_size", "batch_num_tokens", "global_batch_size", "loss_scale_factor")
+# the actor config's clip fields: an objective's hyperparameter of the same name is read from the actor (verl's
+# vanilla loss reads them there too), every other one from ``policy_loss``
+_CLIP_KEYS = ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c")
 _INSTALL_HINT = 'pip install -e ".[verl]"  (pins verl==' + SUPPORTED_VERL_VERSION + ")"
 
 
@@ -102,23 +105,49 @@ def _get(section: Any, key: str) -> Any:
     return getattr(section, key, None)
 
 
-def lad_hparams_from_config(config: Any) -> dict[str, Any]:
-    """``{"divergence", "eta", "level"}`` from ``config.policy_loss`` (absent/None -> lad_ref defaults).
+def verl_objectives() -> tuple[str, ...]:
+    """Registered objectives that can run as a verl policy loss: scope ``any`` and no extra inputs (verl's
+    registered-loss signature passes none)."""
+    return tuple(n for n in objective_names(scope="any") if not get_objective(n).needs)
 
-    ``config`` is verl's actor config (``ActorConfig``, an OmegaConf ``DictConfig`` or a dict) or None.
-    Raises ValueError on an unknown divergence or level, or a non-positive eta.
+
+def _check_verl_objective(name: str) -> None:
+    spec = get_objective(name)  # an unknown name raises here, listing the registered ones
+    if spec.scope != "any" or spec.needs:
+        why = ("it sums over every action (finite action spaces only)" if spec.scope != "any"
+               else f"it needs {', '.join(sorted(spec.needs))}, which verl's policy-loss signature does not pass")
+        raise ValueError(f"objective {name!r} cannot be a verl policy loss: {why}; valid objectives are "
+                         f"{', '.join(verl_objectives())}.")
+
+
+def hp_from_config(objective: str, config: Any) -> Any:
+    """Objective ``objective``'s hyperparameter object from verl's actor config.
+
+    A clip field (``clip_ratio_low/high/c``) comes from the actor config itself, every other field
+    from ``config.policy_loss`` (attribute or mapping key); absent or None -> the dataclass default.
+    Built once per distinct setting (cached) and validated by the dataclass: ValueError names the bad
+    value (``policy_loss: ...``).
     """
+    spec = get_objective(objective)
     section = _get(config, "policy_loss")
-    out = {}
-    for key in _HPARAMS:
-        value = _get(section, key)
-        out[key] = _DEFAULTS[key] if value is None else value
-    if isinstance(out["eta"], str):  # e.g. a CLI string that Hydra left as text
-        try:
-            out["eta"] = float(out["eta"])
-        except ValueError:
-            pass
-    return dataclasses.asdict(_SPEC.make_hparams(out, where="policy_loss."))
+    values = {}
+    for name in spec.hparam_names:
+        value = _get(config, name) if name in _CLIP_KEYS else _get(section, name)
+        if value is not None:
+            values[name] = value
+    return _built_hp(objective, tuple(sorted(values.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _built_hp(objective: str, items: tuple) -> Any:
+    values = dict(items)
+    for key, value in values.items():  # e.g. eta=4 given on a Hydra command line and left as text
+        if isinstance(value, str):
+            try:
+                values[key] = float(value)
+            except ValueError:
+                pass
+    return get_objective(objective).make_hparams(values, where="policy_loss.")
 
 
 def _agg_kwargs(config: Any) -> dict:
@@ -127,90 +156,49 @@ def _agg_kwargs(config: Any) -> dict:
     return {k: info[k] for k in _AGG_KEYS if k in info and info[k] is not None}
 
 
-def compute_policy_loss_lad(
-    old_log_prob: torch.Tensor,
-    log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    response_mask: torch.Tensor,
-    loss_agg_mode: str = "token-mean",
-    config: Any = None,
-    rollout_is_weights: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """LAD policy loss in verl's registered-loss signature (docs/research/baselines.md §2.1).
+def policy_loss_fn(objective: str) -> Callable:
+    """Objective ``objective`` in verl's registered policy-loss signature::
 
-        L = E_{y~pi_old}[ exp(A/eta) * f(u) ],   log u = (log pi_theta - log pi_old) - A/eta
+        loss, metrics = fn(old_log_prob, log_prob, advantages, response_mask,   # (B, T) each
+                           loss_agg_mode="token-mean", config=None, rollout_is_weights=None)
 
-    computed by :func:`lad_ref.losses.lad_loss` (see its docstring and docs/design.md, "The method").
-
-    Args:
-        old_log_prob: (B, T) log-probs under the behaviour policy (verl's ``old_log_probs``).
-        log_prob: (B, T) log-probs under the current policy; carries the gradient.
-        advantages: (B, T) advantages (verl broadcasts outcome advantages over the response tokens).
-        response_mask: (B, T) bool mask of valid response tokens.
-        loss_agg_mode: verl's ``actor.loss_agg_mode`` (token-mean, seq-mean-token-mean,
-            seq-mean-token-sum, seq-mean-token-sum-norm, token-sum).
-        config: verl's actor config; ``config.policy_loss.{divergence, eta, level}`` and
-            ``config.global_batch_info`` are read from it (None -> defaults, local aggregation).
-        rollout_is_weights: optional (B, T) rollout-correction importance weights, multiplied into the
-            per-token loss before aggregation (as verl's own losses do).
-
-    Returns:
-        ``(loss, metrics)``: a scalar tensor and verl-style float metrics ``actor/lad/ratio_mean``,
-        ``actor/lad/weight_mean``, ``actor/lad/weight_flip_frac``, ``actor/lad/log_u_mean`` and
-        ``actor/ppo_kl`` (masked mean of log pi_old - log pi_theta, as verl's losses report it).
+    The loss is lad_ref's, unchanged: ``hp`` from :func:`hp_from_config`, ``rollout_is_weights`` as
+    its ``weights``, ``config.global_batch_info`` as its ``agg_kwargs``. Metrics: the objective's,
+    prefixed ``actor/``, plus ``actor/ppo_kl`` (masked mean of log pi_old - log pi_theta, as verl's
+    losses report it).
     """
-    hp = lad_hparams_from_config(config)
-    agg_kwargs = _agg_kwargs(config)
-    loss, lad_metrics = lad_loss(
-        old_log_prob=old_log_prob,
-        log_prob=log_prob,
-        advantages=advantages,
-        response_mask=response_mask,
-        loss_agg_mode=loss_agg_mode,
-        weights=rollout_is_weights,
-        agg_kwargs=agg_kwargs,
-        **hp,
-    )
-    metrics = {f"actor/{k}": v for k, v in lad_metrics.items()}
-    with torch.no_grad():
-        m = response_mask.float()
-        neg_log_ratio = old_log_prob.float() - log_prob.detach().float()
-        metrics["actor/ppo_kl"] = ((neg_log_ratio * m).sum() / m.sum().clamp(min=1.0)).item()
-    return loss, metrics
+    _check_verl_objective(objective)
+    spec = get_objective(objective)
+
+    def compute_policy_loss(
+        old_log_prob: torch.Tensor,
+        log_prob: torch.Tensor,
+        advantages: torch.Tensor,
+        response_mask: torch.Tensor,
+        loss_agg_mode: str = "token-mean",
+        config: Any = None,
+        rollout_is_weights: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, m = spec.loss(
+            old_log_prob, log_prob, advantages, response_mask, spec.aggregation(loss_agg_mode),
+            hp=hp_from_config(objective, config), weights=rollout_is_weights, agg_kwargs=_agg_kwargs(config),
+        )
+        metrics = {f"actor/{k}": v for k, v in m.items()}
+        with torch.no_grad():
+            mask = response_mask.float()
+            neg_log_ratio = old_log_prob.float() - log_prob.detach().float()
+            metrics["actor/ppo_kl"] = ((neg_log_ratio * mask).sum() / mask.sum().clamp(min=1.0)).item()
+        return loss, metrics
+
+    compute_policy_loss.__name__ = compute_policy_loss.__qualname__ = f"compute_policy_loss_{objective}"
+    compute_policy_loss.__doc__ = f"lad_ref's {objective!r} objective as a verl policy loss (policy_loss_fn)."
+    return compute_policy_loss
 
 
-#: The name of the PPO-penalty baseline in verl's registry, and its hyperparameters read from ``policy_loss``.
-PENALTY_LOSS_NAME = "ppo_penalty"
-_PENALTY_KEYS = ("beta", "kl_estimator", "tied_only")
-# the actor config's clip fields, which ppo_penalty takes under the same names (verl's vanilla loss reads them too)
-_CLIP_KEYS = ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c")
-
-
-def compute_policy_loss_ppo_penalty(
-    old_log_prob: torch.Tensor,
-    log_prob: torch.Tensor,
-    advantages: torch.Tensor,
-    response_mask: torch.Tensor,
-    loss_agg_mode: str = "token-mean",
-    config: Any = None,
-    rollout_is_weights: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """GRPO's clipped loss plus beta * KL(pi_theta || pi_old), in verl's registered-loss signature.
-
-    :func:`lad_ref.losses.ppo_penalty_loss` with the actor's clip range (``config.clip_ratio_low/high/c``;
-    absent -> 0.2, 0.2, 3.0) and ``config.policy_loss.{beta, kl_estimator, tied_only}`` (absent -> 0.1, k3, false).
-    """
-    spec = get_objective(PENALTY_LOSS_NAME)
-    defaults = spec.defaults()
-    section = _get(config, "policy_loss")
-    values = {k: _get(config, k) for k in _CLIP_KEYS}
-    values.update({k: _get(section, k) for k in _PENALTY_KEYS})
-    hp = dataclasses.asdict(spec.make_hparams(
-        {k: (defaults[k] if v is None else v) for k, v in values.items()}, where="policy_loss."))
-    agg_kwargs = _agg_kwargs(config)
-    loss, m = ppo_penalty_loss(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode,
-                               weights=rollout_is_weights, agg_kwargs=agg_kwargs, **hp)
-    return loss, {f"actor/{k}": v for k, v in m.items()}
+#: LAD (docs/research/baselines.md §2.1) and the PPO-penalty baseline in verl's signature.
+compute_policy_loss_lad = policy_loss_fn(LOSS_NAME)
+compute_policy_loss_ppo_penalty = policy_loss_fn(PENALTY_LOSS_NAME)
+_SHIPPED = {LOSS_NAME: compute_policy_loss_lad, PENALTY_LOSS_NAME: compute_policy_loss_ppo_penalty}
 
 
 def _verl_version() -> str | None:
@@ -222,21 +210,24 @@ def _verl_version() -> str | None:
         return None
 
 
-def register(name: str = LOSS_NAME):
-    """Register :func:`compute_policy_loss_lad` in verl's policy-loss registry under ``name``.
+def register(*objectives: str) -> None:
+    """Register lad_ref objectives in verl's policy-loss registry, each under its own name.
 
-    Idempotent (verl's registry silently overwrites a name). Called automatically when this module
-    is imported with verl installed. Warns if the installed verl is not the pinned 0.9.1 (the
-    registered-loss signature is stable since verl 0.6.1, but other versions are untested).
+    No argument: LAD and the PPO-penalty baseline (done when this module is imported with verl
+    installed). An objective registered in lad_ref by your own module is added with
+    ``register("mine")`` in that module. Idempotent (verl's registry overwrites a name). Warns if the
+    installed verl is not the pinned 0.9.1 (the registered-loss signature is stable since verl 0.6.1,
+    but other versions are untested).
 
     Raises:
         ImportError: verl is not installed (or its dependencies are missing); the message names the extra.
+        ValueError: an objective that cannot run as a verl loss (:func:`verl_objectives`).
     """
     try:
         from verl.trainer.ppo.core_algos import register_policy_loss
     except ImportError as e:
         raise ImportError(
-            f"registering the LAD policy loss needs verl {SUPPORTED_VERL_VERSION} and its dependencies: "
+            f"registering lad_ref's policy losses needs verl {SUPPORTED_VERL_VERSION} and its dependencies: "
             f"{_INSTALL_HINT}. Import failed with: {e}"
         ) from e
     installed = _verl_version()
@@ -246,12 +237,12 @@ def register(name: str = LOSS_NAME):
             "the registered-loss signature (verl >= 0.6.1) is used as-is, other versions are untested.",
             stacklevel=2,
         )
-    register_policy_loss(PENALTY_LOSS_NAME)(compute_policy_loss_ppo_penalty)
-    return register_policy_loss(name)(compute_policy_loss_lad)
+    for name in objectives or tuple(_SHIPPED):
+        register_policy_loss(name)(_SHIPPED.get(name) or policy_loss_fn(name))
 
 
 # ----------------------------------------------------------------------------------------------------
-# Hydra-instantiable policy_loss config with LAD's fields (only where verl is importable)
+# Hydra-instantiable policy_loss configs with an objective's fields (only where verl is importable)
 # ----------------------------------------------------------------------------------------------------
 
 try:
@@ -259,48 +250,43 @@ try:
 except ImportError:  # verl absent or broken: nothing to subclass; register() reports the reason
     _PolicyLossConfig = None
 
+
+def policy_loss_config_class(objective: str) -> type:
+    """verl's ``PolicyLossConfig`` plus objective ``objective``'s hyperparameter fields (its clip fields
+    stay the actor's), derived from its dataclass: the same names, defaults and checks (at construction,
+    ``policy_loss: ...``). Needs verl installed.
+    """
+    if _PolicyLossConfig is None:
+        raise ImportError(f"verl's PolicyLossConfig is not importable: {_INSTALL_HINT}.")
+    _check_verl_objective(objective)
+    spec = get_objective(objective)
+    own = [f for f in dataclasses.fields(spec.hparams) if f.name not in _CLIP_KEYS]
+    fields = [("loss_mode", str, dataclasses.field(default=objective))]
+    fields += [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata)) for f in own]
+
+    def __post_init__(self):
+        parent = getattr(_PolicyLossConfig, "__post_init__", None)
+        if parent is not None:
+            parent(self)
+        spec.make_hparams({f.name: getattr(self, f.name) for f in own}, where="policy_loss.")
+
+    camel = "".join(part.capitalize() for part in objective.split("_"))
+    return dataclasses.make_dataclass(f"{camel}PolicyLossConfig", fields, bases=(_PolicyLossConfig,),
+                                      namespace={"__post_init__": __post_init__, "__module__": __name__})
+
+
+def policy_loss_config(loss_mode: str = LOSS_NAME, **values: Any) -> Any:
+    """A Hydra ``_target_`` for any objective: ``policy_loss._target_=lad_ref.integrations.verl.policy_loss_config``
+    with ``policy_loss.loss_mode=<objective>`` and its fields (``+policy_loss.tau=2``)."""
+    return policy_loss_config_class(loss_mode)(loss_mode=loss_mode, **values)
+
+
 if _PolicyLossConfig is not None:
-
-    @dataclass
-    class LadPolicyLossConfig(_PolicyLossConfig, LadHparams):
-        """verl's ``PolicyLossConfig`` plus LAD's hyperparameters: the fields of
-        :class:`lad_ref.losses.LadHparams` (``divergence``, ``eta``, ``level``), validated at construction
-        by that dataclass.
-
-        Select it with ``actor_rollout_ref.actor.policy_loss._target_=lad_ref.integrations.verl.LadPolicyLossConfig``.
-        """
-
-        loss_mode: str = LOSS_NAME
-
-        def __post_init__(self):
-            parent = getattr(_PolicyLossConfig, "__post_init__", None)
-            if parent is not None:
-                parent(self)
-            try:
-                LadHparams.__post_init__(self)
-            except ValueError as e:
-                raise ValueError(f"policy_loss: {e}") from None
-
-    __all__.append("LadPolicyLossConfig")
-
-    @dataclass
-    class PpoPenaltyPolicyLossConfig(_PolicyLossConfig):
-        """verl's ``PolicyLossConfig`` plus the PPO-penalty fields (``beta``, ``kl_estimator``, ``tied_only``;
-        defaults and checks of :class:`lad_ref.losses.PpoPenaltyHparams`; the clip range stays the actor's)."""
-
-        loss_mode: str = PENALTY_LOSS_NAME
-        beta: float = 0.1
-        kl_estimator: str = "k3"
-        tied_only: bool = False
-
-        def __post_init__(self):
-            parent = getattr(_PolicyLossConfig, "__post_init__", None)
-            if parent is not None:
-                parent(self)
-            get_objective(PENALTY_LOSS_NAME).make_hparams(
-                {k: getattr(self, k) for k in _PENALTY_KEYS}, where="policy_loss.")
-
-    __all__.append("PpoPenaltyPolicyLossConfig")
+    #: ``_target_=lad_ref.integrations.verl.LadPolicyLossConfig``: divergence, eta, level.
+    LadPolicyLossConfig = policy_loss_config_class(LOSS_NAME)
+    #: ``_target_=lad_ref.integrations.verl.PpoPenaltyPolicyLossConfig``: beta, kl_estimator, tied_only.
+    PpoPenaltyPolicyLossConfig = policy_loss_config_class(PENALTY_LOSS_NAME)
+    __all__ += ["LadPolicyLossConfig", "PpoPenaltyPolicyLossConfig", "policy_loss_config", "policy_loss_config_class"]
 
 
 def _verl_installed() -> bool:

@@ -17,12 +17,13 @@ raises :class:`ConfigError` with one sentence naming the value and the valid cho
 any model is loaded. The resolved config (objective hyperparameters filled with the loss
 function's defaults) is written to ``<output_dir>/config.yaml``.
 
-Objective hyperparameters live in one mapping per objective (``objective.lad``,
-``objective.grpo``, ...; ``objective.custom.<name>`` for an objective registered outside
-lad_ref.losses) whose keys, defaults and checks are the objective's hyperparameter dataclass
-(``lad_ref.losses.get_objective(name).hparams``). The loss module is thus the single source of
-truth for names, defaults and valid values; a config cannot drift from it. Which objectives a
-sampled LLM batch can use, and what the trainer must supply them, is read from the same spec.
+Objective hyperparameters live in one section per registered objective (``objective.lad``,
+``objective.grpo``, ..., and one for any objective registered before the config is read), whose
+type IS the objective's hyperparameter dataclass (``get_objective(name).hparams``): the schema
+(:func:`schema`) is derived from the registry, so the loss module is the single source of truth
+for names, defaults and valid values, and building the config builds and validates the
+hyperparameter object the loss receives (:func:`objective_hp`). Which objectives a sampled LLM
+batch can use, and what the trainer must supply them, is read from the same spec.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lad_ref.config_io import ConfigError, build, load_yaml, parse_value, yaml_dump
+from lad_ref.config_io import ConfigError, build, load_yaml, parse_value, registry_section, yaml_dump
 from lad_ref.config_io import hint as _hint
 from lad_ref.llm.schedule import SCHEDULES
 
@@ -184,7 +185,11 @@ class RolloutConfig:
 
 @dataclass
 class ObjectiveConfig:
-    """The policy objective (any of lad_ref.losses) and the advantage that feeds it."""
+    """The policy objective (any of lad_ref.losses) and the advantage that feeds it.
+
+    :func:`schema` adds one field per registered objective of scope ``any``, named after it and
+    holding its hyperparameter dataclass (``objective.lad.eta``, ``objective.grpo.clip_ratio_high``).
+    """
 
     name: str = field(
         default="lad",
@@ -204,23 +209,6 @@ class ObjectiveConfig:
         metadata={"help": "Multiplies the objective's loss on the rows of tied groups (all G rewards equal); they "
                   "stay in the token-mean normaliser, so 0 removes only the objective's own term there (GRPO's "
                   "is 0 already: its update is unchanged). >= 0."},
-    )
-    lad: dict[str, Any] = field(default_factory=dict, metadata={"help": "lad: divergence, eta, level."})
-    grpo: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "grpo: clip_ratio_low, clip_ratio_high, clip_ratio_c."}
-    )
-    ppo_penalty: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "ppo_penalty: beta, kl_estimator (k1, k2, k3), tied_only, clip ratios."}
-    )
-    entadv: dict[str, Any] = field(default_factory=dict, metadata={"help": "entadv: alpha, kappa, clip ratios."})
-    kl_cov: dict[str, Any] = field(default_factory=dict, metadata={"help": "kl_cov: kl_cov_ratio, ppo_kl_coef."})
-    clip_cov: dict[str, Any] = field(
-        default_factory=dict, metadata={"help": "clip_cov: clip_cov_ratio, clip_cov_lb, clip_cov_ub, clip ratios."}
-    )
-    flowrl: dict[str, Any] = field(default_factory=dict, metadata={"help": "flowrl: beta, is_weight_cap."})
-    custom: dict[str, dict[str, Any]] = field(
-        default_factory=dict,
-        metadata={"help": "Hyperparameters of objectives registered outside lad_ref.losses, keyed by objective name."},
     )
     logz_head_layers: int = field(default=3, metadata={"help": "flowrl: layers of the log Z MLP head."})
 
@@ -327,21 +315,30 @@ ALIASES: dict[str, str] = {
     "device": "device",
 }
 
+def schema() -> type:
+    """The Config class with its registry-derived sections, built from the registries as they are now.
+
+    ``objective`` gets one field per registered objective of scope ``any`` (its hyperparameter
+    dataclass), so an objective registered before the config is read has its YAML section and its
+    ``--objective.<name>.<field>`` flags. Every config is built through this class.
+    """
+    from lad_ref.losses import OBJECTIVES
+
+    objective = registry_section(
+        "ObjectiveConfig", ObjectiveConfig,
+        {name: spec.hparams for name, spec in OBJECTIVES.items() if spec.scope == "any"}, "objective",
+    )
+    return dataclasses.make_dataclass(
+        "Config", [("objective", objective, field(default_factory=objective, metadata={"help": "Objective."}))],
+        bases=(Config,),
+    )
+
+
 TASKS = ("digit_sum", "math", "code")
 BACKENDS = ("hf", "hf-static", "hf-continuous", "vllm")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
 TINY_ARCHITECTURES = ("qwen2", "llama")
-# Loss keyword arguments the trainer supplies itself (besides the spec's extra inputs, see
-# lad_ref.losses.EXTRA_INPUTS); they are not config hyperparameters.
-TRAINER_SUPPLIED = {
-    "kl_coef": "set objective.kl_coef instead",
-    "weights": "the trainer supplies it",
-    "agg_kwargs": "the trainer supplies it",
-    "compute_metrics": "the trainer supplies it",
-    "check": "the trainer supplies it",
-}
-
 
 # ======================================================================================
 # dict <-> dataclass with type checks
@@ -358,9 +355,27 @@ def to_dict(cfg) -> dict:
 
 
 def from_dict(data: dict) -> Config:
-    """Build a Config from a (possibly partial) nested dict; unknown keys and wrong types raise
-    ConfigError (:func:`lad_ref.config_io.build`: OmegaConf's structured-config merge)."""
-    return build(Config, data)
+    """Build a Config from a (possibly partial) nested dict; unknown keys, wrong types and values an
+    objective's hyperparameter dataclass refuses raise ConfigError (:func:`lad_ref.config_io.build`:
+    OmegaConf's structured-config merge over :func:`schema`)."""
+    return build(schema(), _legacy(data))
+
+
+def _legacy(data: dict) -> dict:
+    """Read a config.yaml written before the objective sections were derived from the registry:
+    its empty ``objective.custom`` mapping is dropped (a non-empty one names the objective's own
+    section instead, ``objective.<name>``)."""
+    objective = data.get("objective")
+    if isinstance(objective, dict) and "custom" in objective:
+        objective = dict(objective)
+        custom = objective.pop("custom")
+        if custom:
+            raise ConfigError(
+                "objective.custom is gone: an objective registered outside lad_ref has its own section, "
+                f"objective.<name> (here: {', '.join(f'objective.{k}' for k in custom)})."
+            )
+        data = {**data, "objective": objective}
+    return data
 
 
 def _set_dotted(data: dict, key: str, value: Any) -> None:
@@ -406,69 +421,10 @@ def _positive(key: str, value, allow_zero: bool = False) -> None:
         raise ConfigError(f"{key}={value!r} must be {'>= 0' if allow_zero else '> 0'}.")
 
 
-def objective_section(o: ObjectiveConfig) -> dict[str, Any]:
-    """The mapping holding the active objective's hyperparameters (``objective.<name>`` for the
-    objectives lad_ref ships, else ``objective.custom.<name>``)."""
-    if _has_own_section(o.name):
-        return getattr(o, o.name)
-    return o.custom.setdefault(o.name, {})
-
-
-def _has_own_section(name: str) -> bool:
-    return name != "custom" and name in {f.name for f in dataclasses.fields(ObjectiveConfig)}
-
-
-def objective_hparams(cfg: Config) -> dict[str, Any]:
-    """The active objective's hyperparameters: its dataclass defaults, overridden by the config,
-    validated by the dataclass. Raises ConfigError for a key it does not take (listing the keys
-    it does take) or a bad value."""
-    from lad_ref.losses import EXTRA_INPUTS, get_objective
-
-    name = cfg.objective.name
-    spec = get_objective(name)
-    where = "objective." if _has_own_section(name) else "objective.custom."
-    given = objective_section(cfg.objective)
-    valid = spec.hparam_names
-    for k in given:
-        if k in EXTRA_INPUTS or k in TRAINER_SUPPLIED:
-            why = TRAINER_SUPPLIED.get(k, f"the trainer supplies it ({EXTRA_INPUTS.get(k)})")
-            raise ConfigError(f"{where}{name}.{k} cannot be set in the config: {why}.")
-        if k not in valid:
-            raise ConfigError(
-                f"{where}{name}.{k} is not a hyperparameter of {name}{_hint(k, valid)}; "
-                f"valid keys are {', '.join(sorted(valid))}."
-            )
-    try:
-        return dataclasses.asdict(spec.make_hparams(given, where=f"{where}{name}."))
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-def _smoke_test_objective(cfg: Config, hparams: dict[str, Any]) -> None:
-    """Call the loss once on a dummy batch, with every extra input its spec needs, so that a bad
-    combination fails now, not at step 1."""
-    import torch
-
-    from lad_ref.losses import get_objective
-
-    spec = get_objective(cfg.objective.name)
-    lp = torch.zeros(2, 3)
-    dummies = {
-        "entropy": lambda: torch.ones(2, 3),
-        "ref_log_prob": lambda: lp.clone(),
-        "log_z": lambda: torch.zeros(2),
-        "generator": lambda: torch.Generator().manual_seed(0),
-    }
-    extra = {need: dummies[need]() for need in spec.needs}
-    try:
-        spec.loss(
-            lp, lp.clone(), torch.tensor([1.0, -1.0]), torch.ones(2, 3),
-            spec.aggregation(cfg.objective.loss_agg_mode), **hparams, **extra,
-        )
-    except ValueError as e:
-        raise ConfigError(f"objective.{cfg.objective.name}: {e}") from None
-    except TypeError as e:  # e.g. eta="abc" reaching arithmetic
-        raise ConfigError(f"objective.{cfg.objective.name} has a hyperparameter of the wrong type: {e}.") from None
+def objective_hp(cfg: Config) -> Any:
+    """The active objective's hyperparameter object (``cfg.objective.<name>``), validated when the
+    config was built; the trainer passes it to the loss as ``hp``."""
+    return getattr(cfg.objective, cfg.objective.name)
 
 
 def _finite_numbers(d: dict, prefix: str = "") -> None:
@@ -503,11 +459,6 @@ def validate(cfg: Config) -> Config:
     _positive("objective.kl_coef", o.kl_coef, allow_zero=True)
     _positive("objective.logz_head_layers", o.logz_head_layers)
     _positive("objective.tied_loss_weight", o.tied_loss_weight, allow_zero=True)
-    hp = objective_hparams(cfg)
-    _smoke_test_objective(cfg, hp)
-    section = objective_section(o)
-    section.clear()
-    section.update(hp)
 
     _choice("device", cfg.device, DEVICES)
     if cfg.threads is not None:
@@ -593,8 +544,9 @@ def validate(cfg: Config) -> Config:
 # ======================================================================================
 
 
-def field_help(cls=Config, prefix: str = "") -> list[tuple[str, str, Any]]:
-    """(dotted key, help, default) for every leaf field, for --help."""
+def field_help(cls: type | None = None, prefix: str = "") -> list[tuple[str, str, Any]]:
+    """(dotted key, help, default) for every leaf field of ``cls`` (the :func:`schema`), for --help."""
+    cls = schema() if cls is None else cls
     rows = []
     for f in dataclasses.fields(cls):
         key = f"{prefix}{f.name}"

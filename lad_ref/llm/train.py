@@ -64,7 +64,7 @@ from lad_ref.llm.config import (
     help_epilog,
     load_yaml,
     merge_overrides,
-    objective_section,
+    objective_hp,
     parse_dotted_args,
     resolve,
     save_yaml,
@@ -88,7 +88,7 @@ from lad_ref.llm.seeding import Tag, seed_everything, set_rng_state, sub_seed
 from lad_ref.llm.sft import prepare_start_policy
 from lad_ref.llm.tasks import DataError, build_task, task_rewards
 from lad_ref.llm.tracking import Tracker
-from lad_ref.losses import aggregate, get_loss, get_objective, kl_penalty
+from lad_ref.losses import aggregate, get_loss, get_objective, kl_penalty, loss_inputs
 from lad_ref.threads import torch_threads
 
 
@@ -229,9 +229,27 @@ def mean_dicts(rows: list[dict]) -> dict:
 # ======================================================================================
 
 
-def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler, params, batch: RolloutBatch,
-                  old_log_prob, ref_log_prob, advantages, loss_fn, hparams, tied: torch.Tensor | None = None) -> dict:
+def loss_inputs_for(r: RunState, out: dict, micro: RolloutBatch, idx, ref_log_prob, seed_path: tuple) -> dict:
+    """The extra inputs the objective's spec asks for, for one micro-batch (lad_ref.losses.loss_inputs).
+
+    ``out`` is :func:`sequence_log_probs`' output for the micro-batch (entropy and hidden states
+    present when the spec needs them); ``seed_path`` (step, epoch, micro-batch start) seeds the
+    objective's generator.
+    """
+    return loss_inputs(r.spec, {
+        "entropy": lambda: out["entropy"],
+        "log_z": lambda: r.logz_head(out["hidden"][:, :micro.prompt_ids.shape[1]], micro.prompt_mask),
+        "ref_log_prob": lambda: ref_log_prob[idx],
+        "generator": lambda: torch.Generator().manual_seed(sub_seed(r.cfg.seed, Tag.LOSS, *seed_path)),
+    }, "the compact trainer")
+
+
+def update_policy(r: RunState, step: int, batch: RolloutBatch, old_log_prob, ref_log_prob, advantages,
+                  tied: torch.Tensor | None = None) -> dict:
     """``optim.epochs`` passes of shuffled minibatches over the rollout batch; returns the mean metrics.
+
+    ``r`` is the run's :class:`RunState`; this reads its cfg, spec, loss_fn, hp, model, logz_head,
+    params, optimizer and scheduler only (a test may pass any object with those attributes).
 
     ``tied`` (N,) bool marks the rows of tied groups (all G rewards equal). With it,
     ``objective.tied_loss_weight`` != 1 multiplies those rows' objective loss through the loss's
@@ -241,9 +259,9 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
     and their share (:func:`tied_grad_norms`; the regime bandit's definition). Every minibatch counts:
     the first one of a step has r = 1, where the f(r) term of a generator with f'(1) = 0 has no gradient.
     """
+    cfg, spec = r.cfg, r.spec  # what the objective needs is read from its spec, never from its name
     o, obj = cfg.optim, cfg.objective
     temp = cfg.rollout.temperature
-    spec = get_objective(obj.name)  # what the objective needs is read from its spec, never from its name
     need_entropy = "entropy" in spec.needs
     need_hidden = "log_z" in spec.needs
     agg_mode = spec.aggregation(obj.loss_agg_mode)  # FlowRL: its own mean over sequences
@@ -265,38 +283,27 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
             # token / sequence count, so the accumulated gradient is the minibatch gradient.
             agg_kwargs = {"batch_num_tokens": float(mask_mini.sum()), "global_batch_size": float(len(mini))}
             if tied is not None and cfg.logging.tied_grad_share:
-                part = tied_grad_norms(cfg, step, model, logz_head, params, batch, mini, old_log_prob, ref_log_prob,
-                                       advantages, loss_fn, hparams, tied, row_weights, agg_mode, agg_kwargs)
+                part = tied_grad_norms(r, step, batch, mini, old_log_prob, ref_log_prob, advantages, tied, row_weights,
+                                       agg_mode, agg_kwargs)
                 for key in ("train/grad_norm_tied", "train/grad_norm_untied"):
                     share[key] = share.get(key, 0.0) + part[key]
-            optimizer.zero_grad(set_to_none=True)
+            r.optimizer.zero_grad(set_to_none=True)
             mb_stats = []
             mb_log_ratios = []
             for ms in range(0, len(mini), o.micro_batch_size):
                 idx = mini[ms:ms + o.micro_batch_size]
                 micro = batch.select(idx)
-                out = sequence_log_probs(model, micro, temp, with_entropy=need_entropy, with_hidden=need_hidden)
-                extra = {}
-                if need_entropy:
-                    extra["entropy"] = out["entropy"]
-                if "log_z" in spec.needs:
-                    lp_len = micro.prompt_ids.shape[1]
-                    extra["log_z"] = logz_head(out["hidden"][:, :lp_len], micro.prompt_mask)
-                if "ref_log_prob" in spec.needs:
-                    extra["ref_log_prob"] = ref_log_prob[idx]
-                if "generator" in spec.needs:
-                    extra["generator"] = torch.Generator().manual_seed(sub_seed(cfg.seed, Tag.LOSS, step, epoch, ms))
-                if row_weights is not None:
-                    extra["weights"] = row_weights[idx]
-                loss, metrics = loss_fn(
+                out = sequence_log_probs(r.model, micro, temp, with_entropy=need_entropy, with_hidden=need_hidden)
+                loss, metrics = r.loss_fn(
                     old_log_prob=old_log_prob[idx],
                     log_prob=out["log_prob"],
                     advantages=advantages[idx],
                     response_mask=micro.response_mask,
                     loss_agg_mode=agg_mode,
+                    hp=r.hp,
                     agg_kwargs=agg_kwargs,
-                    **hparams,
-                    **extra,
+                    weights=None if row_weights is None else row_weights[idx],
+                    **loss_inputs_for(r, out, micro, idx, ref_log_prob, (step, epoch, ms)),
                 )
                 if obj.kl_coef > 0:
                     kl = kl_penalty(out["log_prob"], ref_log_prob[idx])
@@ -311,17 +318,17 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
                 mb_log_ratios.append((out["log_prob"].detach() - old_log_prob[idx])[micro.response_mask.bool()])
             log_ratios.append(torch.cat(mb_log_ratios).float().cpu())
             max_norm = o.max_grad_norm if o.max_grad_norm > 0 else float("inf")
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+            grad_norm = torch.nn.utils.clip_grad_norm_(r.params, max_norm)
             if not torch.isfinite(grad_norm):
                 raise NonFiniteLossError(f"the gradient norm became {grad_norm.item()} at RL step {step} (epoch {epoch})")
-            optimizer.step()
-            scheduler.step()
+            r.optimizer.step()
+            r.scheduler.step()
             row = mean_dicts(mb_stats)
             row["train/loss"] = sum(s["train/loss"] for s in mb_stats)  # micro losses are parts of one sum
             row["train/grad_norm"] = grad_norm.item()
             stats.append(row)
     out = mean_dicts(stats)
-    out["train/lr"] = scheduler.get_last_lr()[0]
+    out["train/lr"] = r.scheduler.get_last_lr()[0]
     out.update(brake_stats(log_ratios))
     if share:  # sums over the step's minibatches, then the share of the sums
         total = share["train/grad_norm_tied"] + share["train/grad_norm_untied"]
@@ -331,8 +338,8 @@ def update_policy(cfg: Config, step: int, model, logz_head, optimizer, scheduler
     return out
 
 
-def tied_grad_norms(cfg: Config, step: int, model, logz_head, params, batch: RolloutBatch, mini, old_log_prob,
-                    ref_log_prob, advantages, loss_fn, hparams, tied, row_weights, agg_mode, agg_kwargs) -> dict:
+def tied_grad_norms(r: RunState, step: int, batch: RolloutBatch, mini, old_log_prob, ref_log_prob, advantages, tied,
+                    row_weights, agg_mode, agg_kwargs) -> dict:
     """Gradient norms of the objective's loss on one minibatch, split into tied rows and the rest (the caller sums
     them over a step's minibatches).
 
@@ -347,7 +354,7 @@ def tied_grad_norms(cfg: Config, step: int, model, logz_head, params, batch: Rol
     Nothing here touches the optimizer, the parameters or the global random state (forked), so the
     run's numbers are those of the run without this logging.
     """
-    spec = get_objective(cfg.objective.name)
+    cfg, spec, params = r.cfg, r.spec, r.params
     temp = cfg.rollout.temperature
     base = row_weights if row_weights is not None else torch.ones(len(batch), device=advantages.device)
     parts = {"tied": base * tied.to(base.dtype), "untied": base * (~tied).to(base.dtype)}
@@ -356,21 +363,14 @@ def tied_grad_norms(cfg: Config, step: int, model, logz_head, params, batch: Rol
         for ms in range(0, len(mini), cfg.optim.micro_batch_size):
             idx = mini[ms:ms + cfg.optim.micro_batch_size]
             micro = batch.select(idx)
-            out = sequence_log_probs(model, micro, temp, with_entropy="entropy" in spec.needs,
+            out = sequence_log_probs(r.model, micro, temp, with_entropy="entropy" in spec.needs,
                                      with_hidden="log_z" in spec.needs)
-            extra = {}
-            if "entropy" in spec.needs:
-                extra["entropy"] = out["entropy"]
-            if "log_z" in spec.needs:
-                extra["log_z"] = logz_head(out["hidden"][:, :micro.prompt_ids.shape[1]], micro.prompt_mask)
-            if "ref_log_prob" in spec.needs:
-                extra["ref_log_prob"] = ref_log_prob[idx]
             for k, (name, w) in enumerate(parts.items()):
-                if "generator" in spec.needs:
-                    extra["generator"] = torch.Generator().manual_seed(sub_seed(cfg.seed, Tag.LOSS, step, 0, ms))
-                loss, _ = loss_fn(old_log_prob=old_log_prob[idx], log_prob=out["log_prob"], advantages=advantages[idx],
-                                  response_mask=micro.response_mask, loss_agg_mode=agg_mode, agg_kwargs=agg_kwargs,
-                                  weights=w[idx], compute_metrics=False, **hparams, **extra)
+                # a fresh generator per part (each draws the same choices); log Z recomputed per backward
+                extra = loss_inputs_for(r, out, micro, idx, ref_log_prob, (step, 0, ms))
+                loss, _ = r.loss_fn(old_log_prob=old_log_prob[idx], log_prob=out["log_prob"], advantages=advantages[idx],
+                                    response_mask=micro.response_mask, loss_agg_mode=agg_mode, hp=r.hp,
+                                    agg_kwargs=agg_kwargs, weights=w[idx], compute_metrics=False, **extra)
                 # the epoch's loss generator is not known here; clip_cov's random choice uses epoch 0's
                 grads = torch.autograd.grad(loss, params, retain_graph=k == 0, allow_unused=True)
                 for acc, g in zip(sums[name], grads):
@@ -430,7 +430,7 @@ class RunState:
     device: torch.device
     spec: Any  # lad_ref.losses.ObjectiveSpec
     loss_fn: Any
-    hparams: dict
+    hp: Any  # the objective's hyperparameter object (cfg.objective.<name>), passed whole to the loss
     model: Any
     tokenizer: Any
     ref_model: Any  # None: no reference needed, or LoRA's base with adapters disabled serves
@@ -525,7 +525,7 @@ def setup(cfg: Config, task, run: Path, *, resume: bool, progress: bool, closing
     if progress:
         print(f"[lad_ref] {cfg.objective.name}: {count_parameters(model)} parameters, start "
               + ", ".join(f"{k}={start_eval[k]:.3f}" for k in HEADLINE), file=sys.stderr)
-    return RunState(cfg, task, run, device, spec, get_loss(spec.name), objective_section(cfg.objective), model,
+    return RunState(cfg, task, run, device, spec, get_loss(spec.name), objective_hp(cfg), model,
                     tokenizer, ref_model, need_ref, logz_head, params, optimizer, scheduler, rollout, tracker,
                     start_step, start_eval)
 
@@ -551,8 +551,7 @@ def rl_step(r: RunState, step: int) -> dict:
     t_logprob = time.time() - t1
 
     t2 = time.time()
-    stats = update_policy(cfg, step, r.model, r.logz_head, r.optimizer, r.scheduler, r.params, batch, old_log_prob,
-                          ref_log_prob, advantages, r.loss_fn, r.hparams, tied=tied)
+    stats = update_policy(r, step, batch, old_log_prob, ref_log_prob, advantages, tied=tied)
     r.rollout.sync_weights(r.model)
     return {
         "step": step,
@@ -703,10 +702,10 @@ def _train(cfg: Config, task, run: Path, *, resume: bool, stop_after: int | None
 
 def nan_advice(cfg: Config, run: Path) -> str:
     """What a user can do after a NaN: --resume cannot change the settings that cause one."""
-    hp = objective_section(cfg.objective)
+    hp = objective_hp(cfg)
     knobs = [f"a lower --optim.lr (now {cfg.optim.lr:g})"]
-    if "eta" in hp:  # exp(A/eta) grows fast as eta shrinks
-        knobs.append(f"a larger --objective.{cfg.objective.name}.eta (now {hp['eta']:g})")
+    if hasattr(hp, "eta"):  # exp(A/eta) grows fast as eta shrinks
+        knobs.append(f"a larger --objective.{cfg.objective.name}.eta (now {hp.eta:g})")
     return (f"--resume cannot change these settings, so start a new run (another --output-dir, or --overwrite "
             f"{run}) with {' or '.join(knobs)}; if the rewards or data can be non-finite, fix them first.")
 
