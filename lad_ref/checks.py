@@ -7,6 +7,7 @@ bandit and the adapters all call these instead of re-writing ``isinstance(...) a
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -17,13 +18,22 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def hint(value: Any, choices: Iterable[Any]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``choices``, or the empty string."""
+    near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
 def choice(name: str, value: Any, choices: Iterable[Any]) -> None:
-    """``value`` must be one of ``choices``."""
-    if value in choices:  # the common case first: callers pass tuples/dicts, membership is cheap
-        return
+    """``value`` must be one of ``choices`` (the message suggests the closest one)."""
+    try:
+        if value in choices:  # the common case first: callers pass tuples/dicts, membership is cheap
+            return
+    except TypeError:  # an unhashable value (a list) looked up in a dict
+        pass
     choices = tuple(choices)
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; valid choices are {', '.join(map(str, choices))}.")
+    raise ValueError(f"unknown {name} {value!r}{hint(value, choices)}; valid choices are "
+                     f"{', '.join(map(str, choices))}.")
 
 
 def positive(name: str, value: Any, *, allow_zero: bool = False, allow_none: bool = False) -> None:

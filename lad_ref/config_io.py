@@ -12,7 +12,6 @@ command, which hands the values over as a dict.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 import types
 import typing
@@ -23,15 +22,11 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from lad_ref.checks import hint
+
 
 class ConfigError(ValueError):
     """A bad configuration value; the message is one sentence naming the value and the choices."""
-
-
-def hint(value: Any, choices) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``choices``, or the empty string."""
-    near = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-    return f" (did you mean {near[0]!r}?)" if near else ""
 
 
 # --------------------------------------------------------------------------------------

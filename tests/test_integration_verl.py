@@ -129,7 +129,7 @@ def test_hparams_read_from_attributes_or_dict_keys():
 
 
 def test_bad_hparams_fail_clearly():
-    with pytest.raises(ValueError, match="policy_loss: unknown divergence 'kl2'; valid choices are"):
+    with pytest.raises(ValueError, match=r"policy_loss: unknown divergence 'kl2' \(did you mean 'kl'\?\); valid choices are"):
         lad_verl.LadPolicyLossConfig(divergence="kl2")
     with pytest.raises(ValueError, match="eta must be a finite number > 0"):
         lad_verl.hp_from_config("lad", {"policy_loss": {"eta": 0.0}})

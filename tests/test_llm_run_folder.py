@@ -232,8 +232,8 @@ def _rows(run: Path) -> list[dict]:
     [
         ({"optim.betas": [0.9, 2]}, "optim.betas=[0.9, 2.0] must hold two numbers in [0, 1)"),
         ({"optim.min_lr_ratio": -1}, "optim.min_lr_ratio=-1.0 must be between 0 and 1"),
-        ({"eval.temperature": 0}, "eval.temperature=0.0 must be > 0"),
-        ({"model.tiny.num_heads": 0}, "model.tiny.num_heads=0 must be > 0"),
+        ({"eval.temperature": 0}, "eval.temperature must be a finite number > 0, got 0.0"),
+        ({"model.tiny.num_heads": 0}, "model.tiny.num_heads must be a finite number > 0, got 0"),
         ({"eval.top_p": 1.5}, "eval.top_p=1.5 must be in (0, 1]"),
     ],
 )
@@ -287,7 +287,7 @@ def test_evaluate_cli_bad_input_fails_before_evaluating(cache, tmp_path, capsys)
     assert train_mod.main(fast_args(cache, run, "--objective", "grpo", "--steps", "1")) == 0
     capsys.readouterr()
     assert evaluate_mod.main(["--run", str(run), "--num-samples", "0", "--no-progress"]) == 2
-    assert "eval.num_samples=0 must be > 0" in capsys.readouterr().err
+    assert "eval.num_samples must be a finite number > 0, got 0" in capsys.readouterr().err
     assert evaluate_mod.main(["--run", str(run), "--output", str(tmp_path / "missing" / "x.json"), "--no-progress"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert evaluate_mod.main(["--run", str(run), "--temperature", "0", "--no-progress"]) == 2

@@ -92,7 +92,7 @@ def test_divergence_plugin_reaches_the_target_on_the_bandit(pearson):
 
 
 def test_unknown_divergence_lists_the_plugin(pearson):
-    with pytest.raises(ValueError, match=r"unknown divergence 'pearsn'; valid choices are .*neyman, pearson"):
+    with pytest.raises(ValueError, match=r"unknown divergence 'pearsn' \(did you mean 'pearson'\?\); valid choices are .*neyman, pearson"):
         LadHparams(divergence="pearsn")
 
 

@@ -34,8 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lad_ref.checks import choice, hint, positive
 from lad_ref.config_io import ConfigError, build, load_yaml, parse_value, registry_section, yaml_dump
-from lad_ref.config_io import hint as _hint
 from lad_ref.llm.schedule import SCHEDULES
 
 
@@ -345,11 +345,6 @@ TINY_ARCHITECTURES = ("qwen2", "llama")
 # ======================================================================================
 
 
-def _choices_sentence(key: str, value: Any, choices) -> str:
-    choices = list(choices)
-    return f"{key}={value!r} is not valid{_hint(value, choices)}; valid choices are {', '.join(map(str, choices))}."
-
-
 def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
@@ -410,17 +405,6 @@ def save_yaml(cfg: Config, path: str | Path) -> None:
 # ======================================================================================
 
 
-def _choice(key: str, value, choices) -> None:
-    if value not in choices:
-        raise ConfigError(_choices_sentence(key, value, choices))
-
-
-def _positive(key: str, value, allow_zero: bool = False) -> None:
-    ok = value is not None and (value >= 0 if allow_zero else value > 0)
-    if not ok:
-        raise ConfigError(f"{key}={value!r} must be {'>= 0' if allow_zero else '> 0'}.")
-
-
 def objective_hp(cfg: Config) -> Any:
     """The active objective's hyperparameter object (``cfg.objective.<name>``), validated when the
     config was built; the trainer passes it to the loss as ``hp``."""
@@ -443,7 +427,17 @@ def _finite_numbers(d: dict, prefix: str = "") -> None:
 
 
 def validate(cfg: Config) -> Config:
-    """Check every choice and range; fill the active objective's hyperparameters. Returns cfg (mutated)."""
+    """Check every choice and range (the hyperparameter dataclasses checked theirs when the config was
+    built). Returns cfg. A bad value raises ConfigError, one sentence (lad_ref.checks' validators)."""
+    try:
+        return _validate(cfg)
+    except ConfigError:
+        raise
+    except ValueError as e:  # lad_ref.checks speaks ValueError; a config's errors are ConfigErrors
+        raise ConfigError(str(e)) from None
+
+
+def _validate(cfg: Config) -> Config:
     from lad_ref.advantages import ESTIMATORS
     from lad_ref.losses import AGG_MODES, objective_names
 
@@ -453,28 +447,28 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"{key}={seed} is out of range; a seed must fit in 64 bits (-2**63 <= seed < 2**63).")
     o = cfg.objective
     # objectives of scope "finite" (lad_theory) need every action enumerated: not for a sampled LLM batch
-    _choice("objective.name", o.name, objective_names(scope="any"))
-    _choice("objective.loss_agg_mode", o.loss_agg_mode, AGG_MODES)
-    _choice("objective.advantage_estimator", o.advantage_estimator, ESTIMATORS)
-    _positive("objective.kl_coef", o.kl_coef, allow_zero=True)
-    _positive("objective.logz_head_layers", o.logz_head_layers)
-    _positive("objective.tied_loss_weight", o.tied_loss_weight, allow_zero=True)
+    choice("objective.name", o.name, objective_names(scope="any"))
+    choice("objective.loss_agg_mode", o.loss_agg_mode, AGG_MODES)
+    choice("objective.advantage_estimator", o.advantage_estimator, ESTIMATORS)
+    positive("objective.kl_coef", o.kl_coef, allow_zero=True)
+    positive("objective.logz_head_layers", o.logz_head_layers)
+    positive("objective.tied_loss_weight", o.tied_loss_weight, allow_zero=True)
 
-    _choice("device", cfg.device, DEVICES)
+    choice("device", cfg.device, DEVICES)
     if cfg.threads is not None:
-        _positive("threads", cfg.threads)
+        positive("threads", cfg.threads)
     m = cfg.model
-    _choice("model.dtype", m.dtype, MODEL_DTYPES)
-    _choice("model.tiny.architecture", m.tiny.architecture, TINY_ARCHITECTURES)
+    choice("model.dtype", m.dtype, MODEL_DTYPES)
+    choice("model.tiny.architecture", m.tiny.architecture, TINY_ARCHITECTURES)
     for k in ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size", "max_position_embeddings"):
-        _positive(f"model.tiny.{k}", getattr(m.tiny, k))
+        positive(f"model.tiny.{k}", getattr(m.tiny, k))
     if m.tiny.hidden_size % m.tiny.num_heads or m.tiny.num_heads % m.tiny.num_kv_heads:
         raise ConfigError(
             f"model.tiny: hidden_size={m.tiny.hidden_size} must be divisible by num_heads={m.tiny.num_heads}, "
             f"and num_heads by num_kv_heads={m.tiny.num_kv_heads}."
         )
     d = cfg.data
-    _choice("data.task", d.task, TASKS)
+    choice("data.task", d.task, TASKS)
     if d.task in ("math", "code") and not d.train_files:
         raise ConfigError(f"data.task={d.task!r} needs data.train_files (a list of .jsonl or .parquet files).")
     if "{prompt}" not in d.prompt_template:
@@ -483,19 +477,19 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"data.digit_sum.eval_fraction={d.digit_sum.eval_fraction!r} must be between 0 and 1.")
 
     r = cfg.rollout
-    _choice("rollout.backend", r.backend, BACKENDS)
+    choice("rollout.backend", r.backend, BACKENDS)
     if r.group_size < 2:
         raise ConfigError(f"rollout.group_size={r.group_size!r} must be >= 2: group advantages need two responses.")
     for k in ("prompts_per_step", "max_new_tokens", "temperature", "top_p", "batch_size"):
-        _positive(f"rollout.{k}", getattr(r, k))
-    _positive("rollout.top_k", r.top_k, allow_zero=True)
-    _positive("rollout.max_sampling_rounds", r.max_sampling_rounds)
+        positive(f"rollout.{k}", getattr(r, k))
+    positive("rollout.top_k", r.top_k, allow_zero=True)
+    positive("rollout.max_sampling_rounds", r.max_sampling_rounds)
 
     op = cfg.optim
     for k in ("steps", "epochs", "mini_batch_size", "micro_batch_size", "lr", "eps"):
-        _positive(f"optim.{k}", getattr(op, k))
-    _choice("optim.schedule", op.schedule, SCHEDULES)
-    _positive("optim.max_grad_norm", op.max_grad_norm, allow_zero=True)
+        positive(f"optim.{k}", getattr(op, k))
+    choice("optim.schedule", op.schedule, SCHEDULES)
+    positive("optim.max_grad_norm", op.max_grad_norm, allow_zero=True)
     rollout_batch = r.prompts_per_step * r.group_size
     if rollout_batch % op.mini_batch_size:
         raise ConfigError(
@@ -508,8 +502,8 @@ def validate(cfg: Config) -> Config:
         )
     if len(op.betas) != 2 or not all(0.0 <= b < 1.0 for b in op.betas):
         raise ConfigError(f"optim.betas={op.betas!r} must hold two numbers in [0, 1).")
-    _positive("optim.weight_decay", op.weight_decay, allow_zero=True)
-    _positive("optim.warmup_steps", op.warmup_steps, allow_zero=True)
+    positive("optim.weight_decay", op.weight_decay, allow_zero=True)
+    positive("optim.warmup_steps", op.warmup_steps, allow_zero=True)
     if not 0.0 <= op.min_lr_ratio <= 1.0:
         raise ConfigError(f"optim.min_lr_ratio={op.min_lr_ratio!r} must be between 0 and 1 (a fraction of the peak lr).")
 
@@ -517,25 +511,25 @@ def validate(cfg: Config) -> Config:
         if not 0.0 < top_p <= 1.0:
             raise ConfigError(f"{key}={top_p!r} must be in (0, 1] (1 = off).")
     e = cfg.eval
-    _positive("eval.num_samples", e.num_samples)
-    _positive("eval.temperature", e.temperature)  # 0 would mean greedy: not sampling, so avg@k/pass@k lose meaning
-    _positive("eval.top_k", e.top_k, allow_zero=True)
-    _positive("eval.batch_size", e.batch_size)
+    positive("eval.num_samples", e.num_samples)
+    positive("eval.temperature", e.temperature)  # 0 would mean greedy: not sampling, so avg@k/pass@k lose meaning
+    positive("eval.top_k", e.top_k, allow_zero=True)
+    positive("eval.batch_size", e.batch_size)
     if e.max_new_tokens is not None:
-        _positive("eval.max_new_tokens", e.max_new_tokens)
-    _positive("eval.every", e.every, allow_zero=True)
+        positive("eval.max_new_tokens", e.max_new_tokens)
+    positive("eval.every", e.every, allow_zero=True)
     for k in e.pass_ks:
         if not 1 <= k <= e.num_samples:
             raise ConfigError(f"eval.pass_ks contains {k!r}; each k must be between 1 and eval.num_samples={e.num_samples}.")
-    _positive("checkpoint.every", cfg.checkpoint.every)
-    _positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
-    _positive("logging.log_every", cfg.logging.log_every)
+    positive("checkpoint.every", cfg.checkpoint.every)
+    positive("checkpoint.keep_last", cfg.checkpoint.keep_last)
+    positive("logging.log_every", cfg.logging.log_every)
     from lad_ref.llm.tracking import check_report_to
 
     problem = check_report_to(cfg.logging.report_to)
     if problem:
         raise ConfigError(problem)
-    _positive("sft.steps", cfg.sft.steps, allow_zero=True)
+    positive("sft.steps", cfg.sft.steps, allow_zero=True)
     return cfg
 
 
@@ -590,7 +584,7 @@ def parse_dotted_args(rest: list[str]) -> dict[str, Any]:
             leaves = {f.name for f in dataclasses.fields(Config) if not dataclasses.is_dataclass(f.default_factory)}
             valid = ["--" + v.replace("_", "-") for v in sorted({*ALIASES, *leaves})]
             raise ConfigError(
-                f"unknown option {tok!r}{_hint('--' + key.replace('_', '-'), valid)}; valid options are "
+                f"unknown option {tok!r}{hint('--' + key.replace('_', '-'), valid)}; valid options are "
                 f"--config, --resume, --overwrite, {', '.join(valid)} and --section.field for any config field."
             )
         out[key] = parse_value(text)
