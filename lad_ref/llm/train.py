@@ -57,6 +57,7 @@ from tqdm.auto import tqdm
 
 from lad_ref.advantages import compute_advantages
 from lad_ref.llm import checkpoint as ckpt
+from lad_ref.llm.backends import get_backend
 from lad_ref.llm.config import (
     Config,
     ConfigError,
@@ -934,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
                 return 0
             ckpt.pick_device(cfg.device)  # a requested GPU that is not there fails now, not after SFT
-            if cfg.rollout.backend == "vllm":
+            if get_backend(cfg.rollout.backend).needs_cuda:  # e.g. vllm
                 ckpt.pick_device("cuda")  # fails early with a clear message on a CPU machine
             task = build_task(cfg)  # reads every data file: bad data fails here, before any training
             preflight(cfg, task)  # the model source, the SFT cache, prompt lengths: before the run folder exists
