@@ -63,10 +63,12 @@ from lad_ref.llm.config import (
     ConfigError,
     from_dict,
     help_epilog,
+    load_plugins,
     load_yaml,
     merge_overrides,
     objective_section,
     parse_dotted_args,
+    parse_value,
     resolve,
     save_yaml,
     to_dict,
@@ -791,7 +793,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_cli_plugins(argv: list[str] | None) -> None:
+    """Import the modules of ``--plugins`` before the parser is built, so that --help lists the flags of
+    the tasks and backends they register (the config's own ``plugins`` are imported when it is read)."""
+    argv = sys.argv[1:] if argv is None else argv
+    for i, tok in enumerate(argv):
+        if tok.startswith("--plugins="):
+            value = tok.split("=", 1)[1]
+        elif tok == "--plugins" and i + 1 < len(argv):
+            value = argv[i + 1]
+        else:
+            continue
+        value = parse_value(value)
+        load_plugins([value] if isinstance(value, str) else value)
+
+
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
+    load_cli_plugins(argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     overrides = parse_dotted_args(rest)
