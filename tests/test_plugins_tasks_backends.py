@@ -175,3 +175,15 @@ def test_a_run_written_with_the_legacy_keys_resumes(tmp_path):
     assert train_mod.main(["--resume", str(run), "--no-progress"]) == 0
     assert [r["step"] for r in rows(run)] == [0, 1, 2]
     assert resolve(str(run / "config.yaml"), {}).rollout.vllm.gpu_memory_utilization == 0.35
+
+
+def test_a_backend_that_needs_cuda_is_refused_without_it():
+    from lad_ref.llm.backends import check_device, get_backend
+
+    assert get_backend("vllm").needs_cuda and not get_backend("hf").needs_cuda
+    with pytest.raises(ConfigError, match=r"rollout.backend='vllm' needs a CUDA GPU, which device='cpu' does not give"):
+        resolve(None, {"rollout.backend": "vllm", "device": "cpu"})
+    with pytest.raises(ConfigError, match="no CUDA GPU is visible.*valid choices there are hf, hf-static, hf-continuous"):
+        check_device("vllm", "auto", cuda_available=False)
+    check_device("vllm", "auto", cuda_available=True)
+    check_device("hf", "cpu", cuda_available=False)

@@ -9,6 +9,11 @@ A run is described by one :class:`Config` (sections ``model``, ``data``, ``sft``
    ``--objective.lad.eta 2``) plus short aliases for the common ones (``--objective lad
    --divergence js --eta 1 --output-dir DIR``; see :data:`ALIASES`).
 
+The schema is :func:`schema`: this module's :class:`Config` with sections derived from the
+registries when a config is read: ``data.<task>`` for each registered task with settings
+(``data.digit_sum``), ``rollout.<backend>`` for each backend with settings (``rollout.vllm``). The
+modules listed in ``plugins`` are imported first, so what they register has its section and flags.
+
 Values are parsed as YAML 1.2 scalars (``1`` is an int, ``5e-1`` a float, ``true`` a bool,
 ``null`` None, ``[1, 2]`` a list) and checked against the field's type by OmegaConf's structured
 configs, the dataclasses below being the schema (``lad_ref/config_io.py``, shared with the bandit
@@ -584,7 +589,7 @@ def _finite_numbers(d: dict, prefix: str = "") -> None:
 def validate(cfg: Config) -> Config:
     """Check every choice and range; fill the active objective's hyperparameters. Returns cfg (mutated)."""
     from lad_ref.advantages import ESTIMATORS
-    from lad_ref.llm.backends import backend_settings, get_backend
+    from lad_ref.llm.backends import backend_settings, check_device, get_backend
     from lad_ref.llm.tasks import get_task_spec, task_settings
     from lad_ref.losses import AGG_MODES, objective_names
 
@@ -629,6 +634,7 @@ def validate(cfg: Config) -> Config:
     r = cfg.rollout
     backend = get_backend(r.backend)  # an unknown name: one sentence listing the registered backends
     backend.check(backend_settings(cfg))
+    check_device(r.backend, cfg.device)  # e.g. vllm with device: cpu
     if r.group_size < 2:
         raise ConfigError(f"rollout.group_size={r.group_size!r} must be >= 2: group advantages need two responses.")
     for k in ("prompts_per_step", "max_new_tokens", "temperature", "top_p", "batch_size"):

@@ -57,7 +57,7 @@ from tqdm.auto import tqdm
 
 from lad_ref.advantages import compute_advantages
 from lad_ref.llm import checkpoint as ckpt
-from lad_ref.llm.backends import get_backend
+from lad_ref.llm.backends import check_device
 from lad_ref.llm.config import (
     Config,
     ConfigError,
@@ -953,8 +953,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
                 return 0
             ckpt.pick_device(cfg.device)  # a requested GPU that is not there fails now, not after SFT
-            if get_backend(cfg.rollout.backend).needs_cuda:  # e.g. vllm
-                ckpt.pick_device("cuda")  # fails early with a clear message on a CPU machine
+            check_device(cfg.rollout.backend, cfg.device, torch.cuda.is_available())  # e.g. vllm on a CPU machine
             task = build_task(cfg)  # reads every data file: bad data fails here, before any training
             preflight(cfg, task)  # the model source, the SFT cache, prompt lengths: before the run folder exists
             run = ckpt.prepare_run_dir(cfg.output_dir, resume=bool(args.resume), overwrite=args.overwrite)

@@ -146,6 +146,9 @@ def register_backend(name: str, settings: type | None = None, *, needs_cuda: boo
     raises ConfigError for a bad value when the config is validated. A name registered twice is an error."""
     if settings is not None and not dataclasses.is_dataclass(settings):
         raise TypeError(f"rollout backend {name!r}: settings must be a dataclass, got {settings!r}.")
+    if settings is not None and not name.isidentifier():
+        raise ValueError(f"rollout backend {name!r} has settings, so its name must be a Python identifier (the "
+                         f"section rollout.{name}).")
 
     def deco(factory):
         if name in BACKENDS:
@@ -178,6 +181,18 @@ def get_backend(name: str) -> BackendSpec:
     return spec
 
 
+def check_device(name: str, device: str, cuda_available: bool | None = None) -> None:
+    """Refuse backend ``name`` where it cannot run: one that ``needs_cuda`` with ``device: cpu``, or on a
+    machine without a CUDA GPU (``cuda_available=False``; None: not checked). One sentence, ConfigError."""
+    if not get_backend(name).needs_cuda:
+        return
+    where = "device='cpu'" if device == "cpu" else "this machine (no CUDA GPU is visible)" if cuda_available is False else ""
+    if where:
+        ok = [n for n, s in BACKENDS.items() if not s.needs_cuda]
+        raise ConfigError(f"rollout.backend={name!r} needs a CUDA GPU, which {where} does not give; valid choices "
+                          f"there are {', '.join(ok)}.")
+
+
 def backend_sections() -> dict[str, type]:
     """``{name: settings dataclass}`` of the registered backends that have settings (the ``rollout.<name>`` sections)."""
     return {n: s.settings for n, s in BACKENDS.items() if s.settings is not None}
@@ -207,5 +222,5 @@ for _builtin in ("hf", "vllm"):
 
 __all__ = [
     "BACKENDS", "BackendInputs", "BackendSpec", "Rollout", "RolloutBackend", "backend_names", "backend_sections",
-    "backend_settings", "build_rollout", "get_backend", "register_backend", "unregister_backend",
+    "backend_settings", "build_rollout", "check_device", "get_backend", "register_backend", "unregister_backend",
 ]

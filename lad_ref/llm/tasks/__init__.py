@@ -147,13 +147,19 @@ def register_task(name: str, settings: type | None = None) -> Callable[[type], t
     A name registered twice is an error, as for objectives."""
     if settings is not None and not dataclasses.is_dataclass(settings):
         raise TypeError(f"task {name!r}: settings must be a dataclass, got {settings!r}.")
+    if settings is not None and not name.isidentifier():
+        raise ValueError(f"task {name!r} has settings, so its name must be a Python identifier (the section data.{name}).")
 
     def deco(cls: type) -> type:
         if name in TASKS:
             raise ValueError(f"task {name!r} is already registered.")
-        for attr in ("from_config", "reward", "rewards", "answer_key"):
+        for attr in ("from_config", "reward", "rewards", "answer_key", "sample_solution"):
             if not callable(getattr(cls, attr, None)):
                 raise TypeError(f"task {name!r}: {cls.__name__} has no {attr}(); subclass BaseTask or define it.")
+        for attr in ("can_sample_solutions", "needs_files", "metrics"):
+            if not hasattr(cls, attr):
+                raise TypeError(f"task {name!r}: {cls.__name__} has no class attribute {attr}; subclass BaseTask "
+                                "or define it.")
         if settings is not None:
             settings()  # every field has a default
         TASKS[name] = TaskSpec(name, cls, settings)
