@@ -65,7 +65,7 @@ def test_parse_value_yaml_scalars():
          ["unknown config key 'objective.grpo.ref_log_prob'", "clip_ratio_low, clip_ratio_high, clip_ratio_c"]),
         ({"optim.lr": "fast"}, ["optim.lr='fast'", "expected float"]),
         ({"rollout.group_size": 1}, ["rollout.group_size=1", ">= 2"]),
-        ({"data.task": "chess"}, ["unknown data.task 'chess'", "digit_sum, math, code"]),
+        ({"data.task": "chess"}, ["data.task='chess' is not a registered task", "digit_sum, math, code"]),
         ({"optim.mini_batch_size": 48}, ["optim.mini_batch_size=48", "128"]),
         ({"bogus": 1}, ["unknown config key 'bogus'", "valid keys at the top level"]),
     ],

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from lad_ref.llm.config import Config, ConfigError, DataConfig, DigitSumConfig, validate
-from lad_ref.llm.tasks import DataError, DigitSumTask, MathTask, build_task, read_records
+from lad_ref.llm.config import Config, ConfigError, DataConfig, validate
+from lad_ref.llm.tasks import DataError, DigitSumConfig, DigitSumTask, MathTask, build_task, read_records
 
 
 @pytest.fixture(scope="module")

@@ -27,10 +27,11 @@ batch) are in ``docs/results.md``, generated from ``paper_figures/toy_study.json
 Modules, in the order a run uses them:
 
 * ``config``     dataclasses, YAML + command-line overrides, validation before any work
-* ``tasks``      the synthetic digit-sum task, math / code datasets from local files
+* ``tasks``      the task protocol and registry; one file per task: digit_sum (synthetic), math, code
 * ``model``      the ``tiny`` preset (Qwen2/Llama ~1M params, char tokenizer), loading, LoRA, log Z head
 * ``sft``        supervised warm start on sampled solutions, cached by config hash
-* ``rollout``    HF generate / vLLM sampling, pi_old log-probs and their recomputation
+* ``rollout``    the rollout batch, prompt formatting, pi_old log-probs and their recomputation
+* ``backends``   the rollout backend protocol and registry; hf / hf-static / hf-continuous, vllm
 * ``train``      the RL loop (``python -m lad_ref.llm.train``)
 * ``evaluate``   avg@k, pass@k, distinct correct answers, dist-n (``python -m lad_ref.llm.evaluate``)
 * ``checkpoint`` run folder, safetensors checkpoints, resume

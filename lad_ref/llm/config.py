@@ -9,6 +9,11 @@ A run is described by one :class:`Config` (sections ``model``, ``data``, ``sft``
    ``--objective.lad.eta 2``) plus short aliases for the common ones (``--objective lad
    --divergence js --eta 1 --output-dir DIR``; see :data:`ALIASES`).
 
+The schema is :func:`schema`: this module's :class:`Config` with sections derived from the
+registries when a config is read: ``data.<task>`` for each registered task with settings
+(``data.digit_sum``), ``rollout.<backend>`` for each backend with settings (``rollout.vllm``). The
+modules listed in ``plugins`` are imported first, so what they register has its section and flags.
+
 Values are parsed as YAML 1.2 scalars (``1`` is an int, ``5e-1`` a float, ``true`` a bool,
 ``null`` None, ``[1, 2]`` a list) and checked against the field's type by OmegaConf's structured
 configs, the dataclasses below being the schema (``lad_ref/config_io.py``, shared with the bandit
@@ -93,30 +98,15 @@ class ModelConfig:
 
 
 @dataclass
-class DigitSumConfig:
-    """The synthetic toy task (lad_ref.llm.tasks.DigitSumTask)."""
-
-    num_terms: list[int] = field(
-        default_factory=lambda: [2, 3, 4, 5], metadata={"help": "Digits per answer; several = several prompt kinds."}
-    )
-    max_digits: list[int] = field(
-        default_factory=lambda: [3, 4, 5, 6, 7, 8, 9],
-        metadata={"help": "Largest allowed digit, one prompt kind per value (9 = no bound; shown as '<m+1')."},
-    )
-    num_forbidden: int = field(default=0, metadata={"help": "Forbidden digits per prompt (0-8), shown as '!..'."})
-    min_solutions: int = field(default=8, metadata={"help": "Keep only prompts with at least this many correct answers."})
-    eval_fraction: float = field(default=0.25, metadata={"help": "Share of prompts held out for evaluation."})
-    split_seed: int = field(
-        default=0, metadata={"help": "Seed of the train/held-out split (fixed across run seeds on purpose)."}
-    )
-
-
-@dataclass
 class DataConfig:
-    """Prompts, answers and rewards."""
+    """Prompts, answers and rewards. The fields below are shared by the tasks; a registered task's own
+    settings are the derived section ``data.<task>`` (e.g. ``data.digit_sum``, see :func:`schema`)."""
 
-    task: str = field(default="digit_sum", metadata={"help": "digit_sum (synthetic toy), math or code."})
-    digit_sum: DigitSumConfig = field(default_factory=DigitSumConfig, metadata={"help": "Toy task settings."})
+    task: str = field(
+        default="digit_sum",
+        metadata={"help": "A registered task: digit_sum (synthetic toy), math, code, or one a plugin registers "
+                  "(lad_ref.llm.tasks.register_task); its settings, if any, are the section data.<task>."},
+    )
     train_files: list[str] = field(default_factory=list, metadata={"help": "math/code: .jsonl or .parquet files."})
     eval_files: list[str] = field(default_factory=list, metadata={"help": "math/code: held-out .jsonl/.parquet files."})
     prompt_field: str = field(default="prompt", metadata={"help": "math/code: record field holding the question."})
@@ -152,12 +142,15 @@ class SFTConfig:
 
 @dataclass
 class RolloutConfig:
-    """Sampling the G responses per prompt whose log-probs become pi_old."""
+    """Sampling the G responses per prompt whose log-probs become pi_old. A registered backend's own
+    settings are the derived section ``rollout.<backend>`` (e.g. ``rollout.vllm``, see :func:`schema`)."""
 
     backend: str = field(
         default="hf",
-        metadata={"help": "hf (transformers generate), hf-static (static KV cache, compiled on CUDA), "
-                  "hf-continuous (transformers continuous batching) or vllm (GPU + vLLM only)."},
+        metadata={"help": "A registered rollout backend: hf (transformers generate), hf-static (static KV cache, "
+                  "compiled on CUDA), hf-continuous (transformers continuous batching), vllm (GPU + vLLM only), or "
+                  "one a plugin registers (lad_ref.llm.backends.register_backend); its settings, if any, are the "
+                  "section rollout.<backend> (rollout.vllm)."},
     )
     prompts_per_step: int = field(default=16, metadata={"help": "Prompts per RL step."})
     group_size: int = field(default=8, metadata={"help": "G: responses per prompt (>= 2 for group advantages)."})
@@ -169,8 +162,6 @@ class RolloutConfig:
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling (1 = off; pi_old ignores the truncation)."})
     top_k: int = field(default=0, metadata={"help": "Top-k sampling (0 = off; pi_old ignores the truncation)."})
     batch_size: int = field(default=512, metadata={"help": "Most sequences per generate() call."})
-    vllm_gpu_memory_utilization: float = field(default=0.35, metadata={"help": "vllm: GPU memory share of the engine."})
-    vllm_max_model_len: int | None = field(default=None, metadata={"help": "vllm: context length (null = model's)."})
     dynamic_sampling: bool = field(
         default=False,
         metadata={"help": "Drop tied groups (all G rewards equal) and sample further prompts until prompts_per_step "
@@ -287,6 +278,13 @@ class Config:
     output_dir: str | None = field(default=None, metadata={"help": "Run folder (required)."})
     device: str = field(default="auto", metadata={"help": "auto (cuda if available), cpu or cuda."})
     threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (null = torch's default)."})
+    plugins: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Python modules imported before the config is read (dotted names on sys.path, e.g. "
+                  "my_pkg.my_task): they register tasks, rollout backends or objectives, whose settings sections "
+                  "(data.<task>, rollout.<backend>) and flags then exist. On the command line: --plugins "
+                  "'[a.b, c.d]' or --plugins a.b."},
+    )
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Policy model."})
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Task and data."})
     sft: SFTConfig = field(default_factory=SFTConfig, metadata={"help": "Supervised warm start."})
@@ -315,27 +313,6 @@ ALIASES: dict[str, str] = {
     "device": "device",
 }
 
-def schema() -> type:
-    """The Config class with its registry-derived sections, built from the registries as they are now.
-
-    ``objective`` gets one field per registered objective of scope ``any`` (its hyperparameter
-    dataclass), so an objective registered before the config is read has its YAML section and its
-    ``--objective.<name>.<field>`` flags. Every config is built through this class.
-    """
-    from lad_ref.losses import OBJECTIVES
-
-    objective = registry_section(
-        "ObjectiveConfig", ObjectiveConfig,
-        {name: spec.hparams for name, spec in OBJECTIVES.items() if spec.scope == "any"}, "objective",
-    )
-    return dataclasses.make_dataclass(
-        "Config", [("objective", objective, field(default_factory=objective, metadata={"help": "Objective."}))],
-        bases=(Config,),
-    )
-
-
-TASKS = ("digit_sum", "math", "code")
-BACKENDS = ("hf", "hf-static", "hf-continuous", "vllm")
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_DTYPES = ("auto", "float32", "bfloat16", "float16")
 TINY_ARCHITECTURES = ("qwen2", "llama")
@@ -352,24 +329,125 @@ def to_dict(cfg) -> dict:
 def from_dict(data: dict) -> Config:
     """Build a Config from a (possibly partial) nested dict; unknown keys, wrong types and values an
     objective's hyperparameter dataclass refuses raise ConfigError (:func:`lad_ref.config_io.build`:
-    OmegaConf's structured-config merge over :func:`schema`)."""
-    return build(schema(), _legacy(data))
+    OmegaConf's structured-config merge over :func:`schema`).
+
+    The modules in ``plugins`` are imported first, so that the tasks and backends they register have
+    their sections in the :func:`schema` the dict is read with; keys of older config files are
+    translated first (:func:`upgrade_legacy`). ``data`` itself is not changed.
+    """
+    if isinstance(data, dict):
+        data = upgrade_legacy(data)
+        if isinstance(data.get("plugins"), str):  # --plugins my_pkg.my_task: one module
+            data["plugins"] = [data["plugins"]]
+        load_plugins(data.get("plugins"))
+    return build(schema(), data)
 
 
-def _legacy(data: dict) -> dict:
-    """Read a config.yaml written before the objective sections were derived from the registry:
-    its empty ``objective.custom`` mapping is dropped (a non-empty one names the objective's own
-    section instead, ``objective.<name>``)."""
+# ======================================================================================
+# the schema: Config with its sections derived from the registries
+# ======================================================================================
+
+
+def _derived_sections() -> dict[str, tuple[type, dict[str, type], str]]:
+    """Config field -> (its base section, {registered name: settings dataclass}, what an entry is).
+
+    Read from the registries now, so that what a plugin registered before the config is read has
+    its section. Another registry-derived section is one more entry here.
+    """
+    from lad_ref.llm.backends import backend_sections
+    from lad_ref.llm.tasks import task_sections
+    from lad_ref.losses import OBJECTIVES
+
+    return {
+        "data": (DataConfig, task_sections(), "task"),
+        "rollout": (RolloutConfig, backend_sections(), "rollout backend"),
+        # one section per objective a sampled batch can use: objective.<name> IS its hyperparameter dataclass
+        "objective": (ObjectiveConfig, {n: s.hparams for n, s in OBJECTIVES.items() if s.scope == "any"}, "objective"),
+    }
+
+
+_SCHEMAS: dict[tuple, type] = {}
+
+
+def schema() -> type:
+    """:class:`Config` whose registry-derived sections have one nested field per registered entry with
+    settings (``data.digit_sum``, ``rollout.vllm``, and a plugin's ``data.<task>`` / ``rollout.<backend>``):
+    the class configs are read with (YAML, ``--section.name.field`` flags, --help). The same registry
+    contents give the same class."""
+    sections = _derived_sections()
+    key = tuple((f, base, tuple(entries.items())) for f, (base, entries, _) in sections.items())
+    if key not in _SCHEMAS:
+        _SCHEMAS[key] = derived_config(
+            Config, {f: registry_section(base.__name__, base, entries, what) for f, (base, entries, what) in sections.items()}
+        )
+    return _SCHEMAS[key]
+
+
+def derived_config(base: type, sections: dict[str, type]) -> type:
+    """A subclass of dataclass ``base`` whose fields named in ``sections`` have the given (sub)classes as
+    type and default (the fields keep their place, help and order)."""
+    own = {f.name: f for f in dataclasses.fields(base)}
+    fields = [(name, cls, field(default_factory=cls, metadata=own[name].metadata)) for name, cls in sections.items()]
+    cls = dataclasses.make_dataclass(base.__name__, fields, bases=(base,))
+    cls.__module__ = base.__module__
+    return cls
+
+
+def load_plugins(modules: list[str] | None) -> None:
+    """Import each module of ``plugins`` (its registrations happen on import; a module is imported once)."""
+    import importlib
+
+    if modules is None:
+        return
+    if not isinstance(modules, (list, tuple)) or not all(isinstance(m, str) and m for m in modules):
+        raise ConfigError(f"plugins={modules!r} must be a list of module names (e.g. [my_pkg.my_task]).")
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ConfigError(
+                f"plugins: cannot import {name!r} ({type(e).__name__}: {e}); a plugin is a module on sys.path "
+                "(PYTHONPATH or an installed package) given by its dotted name."
+            ) from None
+
+
+# Keys of config files written by earlier versions -> where they are now. A stored config.yaml (a run
+# folder being resumed, evaluated or checked by a study) reads back with its values moved here.
+LEGACY_KEYS = {
+    "rollout.vllm_gpu_memory_utilization": "rollout.vllm.gpu_memory_utilization",
+    "rollout.vllm_max_model_len": "rollout.vllm.max_model_len",
+}
+
+
+def upgrade_legacy(data: dict) -> dict:
+    """A copy of config dict ``data`` with the :data:`LEGACY_KEYS` moved to their new place (sections
+    copied, not shared). A legacy key given beside its new key with another value is a ConfigError.
+    An empty ``objective.custom`` (config files written before the objective sections were derived
+    from the registry) is dropped; a non-empty one names the objective's own section instead."""
+    data = dict(data)
     objective = data.get("objective")
     if isinstance(objective, dict) and "custom" in objective:
-        objective = dict(objective)
+        objective = data["objective"] = dict(objective)
         custom = objective.pop("custom")
         if custom:
             raise ConfigError(
                 "objective.custom is gone: an objective registered outside lad_ref has its own section, "
                 f"objective.<name> (here: {', '.join(f'objective.{k}' for k in custom)})."
             )
-        data = {**data, "objective": objective}
+    for old, new in LEGACY_KEYS.items():
+        section, key = old.split(".")
+        if not isinstance(data.get(section), dict) or key not in data[section]:
+            continue
+        sec = data[section] = dict(data[section])
+        value = sec.pop(key)
+        _, sub, leaf = new.split(".")
+        if sec.get(sub) is not None and not isinstance(sec[sub], dict):
+            continue  # a value where the new section goes: the schema names that error
+        target = sec[sub] = dict(sec.get(sub) or {})
+        if leaf in target and target[leaf] != value:
+            raise ConfigError(f"{old}={value!r} (its former name) and {new}={target[leaf]!r} are both given; "
+                              f"keep only {new}.")
+        target[leaf] = value
     return data
 
 
@@ -439,12 +517,13 @@ def validate(cfg: Config) -> Config:
 
 def _validate(cfg: Config) -> Config:
     from lad_ref.advantages import ESTIMATORS
+    from lad_ref.llm.backends import backend_settings, check_device, get_backend
+    from lad_ref.llm.tasks import get_task_spec, task_settings
     from lad_ref.losses import AGG_MODES, objective_names
 
     _finite_numbers(to_dict(cfg))
-    for key, seed in (("seed", cfg.seed), ("data.digit_sum.split_seed", cfg.data.digit_sum.split_seed)):
-        if not -2**63 <= seed < 2**63:
-            raise ConfigError(f"{key}={seed} is out of range; a seed must fit in 64 bits (-2**63 <= seed < 2**63).")
+    if not -2**63 <= cfg.seed < 2**63:
+        raise ConfigError(f"seed={cfg.seed} is out of range; a seed must fit in 64 bits (-2**63 <= seed < 2**63).")
     o = cfg.objective
     # objectives of scope "finite" (lad_theory) need every action enumerated: not for a sampled LLM batch
     choice("objective.name", o.name, objective_names(scope="any"))
@@ -468,16 +547,17 @@ def _validate(cfg: Config) -> Config:
             f"and num_heads by num_kv_heads={m.tiny.num_kv_heads}."
         )
     d = cfg.data
-    choice("data.task", d.task, TASKS)
-    if d.task in ("math", "code") and not d.train_files:
+    task = get_task_spec(d.task)  # an unknown name: one sentence listing the registered tasks
+    if task.needs_files and not d.train_files:
         raise ConfigError(f"data.task={d.task!r} needs data.train_files (a list of .jsonl or .parquet files).")
     if "{prompt}" not in d.prompt_template:
         raise ConfigError(f"data.prompt_template={d.prompt_template!r} must contain the placeholder {{prompt}}.")
-    if not 0.0 < d.digit_sum.eval_fraction < 1.0:
-        raise ConfigError(f"data.digit_sum.eval_fraction={d.digit_sum.eval_fraction!r} must be between 0 and 1.")
+    task.check(task_settings(cfg))
 
     r = cfg.rollout
-    choice("rollout.backend", r.backend, BACKENDS)
+    backend = get_backend(r.backend)  # an unknown name: one sentence listing the registered backends
+    backend.check(backend_settings(cfg))
+    check_device(r.backend, cfg.device)  # e.g. vllm with device: cpu
     if r.group_size < 2:
         raise ConfigError(f"rollout.group_size={r.group_size!r} must be >= 2: group advantages need two responses.")
     for k in ("prompts_per_step", "max_new_tokens", "temperature", "top_p", "batch_size"):
@@ -539,7 +619,7 @@ def _validate(cfg: Config) -> Config:
 
 
 def field_help(cls: type | None = None, prefix: str = "") -> list[tuple[str, str, Any]]:
-    """(dotted key, help, default) for every leaf field of ``cls`` (the :func:`schema`), for --help."""
+    """(dotted key, help, default) for every leaf field of ``cls`` (default: the :func:`schema`), for --help."""
     cls = schema() if cls is None else cls
     rows = []
     for f in dataclasses.fields(cls):

@@ -97,7 +97,7 @@ def score_responses(task, examples, batch, k: int, pass_ks=(), eos_ids=()) -> tu
             # sums and counts, so the per-token mean is over all tokens of all prompts (not a mean of means)
             row["_neg_logp_sum"] = float(-(batch.gen_log_probs[list(rows)] * mask).sum())
             row["_tokens"] = float(mask.sum())
-        n_sol = ex.meta.get("num_solutions") if ex.meta else None
+        n_sol = ex.meta.get("num_solutions") if ex.meta and "solution_coverage" in task.metrics else None
         if n_sol:
             row["solution_coverage"] = distinct / n_sol
         per_prompt.append(row)

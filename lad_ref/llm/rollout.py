@@ -17,40 +17,18 @@ recomputed values are the ones used.
 
 Backends
 --------
-* :class:`HFRollout`: ``model.generate`` (KV cache, batched, left-padded prompts); the
-  sampling RNG is seeded per call from ``seed`` so a run is reproducible on CPU. Three ways
-  to run it, all transformers' own (``rollout.backend``; no vLLM needed):
-
-  - ``hf``: plain ``generate`` with the default dynamic KV cache (the default everywhere);
-  - ``hf-static``: ``generate(cache_implementation="static")``: a preallocated KV cache, and on
-    CUDA transformers then compiles the decoding step with ``torch.compile`` by itself (its
-    auto-compile rule; on CPU it runs uncompiled). Same RNG draws in the same order as ``hf``,
-    so for the same seed it gives the same samples wherever the logits agree bitwise (CPU
-    float32: checked in tests/test_gpu_check.py); compiled kernels round differently, which
-    can flip a near-tie draw now and then;
-  - ``hf-continuous``: ``model.generate_batch`` (transformers' continuous batching with a paged
-    KV cache; tested with transformers 5.10, 5.17 and 5.24). It draws tokens for a packed batch whose composition
-    changes as requests finish, so it gives samples from the same distribution but **not**
-    the same samples as ``hf`` for a seed; its recorded log-probs (tempered) agree with the
-    trainer's recomputation (tested).
-
-  Which is fastest on a GPU is measured by ``benchmarks/gpu_check.py`` (docs/gpu.md). Until
-  a measurement says otherwise the default stays ``hf``.
-* :class:`VLLMRollout`: a colocated vLLM engine in the training process (TRL's "colocate" mode),
-  weights pushed after every optimizer update. Real code, exercised only on GPU machines
-  with vLLM installed; tests skip it elsewhere.
+The engines that sample are registered rollout backends (``rollout.backend``), one file per family in
+:mod:`lad_ref.llm.backends`: ``hf``, ``hf-static``, ``hf-continuous`` (:mod:`lad_ref.llm.backends.hf`)
+and ``vllm`` (:mod:`lad_ref.llm.backends.vllm`). This module holds what they share: the batch
+container, prompt formatting, padding and masks, and the trainer's log-prob recomputation.
 """
 
 from __future__ import annotations
 
-import copy
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
-from lad_ref.llm.seeding import sub_seed
 
 Tensor = torch.Tensor
 _LOGSOFTMAX_ELEMENTS = 2**28  # float32 elements per log-softmax chunk (1 GiB)
@@ -233,296 +211,26 @@ def sequence_log_probs(
 
 
 # ======================================================================================
-# HF generate backend
+# the configured backend
 # ======================================================================================
-
-
-# rollout.backend -> HFRollout's KV-cache mode (see the module docstring).
-HF_BACKENDS = {"hf": "dynamic", "hf-static": "static", "hf-continuous": "continuous"}
-
-
-class HFRollout:
-    """Batched sampling with ``model.generate`` (KV cache), G samples per prompt, seeded per call.
-
-    ``cache``: ``dynamic`` (plain generate), ``static`` (preallocated cache, compiled decoding on
-    CUDA) or ``continuous`` (``generate_batch``, paged cache); see the module docstring.
-    """
-
-    def __init__(self, tokenizer, formatter: PromptFormatter, eos_ids: list[int], batch_size: int,
-                 cache: str = "dynamic"):
-        if cache not in HF_BACKENDS.values():
-            raise ValueError(f"HFRollout cache={cache!r} is not known; valid choices are "
-                             f"{', '.join(HF_BACKENDS.values())}.")
-        self.tokenizer = tokenizer
-        self.formatter = formatter
-        self.eos_ids = eos_ids
-        self.batch_size = batch_size
-        self.pad_id = tokenizer.pad_token_id
-        self.cache = cache
-
-    def sync_weights(self, model) -> None:
-        """Nothing to do: generate() runs on the training model itself."""
-
-    def generation_config(self, max_new_tokens: int, temperature: float, top_p: float, top_k: int):
-        from transformers import GenerationConfig
-
-        # Every sampling knob is set explicitly: generate() fills unset (None) fields from the
-        # checkpoint's generation_config.json, which for hub models often enables top_k=20 or a
-        # repetition penalty; those would silently change the sampling distribution.
-        return GenerationConfig(
-            do_sample=True,
-            temperature=temperature,
-            top_p=top_p,
-            top_k=top_k,
-            min_p=0.0,
-            typical_p=1.0,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            max_new_tokens=max_new_tokens,
-            eos_token_id=self.eos_ids,
-            pad_token_id=self.pad_id,
-            bos_token_id=None,
-            use_cache=True,
-            # static: a preallocated cache of prompt + max_new_tokens, which is what lets
-            # transformers compile the decoding step on CUDA. None = the default dynamic cache.
-            cache_implementation="static" if self.cache == "static" else None,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-
-    @torch.no_grad()
-    def generate(
-        self,
-        model,
-        prompts: list[str],
-        num_samples: int,
-        *,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        top_k: int = 0,
-        seed: int = 0,
-    ) -> RolloutBatch:
-        """``num_samples`` responses for each prompt, rows grouped by prompt (prompt i -> rows i*G..i*G+G-1)."""
-        device = next(model.parameters()).device
-        gen_cfg = self.generation_config(max_new_tokens, temperature, top_p, top_k)
-        encoded = [self.formatter(p) for p in prompts]
-        rows = [ids for ids in encoded for _ in range(num_samples)]
-        if self.cache == "continuous":
-            return self._generate_continuous(model, rows, gen_cfg, seed, device)
-        was_training = model.training
-        # eval() only changes dropout (none in the tiny preset; LoRA dropout defaults to 0), so the
-        # generation distribution is the training-mode one; gradient checkpointing would disable the cache.
-        model.eval()
-        parts = []
-        try:
-            for c, start in enumerate(range(0, len(rows), self.batch_size)):
-                chunk = rows[start:start + self.batch_size]
-                prompt_ids, prompt_mask = left_pad(chunk, self.pad_id)
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    torch.manual_seed(sub_seed(seed, c))
-                    out = model.generate(
-                        input_ids=prompt_ids.to(device),
-                        attention_mask=prompt_mask.to(device),
-                        generation_config=gen_cfg,
-                    )
-                response_ids = out.sequences[:, prompt_ids.shape[1]:]
-                logits = torch.stack(out.logits, dim=1).float() / temperature  # raw logits, tempered here
-                gen_lp = F.log_softmax(logits, -1).gather(-1, response_ids.unsqueeze(-1)).squeeze(-1)
-                parts.append((prompt_ids, prompt_mask, response_ids.cpu(), gen_lp.cpu()))
-        finally:
-            model.train(was_training)
-        return self._assemble(parts)
-
-    def _generate_continuous(self, model, rows: list[list[int]], gen_cfg, seed: int, device) -> RolloutBatch:
-        """All rows through ``model.generate_batch`` (continuous batching, paged KV cache).
-
-        transformers schedules the requests itself (no ``batch_size`` chunks) and returns, per
-        request, the sampled tokens and their log-probs after the temperature warper (the
-        tempered log pi_old, as the ``hf`` path records). Its sampler is seeded from ``seed``
-        through ``ContinuousBatchingConfig.seed``; the global RNG is restored afterwards.
-        """
-        try:
-            from transformers import ContinuousBatchingConfig
-        except ImportError:
-            try:
-                from transformers.generation.configuration_utils import ContinuousBatchingConfig
-            except ImportError:
-                import transformers
-
-                raise RuntimeError(
-                    f"rollout.backend='hf-continuous' needs transformers' ContinuousBatchingConfig (tested with "
-                    f"5.10-5.24; installed {transformers.__version__}); valid choices here are: hf, hf-static."
-                ) from None
-        cb_gen_cfg = copy.deepcopy(gen_cfg)
-        cb_gen_cfg.output_logits, cb_gen_cfg.return_dict_in_generate = False, False  # it returns its own outputs
-        cb_gen_cfg.min_p = None  # 0 is a no-op, but CB would warn that it may not support the warper
-        if device.type == "cuda":
-            # A KV-cache share of 30% of the free memory: the trainer's weights, gradients and optimizer
-            # state live beside it (transformers' default takes 80-90%).
-            sizing = {"max_memory_percent": 0.3}
-        else:
-            # On a CPU transformers sizes the cache from the machine's *total RAM*; give it exactly
-            # what these requests need instead (one extra block per request for partial blocks).
-            block = 32
-            longest = max(len(r) for r in rows) + gen_cfg.max_new_tokens
-            sizing = {"block_size": block, "num_blocks": len(rows) * (-(-longest // block) + 1),
-                      "max_batch_tokens": max(256, sum(len(r) for r in rows))}
-        cb_cfg = ContinuousBatchingConfig(return_logprobs=True, seed=seed % 2**31, **sizing)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                out = model.generate_batch(rows, generation_config=cb_gen_cfg, continuous_batching_config=cb_cfg,
-                                           progress_bar=False, warmup=False)
-        finally:
-            model.train(was_training)
-        results = list(out.values())  # generate_batch returns them in the order of the inputs
-        if len(results) != len(rows) or any(r.error for r in results):
-            errors = sorted({str(r.error) for r in results if r.error})
-            raise RuntimeError(f"continuous batching returned {len(results)} of {len(rows)} responses"
-                               + (f" ({'; '.join(errors)})" if errors else "") + ".")
-        prompt_ids, prompt_mask = left_pad(rows, self.pad_id)
-        width = max(1, max(len(r.generated_tokens) for r in results))
-        response_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        gen_lp = torch.zeros((len(rows), width))
-        for i, r in enumerate(results):
-            n = len(r.generated_tokens)
-            response_ids[i, :n] = torch.tensor(r.generated_tokens, dtype=torch.long)
-            gen_lp[i, :n] = torch.tensor(r.logprobs[:n], dtype=torch.float32)
-        return self._assemble([(prompt_ids, prompt_mask, response_ids, gen_lp)])
-
-    def _assemble(self, parts) -> RolloutBatch:
-        lp_width = max(p[0].shape[1] for p in parts)
-        lr_width = max(p[2].shape[1] for p in parts)
-        pids, pmask, rids, glp = [], [], [], []
-        for prompt_ids, prompt_mask, response_ids, gen_lp in parts:
-            pad_l = lp_width - prompt_ids.shape[1]
-            pad_r = lr_width - response_ids.shape[1]
-            pids.append(F.pad(prompt_ids, (pad_l, 0), value=self.pad_id))
-            pmask.append(F.pad(prompt_mask, (pad_l, 0), value=0))
-            rids.append(F.pad(response_ids, (0, pad_r), value=self.pad_id))
-            glp.append(F.pad(gen_lp, (0, pad_r), value=0.0))
-        response_ids = torch.cat(rids)
-        response_mask, truncated = response_mask_from_ids(response_ids, self.eos_ids)
-        response_ids = torch.where(response_mask.bool(), response_ids, torch.full_like(response_ids, self.pad_id))
-        gen_lp = torch.cat(glp) * response_mask
-        texts = self.tokenizer.batch_decode(response_ids, skip_special_tokens=True)
-        return RolloutBatch(torch.cat(pids), torch.cat(pmask), response_ids, response_mask, gen_lp, texts, truncated)
-
-
-# ======================================================================================
-# vLLM backend (GPU only)
-# ======================================================================================
-
-
-class VLLMRollout(HFRollout):
-    """A colocated vLLM engine in the training process; weights are pushed after every update.
-
-    Exercised only on GPU machines with vLLM installed (``pip install vllm``); the tests skip
-    it elsewhere. Follows TRL's colocate mode: an in-process engine
-    (``distributed_executor_backend="external_launcher"``), ``load_weights`` on the engine's
-    model after each optimizer step (LoRA adapters merged for the push, then unmerged), prefix
-    cache reset. vLLM's own log-probs are tempered ("processed_logprobs") and kept as
-    ``gen_log_probs`` for the agreement check; the trainer recomputes pi_old with its own
-    forward pass, as verl does, because vLLM's kernels differ numerically from the trainer's.
-    """
-
-    def __init__(self, tokenizer, formatter: PromptFormatter, eos_ids: list[int], batch_size: int,
-                 model_path: str, dtype: str, gpu_memory_utilization: float, max_model_len: int | None,
-                 seed: int, trust_remote_code: bool = False):
-        super().__init__(tokenizer, formatter, eos_ids, batch_size)
-        try:
-            from vllm import LLM
-        except ImportError:
-            raise RuntimeError("rollout.backend='vllm' needs vLLM (pip install vllm); valid choices without it are: hf.") from None
-        if not torch.cuda.is_available():
-            raise RuntimeError("rollout.backend='vllm' needs a CUDA GPU; valid choice on this machine is: hf.")
-        # A single-process "distributed" setup so that the engine runs inside this process.
-        os.environ.setdefault("RANK", "0")
-        os.environ.setdefault("LOCAL_RANK", "0")
-        os.environ.setdefault("WORLD_SIZE", "1")
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(29500 + os.getpid() % 1000))
-        self.llm = LLM(
-            model=str(model_path),
-            tokenizer=str(model_path),
-            dtype=dtype if dtype != "auto" else "bfloat16",
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
-            distributed_executor_backend="external_launcher",
-            seed=seed,
-            logprobs_mode="processed_logprobs",  # log-probs after temperature, like pi_old
-            trust_remote_code=trust_remote_code,
-            enable_prefix_caching=True,
-        )
-
-    def _engine_model(self):
-        return self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-
-    @torch.no_grad()
-    def sync_weights(self, model) -> None:
-        """Push the training weights into the engine (merge LoRA first, then unmerge)."""
-        from lad_ref.llm.model import is_peft
-
-        engine_model = self._engine_model()
-        if is_peft(model):
-            model.merge_adapter()
-            try:
-                for name, p in model.named_parameters():
-                    name = name.removeprefix("base_model.model.").replace(".base_layer", "")
-                    if model.prefix in name or "original_module" in name:
-                        continue
-                    engine_model.load_weights([(name.replace("modules_to_save.default.", ""), p.data)])
-            finally:
-                model.unmerge_adapter()
-        else:
-            for name, p in model.named_parameters():
-                engine_model.load_weights([(name.replace("_checkpoint_wrapped_module.", ""), p.data)])
-        self.llm.reset_prefix_cache()
-
-    @torch.no_grad()
-    def generate(self, model, prompts, num_samples, *, max_new_tokens, temperature=1.0, top_p=1.0, top_k=0, seed=0):
-        from vllm import SamplingParams
-
-        encoded = [self.formatter(p) for p in prompts]
-        params = SamplingParams(
-            n=num_samples, temperature=temperature, top_p=top_p, top_k=top_k if top_k > 0 else -1,
-            max_tokens=max_new_tokens, logprobs=0, seed=seed, stop_token_ids=self.eos_ids,
-        )
-        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in encoded], sampling_params=params, use_tqdm=False)
-        rows, resp, lps = [], [], []
-        for ids, out in zip(encoded, outputs):
-            for o in out.outputs:
-                r = list(o.token_ids)
-                lp = [next(iter(d.values())).logprob for d in (o.logprobs or [])] or [0.0] * len(r)
-                # A response stopped by a stop token must end with it, so that the mask includes the
-                # EOS and the policy learns to stop; append it where the engine left it out (its
-                # log-prob is then unknown and recorded as 0: only the agreement check reads it).
-                if o.finish_reason == "stop" and isinstance(o.stop_reason, int) and (not r or r[-1] != o.stop_reason):
-                    r.append(o.stop_reason)
-                    lp.append(0.0)
-                rows.append(ids)
-                resp.append(r)
-                lps.append(lp)
-        prompt_ids, prompt_mask = left_pad(rows, self.pad_id)
-        width = max(1, max(len(r) for r in resp))
-        response_ids = torch.full((len(resp), width), self.pad_id, dtype=torch.long)
-        gen_lp = torch.zeros((len(resp), width))
-        for i, (r, lp) in enumerate(zip(resp, lps)):
-            response_ids[i, :len(r)] = torch.tensor(r, dtype=torch.long)
-            gen_lp[i, :len(lp)] = torch.tensor(lp)
-        return self._assemble([(prompt_ids, prompt_mask, response_ids, gen_lp)])
 
 
 def build_rollout(cfg, tokenizer, model, model_path: str):
-    """The configured rollout engine for ``model`` (whose weights live at ``model_path`` for vLLM)."""
-    formatter = PromptFormatter(tokenizer, cfg.model.chat_template, cfg.model.system_prompt)
-    eos = eos_token_ids(tokenizer, model)
-    if cfg.rollout.backend == "vllm":
-        return VLLMRollout(
-            tokenizer, formatter, eos, cfg.rollout.batch_size, model_path, cfg.model.dtype,
-            cfg.rollout.vllm_gpu_memory_utilization, cfg.rollout.vllm_max_model_len, cfg.seed,
-            cfg.model.trust_remote_code,
-        )
-    return HFRollout(tokenizer, formatter, eos, cfg.rollout.batch_size, HF_BACKENDS[cfg.rollout.backend])
+    """The configured rollout engine for ``model`` (whose weights live at ``model_path``, for engines that
+    load their own copy): ``rollout.backend`` looked up in :mod:`lad_ref.llm.backends`' registry."""
+    from lad_ref.llm.backends import build_rollout as build
+
+    return build(cfg, tokenizer, model, model_path)
+
+
+# The backend classes lived here; still importable from here (looked up on first use: the backends
+# import this module).
+_MOVED = {"HF_BACKENDS": "hf", "HFRollout": "hf", "VLLMRollout": "vllm", "VLLMSettings": "vllm"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        import importlib
+
+        return getattr(importlib.import_module(f"lad_ref.llm.backends.{_MOVED[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,6 +18,7 @@ The run folder records the path and hash in ``run_info.json``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ from lad_ref.llm.rollout import (
 )
 from lad_ref.llm.schedule import warmup_then_decay
 from lad_ref.llm.seeding import Tag, sub_seed
+from lad_ref.llm.tasks import task_settings
 
 SFT_FORMAT_VERSION = 2  # bump when the SFT procedure or the tiny tokenizer changes, to invalidate old caches
 
@@ -52,11 +54,13 @@ def default_cache_dir() -> Path:
 def sft_key(cfg: Config) -> str:
     """Hash of everything that determines the SFT checkpoint (and nothing else)."""
     c = to_dict(cfg)
+    settings = task_settings(cfg)
     relevant = {
         "version": SFT_FORMAT_VERSION,
         "seed": cfg.seed,
         "model": {k: c["model"][k] for k in ("name_or_path", "tiny", "dtype", "chat_template", "system_prompt")},
-        "data": {"task": c["data"]["task"], "digit_sum": c["data"]["digit_sum"]},
+        # the task and its own settings (data.<task>): for digit_sum the key it always had
+        "data": {"task": cfg.data.task, cfg.data.task: None if settings is None else dataclasses.asdict(settings)},
         "sft": {k: v for k, v in c["sft"].items() if k not in ("cache_dir", "enabled")},
     }
     blob = json.dumps(relevant, sort_keys=True).encode()
@@ -132,7 +136,7 @@ def prepare_start_policy(cfg: Config, task, device: torch.device, progress: bool
 
     Returns (path, info) with info = {"sft": bool, "key": hash, "cached": bool, ...}.
     """
-    use_sft = cfg.sft.enabled and cfg.sft.steps > 0 and getattr(task, "can_sample_solutions", False)
+    use_sft = cfg.sft.enabled and cfg.sft.steps > 0 and task.can_sample_solutions
     if not use_sft:
         if cfg.model.name_or_path == TINY:
             cache = Path(cfg.sft.cache_dir) if cfg.sft.cache_dir else default_cache_dir()
@@ -173,7 +177,7 @@ def _removed_on_failure(tmp: Path):
 def cache_target(cfg: Config, task) -> Path | None:
     """The cache folder the start policy of ``cfg`` is (or will be) in, or None when none is made there."""
     cache = Path(cfg.sft.cache_dir) if cfg.sft.cache_dir else default_cache_dir()
-    if cfg.sft.enabled and cfg.sft.steps > 0 and getattr(task, "can_sample_solutions", False):
+    if cfg.sft.enabled and cfg.sft.steps > 0 and task.can_sample_solutions:
         return cache / sft_key(cfg)
     if cfg.model.name_or_path == TINY:
         return cache / f"tiny-init-{sft_key(cfg)}"

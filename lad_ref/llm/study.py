@@ -78,6 +78,7 @@ from lad_ref.llm.config import (
 )
 from lad_ref.llm.files import write_atomic, write_json
 from lad_ref.llm.report import MIN_SEEDS, diff_cell, verdict
+from lad_ref.llm.tasks import get_task_spec
 from lad_ref.losses import objective_names
 from lad_ref.metrics import bootstrap_mean_ci
 
@@ -425,7 +426,7 @@ def execute(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
         return {"ran": 0, "wall_s": 0.0}
 
     def sft_folder(c: Config) -> Path | None:
-        if not c.sft.enabled or c.data.task != "digit_sum":
+        if not c.sft.enabled or not get_task_spec(c.data.task).can_sample_solutions:
             return None
         cache = Path(c.sft.cache_dir) if c.sft.cache_dir else default_cache_dir()
         return cache / sft_key(c)

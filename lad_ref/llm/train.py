@@ -57,15 +57,18 @@ from tqdm.auto import tqdm
 
 from lad_ref.advantages import compute_advantages
 from lad_ref.llm import checkpoint as ckpt
+from lad_ref.llm.backends import check_device
 from lad_ref.llm.config import (
     Config,
     ConfigError,
     from_dict,
     help_epilog,
+    load_plugins,
     load_yaml,
     merge_overrides,
     objective_hp,
     parse_dotted_args,
+    parse_value,
     resolve,
     save_yaml,
     to_dict,
@@ -789,7 +792,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_cli_plugins(argv: list[str] | None) -> None:
+    """Import the modules of ``--plugins`` before the parser is built, so that --help lists the flags of
+    the tasks and backends they register (the config's own ``plugins`` are imported when it is read)."""
+    argv = sys.argv[1:] if argv is None else argv
+    for i, tok in enumerate(argv):
+        if tok.startswith("--plugins="):
+            value = tok.split("=", 1)[1]
+        elif tok == "--plugins" and i + 1 < len(argv):
+            value = argv[i + 1]
+        else:
+            continue
+        value = parse_value(value)
+        load_plugins([value] if isinstance(value, str) else value)
+
+
 def parse(argv: list[str] | None) -> tuple[argparse.Namespace, Config]:
+    load_cli_plugins(argv)
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     overrides = parse_dotted_args(rest)
@@ -933,8 +952,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
                 return 0
             ckpt.pick_device(cfg.device)  # a requested GPU that is not there fails now, not after SFT
-            if cfg.rollout.backend == "vllm":
-                ckpt.pick_device("cuda")  # fails early with a clear message on a CPU machine
+            check_device(cfg.rollout.backend, cfg.device, torch.cuda.is_available())  # e.g. vllm on a CPU machine
             task = build_task(cfg)  # reads every data file: bad data fails here, before any training
             preflight(cfg, task)  # the model source, the SFT cache, prompt lengths: before the run folder exists
             run = ckpt.prepare_run_dir(cfg.output_dir, resume=bool(args.resume), overwrite=args.overwrite)
