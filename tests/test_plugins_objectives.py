@@ -210,3 +210,25 @@ def test_objective_plugin_is_refused_by_verl_with_the_reason(entropy_pg):
 def test_registry_is_shipped_only_outside_the_fixtures():
     assert "entropy_pg" not in objective_names() and "pearson" not in divergence_names()
     assert get_loss("lad") is lad_loss
+
+
+def test_plugins_reach_the_trainer_cli_by_module_name():
+    """A fresh process: --plugins imports the modules before the schema is built, so the plugin objective has its
+    --objective.entropy_pg.coef flag (in --help and in the resolved config) and the plugin divergence is valid."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)])}
+    base = [sys.executable, "-m", "lad_ref.llm.train", "--plugins", "[plugins.pearson_divergence, plugins.entropy_pg]"]
+    help_text = subprocess.run([*base, "--help"], capture_output=True, text=True, env=env, check=True).stdout
+    assert "--objective.entropy_pg.coef" in help_text
+    out = subprocess.run([*base, "--config", str(ROOT / "llm" / "configs" / "toy.yaml"), "--output-dir", "unused",
+                          "--objective", "entropy_pg", "--objective.entropy_pg.coef", "0.3", "--divergence", "pearson",
+                          "--print-config"], capture_output=True, text=True, env=env, check=True).stdout
+    import yaml
+
+    cfg = yaml.safe_load(out)
+    assert cfg["objective"]["entropy_pg"] == {"coef": 0.3} and cfg["objective"]["lad"]["divergence"] == "pearson"
+    bad = subprocess.run([*base[:3], "--config", str(ROOT / "llm" / "configs" / "toy.yaml"), "--output-dir", "unused",
+                          "--objective", "entropy_pg"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "unknown objective.name 'entropy_pg'" in bad.stderr  # without the plugin
