@@ -437,11 +437,6 @@ def get_loss(name: str) -> LossFn:
     return get_objective(name).loss
 
 
-def loss_hparams(name: str) -> dict[str, object]:
-    """Hyperparameters of objective ``name`` with their defaults."""
-    return get_objective(name).defaults()
-
-
 # --------------------------------------------------------------------------------------
 # hyperparameter dataclasses (plain, typed, nestable; every field documented; self-validating)
 # --------------------------------------------------------------------------------------
@@ -1115,5 +1110,3 @@ def ppo_penalty_loss(
 
 #: Names of the objectives lad_ref ships (objective_names() also lists ones registered later).
 LOSS_NAMES: tuple[str, ...] = tuple(OBJECTIVES)
-#: Old name of the registry, kept for importers; it maps names to specs now.
-LOSS_REGISTRY = OBJECTIVES
