@@ -31,30 +31,23 @@ from lad_ref.losses import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _fresh(module: str, unregister) -> object:
+def _plugin(module: str, unregister):
+    """Import ``module`` fresh (its registration runs), yield it, then unregister it."""
     unregister()
     sys.modules.pop(module, None)
-    return importlib.import_module(module)
+    yield importlib.import_module(module)
+    unregister()
+    sys.modules.pop(module, None)
 
 
 @pytest.fixture
 def pearson():
-    def unregister():
-        unregister_divergence("pearson")
-
-    yield _fresh("plugins.pearson_divergence", unregister)
-    unregister()
-    sys.modules.pop("plugins.pearson_divergence", None)
+    yield from _plugin("plugins.pearson_divergence", lambda: unregister_divergence("pearson"))
 
 
 @pytest.fixture
 def entropy_pg():
-    def unregister():
-        unregister_objective("entropy_pg")
-
-    yield _fresh("plugins.entropy_pg", unregister)
-    unregister()
-    sys.modules.pop("plugins.entropy_pg", None)
+    yield from _plugin("plugins.entropy_pg", lambda: unregister_objective("entropy_pg"))
 
 
 @pytest.fixture(scope="module")

@@ -113,6 +113,23 @@ class BaseTask:
         raise NotImplementedError(f"task {type(self).__name__} cannot sample solutions (can_sample_solutions=False).")
 
 
+class FileTask(BaseTask):
+    """A task whose examples are read from the local files ``data.train_files`` / ``data.eval_files``
+    (JSONL or Parquet; fields ``data.prompt_field`` / ``data.answer_field``), both required."""
+
+    needs_files: ClassVar[bool] = True
+
+    @classmethod
+    def from_config(cls, data: DataConfig, settings: Any) -> Task:
+        if not data.eval_files:
+            raise ConfigError(f"data.task={data.task!r} needs data.eval_files (held-out .jsonl or .parquet files).")
+        return cls(data)
+
+    def __init__(self, cfg: DataConfig):
+        self.train = load_split(cfg.train_files, cfg, cfg.max_train_prompts, "train")
+        self.eval = load_split(cfg.eval_files, cfg, cfg.max_eval_prompts, "eval")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """A registered task: its class, and the dataclass of its ``data.<name>`` settings (None: no section)."""

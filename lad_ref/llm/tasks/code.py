@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from lad_ref.llm.config import ConfigError, DataConfig
-from lad_ref.llm.tasks import BaseTask, Example, load_split, register_task
+from lad_ref.llm.config import DataConfig
+from lad_ref.llm.tasks import Example, FileTask, register_task
 
 
 @register_task("code")
-class CodeTask(BaseTask):
+class CodeTask(FileTask):
     """Programming questions with tests; reward 1.0 iff every test passes (lad_ref.rewards.code, sandboxed).
 
     The program is the last fenced code block of the response (``extract_program``); distinct
@@ -19,17 +19,9 @@ class CodeTask(BaseTask):
     """
 
     name = "code"
-    needs_files = True
-
-    @classmethod
-    def from_config(cls, data: DataConfig, settings: None) -> CodeTask:
-        if not data.eval_files:
-            raise ConfigError(f"data.task={data.task!r} needs data.eval_files (held-out .jsonl or .parquet files).")
-        return cls(data)
 
     def __init__(self, cfg: DataConfig):
-        self.train = load_split(cfg.train_files, cfg, cfg.max_train_prompts, "train")
-        self.eval = load_split(cfg.eval_files, cfg, cfg.max_eval_prompts, "eval")
+        super().__init__(cfg)
         from lad_ref.rewards.code import code_reward  # noqa: F401
 
     def reward(self, example: Example, completion: str) -> float:

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-from lad_ref.llm.config import ConfigError, DataConfig
-from lad_ref.llm.tasks import BaseTask, Example, load_split, register_task
+from lad_ref.llm.config import DataConfig
+from lad_ref.llm.tasks import Example, FileTask, register_task
 
 
 @register_task("math")
-class MathTask(BaseTask):
+class MathTask(FileTask):
     """Math questions with a reference final answer; reward = math-verify equivalence (lad_ref.rewards.math).
 
     The answer is extracted and compared by math-verify's own parser (``\\boxed{...}``, "the final
@@ -18,17 +18,9 @@ class MathTask(BaseTask):
     """
 
     name = "math"
-    needs_files = True
-
-    @classmethod
-    def from_config(cls, data: DataConfig, settings: None) -> MathTask:
-        if not data.eval_files:
-            raise ConfigError(f"data.task={data.task!r} needs data.eval_files (held-out .jsonl or .parquet files).")
-        return cls(data)
 
     def __init__(self, cfg: DataConfig):
-        self.train = load_split(cfg.train_files, cfg, cfg.max_train_prompts, "train")
-        self.eval = load_split(cfg.eval_files, cfg, cfg.max_eval_prompts, "eval")
+        super().__init__(cfg)
         from lad_ref.rewards.math import math_reward  # noqa: F401  (fail now if math-verify is missing)
 
     def reward(self, example: Example, completion: str) -> float:
