@@ -371,7 +371,8 @@ def regime_k_table(result: dict) -> str:
 def regime_divergence_table(result: dict) -> str:
     """Regime bandit: effective correct answers per K and divergence, (+) / (−) / (≈) against GRPO."""
     reg = _regime(result)
-    objs = [o for o in (reg.get("config") or {}).get("objectives", []) if o.startswith("lad(")]
+    objs = [o for o in (reg.get("config") or {}).get("objectives", [])
+            if (m := _method_or_none(o)) is not None and m.objective == "lad"]
     rows = {(r["K"], r["objective"]): r for r in reg.get("rows") or []}
     paired = reg.get("paired") or {}
     ks = sorted({r["K"] for r in reg.get("rows") or []})
@@ -458,7 +459,8 @@ def regime_frontier_table(result: dict) -> str:
             m = (matched.get(k) or {}).get(point) or {}
             tests += [e.get("eff_correct"), e.get("mass_correct")]
             mk = (f"{_cell2(m.get('eff_correct'), 2)} ({m.get('n_matched', 0)}/{m.get('of', 0)} seeds)"
-                  if m.get("n_matched") else ("—" if point.startswith("ppo_penalty") else "outside the penalty's range"))
+                  if m.get("n_matched") else ("—" if getattr(_method_or_none(point), "objective", None) == "ppo_penalty"
+                                             else "outside the penalty's range"))
             lines.append(f"| {point} | {k} | {_cell2(e.get('eff_correct'), 2)} | {_cell2(e.get('mass_correct'), 4)} | "
                          f"{mk} | {_cell2(m.get('mass_correct'), 4) if m.get('n_matched') else '—'} |")
     sel = fr.get("beta_selection") or {}
