@@ -135,7 +135,9 @@ def run_jobs(jobs_list: Sequence[Job], jobs: int = 1, *, progress: bool = True, 
                 err = fut.exception()
                 if err is not None:
                     named = _named(err, jobs_list[i].name)
-                    raise named from (None if named is err else err)
+                    if named is err:
+                        raise err  # its __cause__ is the worker's traceback
+                    raise named from err
                 results[i] = fut.result()
                 bar.update()
                 if log is not None:
