@@ -80,7 +80,7 @@ def compare(before: str = BEFORE, repeats: int = 3, jobs: int | None = None) -> 
                 samples[name].append(run_once(where[name], jobs if name == "after" else None))
     reference = _numbers(samples["before"][0]["runs"])
     identical = all(_numbers(s["runs"]) == reference for v in samples.values() for s in v)
-    out: dict = {"config": CONFIG, "before": before, "repeats": repeats, "jobs_after": jobs or "default",
+    out: dict = {"config": CONFIG, "before_rev": before, "repeats": repeats, "jobs_after": jobs or "default",
                  "runs": len(reference), "identical_json": identical, "target_wall_s": TARGET_S}
     for name, v in samples.items():
         out[name] = {"wall": summarise([s["wall"] for s in v]), "sweep": summarise([s["sweep"] for s in v]),
@@ -98,7 +98,7 @@ def markdown(res: dict) -> str:
         f"# Bandit `--all` sweep before / after the sweep runner (`--config {res['config']}`, {res['runs']} runs)",
         "",
         f"Measured with `python -m benchmarks.bench_bandit_sweep --repeats {res['repeats']}` (`make bench-bandit-sweep`): "
-        f"BEFORE = {res['before']} (git archive), AFTER = this tree with --jobs {res['jobs_after']}; separate processes, "
+        f"BEFORE = {res['before_rev']} (git archive), AFTER = this tree with --jobs {res['jobs_after']}; separate processes, "
         f"alternating. Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; 1-minute load average "
         f"{min(loads):.2f}-{max(loads):.2f} during the runs (the target, <= {res['target_wall_s']:g} s, is for an idle "
         "2-core machine).",
