@@ -475,3 +475,16 @@ def test_bad_output_paths_fail_before_the_sweep(tmp_path, capsys, flag, make, ma
     with pytest.raises(SystemExit) as e:
         regime_main(["--config", "bandit/regime_fast.yaml", flag, str(make(tmp_path))])
     assert e.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_sweep_jobs_side_by_side_give_the_numbers_of_one_process():
+    """Every (sweep, K) is a job of lad_ref.sweep; the record does not depend on --jobs."""
+    from lad_ref.bandit.regime import make_controls, run_all
+
+    cfg = replace(SMALL, rollouts=6, steps_per_rollout=(1, 3), objectives=("grpo", "lad(js)"))
+    controls = make_controls(cfg, [{"name": "exact mode", "mode": "exact", "steps_per_rollout": [2]}])
+    one, two = (run_all(cfg, controls, progress=False, jobs=j) for j in (1, 2))
+    for key in ("rows", "paired", "curves", "control_vs_main"):
+        assert one[key] == two[key], key
+    assert [c["rows"] for c in one["controls"]] == [c["rows"] for c in two["controls"]]
+    assert two["machine"]["jobs"] == 2
