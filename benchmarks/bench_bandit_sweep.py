@@ -9,8 +9,10 @@ Both run ``python -m lad_ref.bandit --config bandit/paper_exact.yaml --all --jso
 alternately (B A, A B, B A, ...), so that a drift in the machine's load hits both alike. Every run's JSON
 output must equal the other's (all fields but ``wall_s_all_runs``): the split must not change a number.
 The 1-minute load average is recorded before and after each run: on a shared machine the absolute times
-are not a quiet machine's; the ratio is the figure to read. The target is <= 8 s wall (process) on an
-idle 2-core machine.
+are not a quiet machine's. The CPU seconds of each command (its workers included) over its wall time
+give the cores it actually got: where that stays near 1 for AFTER, the machine had no second core to
+give (other jobs, or the scheduler's per-session fairness), and the wall-time ratio says nothing about
+the split. The target is <= 8 s wall (process) on an idle 2-core machine.
 
 Writes ``benchmarks/results/bandit-sweep-<machine>.json`` and ``.md`` (``--name`` to choose the stem).
 """
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tarfile
@@ -58,11 +61,14 @@ def run_once(checkout: Path, jobs: int | None) -> dict:
     if jobs is not None:
         cmd += ["--jobs", str(jobs)]
     load0 = os.getloadavg()[0]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     out = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True, check=True).stdout
     wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)  # the command and its workers
     runs = [json.loads(line) for line in out.splitlines()]
-    return {"wall": wall, "sweep": runs[0]["wall_s_all_runs"], "runs": runs,
+    return {"wall": wall, "sweep": runs[0]["wall_s_all_runs"], "runs": runs, "cpu": cpu,
             "load1": [round(load0, 2), round(os.getloadavg()[0], 2)]}
 
 
@@ -84,6 +90,10 @@ def compare(before: str = BEFORE, repeats: int = 3, jobs: int | None = None) -> 
                  "runs": len(reference), "identical_json": identical, "target_wall_s": TARGET_S}
     for name, v in samples.items():
         out[name] = {"wall": summarise([s["wall"] for s in v]), "sweep": summarise([s["sweep"] for s in v]),
+                     "cpu": summarise([s["cpu"] for s in v]),
+                     # CPU seconds over wall seconds: the cores the command actually got (2 on an idle 2-core
+                     # machine for AFTER; on a shared one the scheduler may give its process tree far less)
+                     "cores_used": summarise([s["cpu"] / s["wall"] for s in v]),
                      "load1_before_after": [s["load1"] for s in v]}
     out["wall_ratio_after_over_before"] = out["after"]["wall"]["median_s"] / out["before"]["wall"]["median_s"]
     out["cpus_available"] = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -103,12 +113,14 @@ def markdown(res: dict) -> str:
         f"{min(loads):.2f}-{max(loads):.2f} during the runs (the target, <= {res['target_wall_s']:g} s, is for an idle "
         "2-core machine).",
         "",
-        "| code | process wall median | min-max | sweep (reported by the run) median |",
-        "|---|---|---|---|",
+        "| code | process wall median | min-max | sweep (reported by the run) median | CPU s (all processes) | "
+        "cores used (CPU / wall) |",
+        "|---|---|---|---|---|---|",
     ]
     for name in ("before", "after"):
-        w, s = res[name]["wall"], res[name]["sweep"]
-        lines.append(f"| {name} | {w['median_s']:.1f} s | {w['min_s']:.1f}-{w['max_s']:.1f} s | {s['median_s']:.1f} s |")
+        w, s, c, u = res[name]["wall"], res[name]["sweep"], res[name]["cpu"], res[name]["cores_used"]
+        lines.append(f"| {name} | {w['median_s']:.1f} s | {w['min_s']:.1f}-{w['max_s']:.1f} s | {s['median_s']:.1f} s | "
+                     f"{c['median_s']:.1f} | {u['median_s']:.2f} |")
     lines += ["", f"after / before (wall medians): {res['wall_ratio_after_over_before']:.2f}. "
               f"JSON outputs identical (every field but wall_s_all_runs): {'yes' if res['identical_json'] else 'NO'}."]
     return "\n".join(lines) + "\n"
