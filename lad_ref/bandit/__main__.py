@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         results = train_split(runs, steps=cfg.steps, lr=cfg.lr, jobs=jobs, progress=not args.json)
     except ValueError as err:
         parser.error(str(err))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the sweep runner has stopped its workers
+        print("interrupted: no results written", file=sys.stderr)
+        return 130
     if args.json:
         for r in results:
             print(json.dumps(r))
