@@ -9,7 +9,7 @@ RUN    ?= runs
 # make figures: how many of notebook 04's training runs go side by side (each on one CPU thread)
 JOBS   ?= 2
 
-.PHONY: setup demo demo-bandit demo-llm bandit-regime bandit-frontier test test-fast lint figures notebooks bench gpu-check gpu-deps study clean
+.PHONY: setup demo demo-bandit demo-llm bandit-regime bandit-frontier test test-fast lint figures notebooks bench bench-bandit-sweep gpu-check gpu-deps study clean
 
 # torch: where no NVIDIA GPU answers, install the local CPU build first (pip would otherwise pull
 # several GB of CUDA wheels for the project's range); on a GPU machine pip picks a CUDA build.
@@ -37,7 +37,7 @@ bandit-regime: setup
 	$(PY) -m lad_ref.bandit.regime --config bandit/regime.yaml --out paper_figures/bandit_regime.json --plot paper_figures/bandit_regime.png paper_figures/bandit_regime.pdf
 
 # GRPO and LAD-js on seed 0 with the toy study's protocol, side by side, then a table beside the committed
-# multi-seed result (lad_ref/llm/demo.py; a second `make demo` reuses the finished runs)
+# multi-seed result (lad_ref/study/demo.py; a second `make demo` reuses the finished runs)
 # the PPO-penalty frontier beside LAD's eta sweep (issue 24): paper_figures/bandit_frontier.{json,png,pdf}. The beta grid
 # is chosen first on seeds 100-103 (bandit/frontier_select.yaml); K = 64 is split in two commands to stay under 10 min
 # each (about 20 min in all on busy cores)
@@ -55,7 +55,7 @@ bandit-frontier: setup
 		--selection $(FR)/select.json --out paper_figures/bandit_frontier.json --plot paper_figures/bandit_frontier.png paper_figures/bandit_frontier.pdf
 
 demo-llm: setup
-	$(PY) -m lad_ref.llm.demo --output-dir $(RUN)/demo --jobs $(JOBS)
+	$(PY) -m lad_ref.study.demo --output-dir $(RUN)/demo --jobs $(JOBS)
 
 test: setup
 	$(PY) -m ruff check .
@@ -69,6 +69,11 @@ lint: setup
 
 bench: setup
 	$(PY) -m benchmarks
+
+# the bandit's --all sweep at c70ec88 (one process) and now (worker processes), alternating, JSON outputs
+# checked identical: benchmarks/results/bandit-sweep-<machine>.{json,md} (run it on an idle machine)
+bench-bandit-sweep: setup
+	$(PY) -m benchmarks.bench_bandit_sweep --repeats 3
 
 # make gpu-check: the GPU path in one command (docs/gpu.md); tiny shapes where there is no CUDA.
 # No `setup` dependency: on a GPU image nothing can be installed, so it runs with .venv's python
@@ -96,7 +101,7 @@ notebooks: setup
 # GROUP=headline runs one group (protocol, protocol-epochs, headline, divergence, eta, baselines).
 GROUP ?=
 study: setup
-	$(PY) -m lad_ref.llm.study --config llm/configs/study.yaml --jobs $(JOBS) $(if $(GROUP),--group $(GROUP)) \
+	$(PY) -m lad_ref.study --config llm/configs/study.yaml --jobs $(JOBS) $(if $(GROUP),--group $(GROUP)) \
 		--json paper_figures/toy_study.json --figures paper_figures
 
 clean:

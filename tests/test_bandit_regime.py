@@ -201,9 +201,9 @@ def test_k1_exact_grpo_and_lad_follow_one_path_of_correct_answer_distributions()
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--objectives", "grpo,lad(chi2)"], "objective 'lad(chi2)': unknown divergence 'chi2'; valid choices are kl"),
-        (["--objectives", "grpo,lad(js,etaa=1)"], "unknown hyperparameter 'etaa' for objective 'lad'"),
-        (["--objectives", "grpo,foo"], "unknown objective 'foo'; valid names are"),
+        (["--objectives", "grpo,lad(chi2)"], "method 'lad(chi2)': unknown divergence 'chi2'; valid choices are kl"),
+        (["--objectives", "grpo,lad(js,etaa=1)"], "method 'lad(js,etaa=1)' has option 'etaa=1'; valid options are divergence=<value>, eta=<value>"),
+        (["--objectives", "grpo,foo"], "unknown method 'foo'; valid objectives are"),
         (["--tied-loss-weight", "-1"], "tied_loss_weight must be a finite number >= 0, got -1.0"),
         (["--dynamic-sampling", "--mode", "exact"], "dynamic_sampling needs mode 'sampled'"),
         (["--steps-per-rollout", "1,0"], "steps_per_rollout must be integers >= 1, got [1, 0]"),
@@ -389,13 +389,14 @@ def test_objective_labels(label, expected):
     "label, message",
     [
         ("lad", "names no divergence"),
-        ("lad(js", "is not of the form name or name(arg, key=value, ...)"),
-        ("lad(js,hd)", "only LAD takes one positional argument"),
-        ("grpo(js)", "only LAD takes one positional argument"),
-        ("lad(js,eta=)", "'eta=' is not of the form key=value"),
+        ("lad(js", "is not of the form name or name(arg,key=value,...)"),
+        ("lad(js,hd)", "only the first argument of an objective with a divergence is positional"),
+        ("grpo(js)", "only the first argument of an objective with a divergence is positional"),
+        ("lad(js,eta=)", "'eta=', which is not of the form key=value"),
+        ("lad(js,tied=0)", "has option 'tied=0'; valid options are divergence=<value>, eta=<value>, level=<value>."),
         ("lad(js,eta=1,eta=2)", "sets 'eta' twice"),
         ("lad(js,eta=0)", "eta must be a finite number > 0"),
-        ("flowrl", "unknown objective 'flowrl'; valid names are"),  # needs a learned log Z: not a bandit objective
+        ("flowrl", "unknown method 'flowrl'; valid objectives are"),  # needs a learned log Z: not a bandit objective
     ],
 )
 def test_bad_objective_labels_one_sentence(label, message):
@@ -474,3 +475,16 @@ def test_bad_output_paths_fail_before_the_sweep(tmp_path, capsys, flag, make, ma
     with pytest.raises(SystemExit) as e:
         regime_main(["--config", "bandit/regime_fast.yaml", flag, str(make(tmp_path))])
     assert e.value.code == 2 and match in capsys.readouterr().err
+
+
+def test_sweep_jobs_side_by_side_give_the_numbers_of_one_process():
+    """Every (sweep, K) is a job of lad_ref.sweep; the record does not depend on --jobs."""
+    from lad_ref.bandit.regime import make_controls, run_all
+
+    cfg = replace(SMALL, rollouts=6, steps_per_rollout=(1, 3), objectives=("grpo", "lad(js)"))
+    controls = make_controls(cfg, [{"name": "exact mode", "mode": "exact", "steps_per_rollout": [2]}])
+    one, two = (run_all(cfg, controls, progress=False, jobs=j) for j in (1, 2))
+    for key in ("rows", "paired", "curves", "control_vs_main"):
+        assert one[key] == two[key], key
+    assert [c["rows"] for c in one["controls"]] == [c["rows"] for c in two["controls"]]
+    assert two["machine"]["jobs"] == 2

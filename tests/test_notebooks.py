@@ -4,7 +4,7 @@
   check that those outputs belong to the current code (a digest of the code cells), ran top to bottom without error
   and show every figure. Notebooks 03 and 04 train models for minutes: they are committed without outputs and show the
   committed figures through markdown image links, which must resolve, and the toy study's numbers through report
-  blocks (``<!-- report:NAME -->``, ``lad_ref.llm.report``), which must match ``paper_figures/toy_study.json``.
+  blocks (``<!-- report:NAME -->``, ``lad_ref.study.report``), which must match ``paper_figures/toy_study.json``.
 * Every notebook exports to HTML with its figures (nbconvert, no execution).
 * ``make notebooks`` (``run_notebooks.py --lab``) starts a JupyterLab that answers on localhost and whose ``lad_ref``
   kernel imports lad_ref (a headless start, a few seconds).
@@ -137,14 +137,14 @@ def _files_with_report_blocks() -> list[Path]:
 
 
 def test_report_blocks_match_the_committed_study():
-    """`python -m lad_ref.llm.report --check` on every file with a report block (notebooks 03/04, the README once it has
+    """`python -m lad_ref.study.report --check` on every file with a report block (notebooks 03/04, the README once it has
     them): the numbers in the prose are those of paper_figures/toy_study.json, so they cannot go stale silently."""
-    from lad_ref.llm import report
+    from lad_ref.study import report
 
     files = _files_with_report_blocks()
     assert {NOTEBOOKS / n for n in REPORT_BLOCKS} <= set(files)
     rc = report.main(["--json", str(FIGURES / "toy_study.json"), "--check", *map(str, files)])
-    assert rc == 0, "stale report blocks (named above): run python -m lad_ref.llm.report --sync FILE"
+    assert rc == 0, "stale report blocks (named above): run python -m lad_ref.study.report --sync FILE"
 
 
 @pytest.mark.parametrize("name", STORED)

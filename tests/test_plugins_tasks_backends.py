@@ -129,7 +129,7 @@ def test_unknown_names_are_refused_listing_the_registered_ones(plugins, tmp_path
 
 def test_legacy_vllm_keys_read_back_into_the_rollout_vllm_section(tmp_path):
     from lad_ref.llm.backends.vllm import VLLMSettings
-    from lad_ref.llm.study import check_folder
+    from lad_ref.study.runs import check_folder
 
     cfg = from_dict({"rollout": {"vllm_gpu_memory_utilization": 0.5, "vllm_max_model_len": 512}})
     assert cfg.rollout.vllm == VLLMSettings(gpu_memory_utilization=0.5, max_model_len=512)

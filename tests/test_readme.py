@@ -46,7 +46,7 @@ def test_relative_links_resolve_inside_the_repository(page):
 
 @pytest.mark.slow
 def test_demo_trains_grpo_and_lad_on_one_seed_and_prints_them_beside_the_committed_result(tmp_path, capsys):
-    from lad_ref.llm import demo
+    from lad_ref.study import demo
 
     rc = demo.main(["--config", str(REPO / "llm/configs/study-fast.yaml"), "--output-dir", str(tmp_path / "demo"),
                     "--jobs", "1", "--json", str(REPO / "paper_figures/toy_study.json")])

@@ -24,9 +24,11 @@ from test_llm_train import ROOT, fast_args, read_rows, strip_times
 
 from lad_ref.llm import checkpoint as ckpt
 from lad_ref.llm import evaluate as evaluate_mod
-from lad_ref.llm import study as st
 from lad_ref.llm import train as train_mod
 from lad_ref.llm.config import ConfigError
+from lad_ref.study import analysis as sa
+from lad_ref.study import runs as sr
+from lad_ref.study.__main__ import main as study_main
 
 FAST_STUDY = ROOT / "llm" / "configs" / "study-fast.yaml"
 
@@ -213,7 +215,7 @@ def test_kill_during_results_write_leaves_no_empty_results(runs, tmp_path, monke
     _fault_in_finish(monkeypatch, "results.json")
     assert train_mod.main(["--resume", str(run), "--no-progress"]) == 128 + signal.SIGINT
     monkeypatch.undo()
-    assert not st.is_finished(run)  # a torn results.json would count as finished
+    assert not sr.is_finished(run)  # a torn results.json would count as finished
     assert train_mod.main(["--resume", str(run), "--no-progress"]) == 0
     assert json.loads((run / "results.json").read_text()) == json.loads((full / "results.json").read_text())
 
@@ -226,10 +228,10 @@ def test_torn_results_json_is_named_and_not_counted_as_done(runs, tmp_path):
     good = (run / "results.json").read_text()
     (run / "results.json").write_text(good[: len(good) // 2])
     said = []
-    assert not st.is_finished(run, log=said.append)
+    assert not sr.is_finished(run, log=said.append)
     assert str(run) in said[0] and "re-derived" in said[0]
     with pytest.raises(ConfigError, match="run .*results.json.* not valid JSON"):
-        st.run_metrics(run)
+        sa.run_metrics(run)
     assert train_mod.main(["--resume", str(run), "--no-progress"]) == 0
     assert json.loads((run / "results.json").read_text()) == json.loads(good)
 
@@ -255,12 +257,12 @@ def test_analyse_only_names_the_run_of_a_torn_results_or_samples_file(runs, tmp_
     cfg, run = _fake_study(tmp_path, full)
     text = (run / "final_samples.jsonl").read_text()
     (run / "final_samples.jsonl").write_text(text[: len(text) - 40])  # torn last line
-    assert st.main(["--config", str(cfg), "--analyse-only"]) == 2
+    assert study_main(["--config", str(cfg), "--analyse-only"]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert str(run) in line and "final_samples.jsonl" in line
     (run / "final_samples.jsonl").write_text(text)
     (run / "results.json").write_text('{"start": {"avg')
-    assert st.main(["--config", str(cfg), "--analyse-only"]) == 0  # not counted, not a crash
+    assert study_main(["--config", str(cfg), "--analyse-only"]) == 0  # not counted, not a crash
     err = capsys.readouterr().err
     assert str(run) in err and "results.json" in err and "JSONDecodeError" not in err
 
@@ -271,7 +273,7 @@ def test_shortened_final_samples_are_refused_not_zipped(runs, tmp_path):
     lines = (run / "final_samples.jsonl").read_text().splitlines(keepends=True)
     (run / "final_samples.jsonl").write_text("".join(lines[:-2]))  # whole lines, two prompts fewer
     with pytest.raises(ConfigError, match="do not list the same prompts"):
-        st.run_metrics(run)
+        sa.run_metrics(run)
 
 
 # ======================================================================================
@@ -306,7 +308,7 @@ def test_study_job_goes_through_the_run_lock(runs, tmp_path):
     cfg_dict = to_dict(validate(from_dict({**load_yaml(run / "config.yaml"), "output_dir": str(run)})))
     holder = ckpt.RunLock(run).__enter__()
     out = {}
-    t = threading.Thread(target=lambda: out.update(st._run_job(cfg_dict)))
+    t = threading.Thread(target=lambda: out.update(sr._run_job(cfg_dict)))
     t.start()
     time.sleep(1.0)
     assert not out  # waiting, not writing
@@ -316,10 +318,15 @@ def test_study_job_goes_through_the_run_lock(runs, tmp_path):
 
 
 def test_study_uses_no_private_multiprocessing_attributes():
+    """The study's jobs go through lad_ref.sweep, whose executor is reached through public API only."""
     import inspect
 
-    src = inspect.getsource(st)
-    assert "_processes" not in src and "ProcessPoolExecutor(" not in src
+    from lad_ref import sweep
+
+    for mod in (sweep, sr):
+        src = inspect.getsource(mod)
+        assert "._processes" not in src and "._pending_work_items" not in src and "._call_queue" not in src
+    assert "run_jobs(" in inspect.getsource(sr) and "Process(" not in inspect.getsource(sr)
 
 
 @pytest.mark.slow
@@ -336,7 +343,7 @@ def test_two_concurrent_studies_write_each_step_once(tmp_path):
     cfg = tmp_path / "study.yaml"
     cfg.write_text(yaml.safe_dump(data))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "lad_ref.llm.study", "--config", str(cfg), "--jobs", "1"]
+    cmd = [sys.executable, "-m", "lad_ref.study", "--config", str(cfg), "--jobs", "1"]
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     outs = [p.communicate(timeout=900) for p in procs]

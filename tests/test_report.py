@@ -1,4 +1,4 @@
-"""lad_ref.llm.report: the verdict rule, the tables, and the report-block sync (stale blocks found, sync idempotent)."""
+"""lad_ref.study.report: the verdict rule, the tables, and the report-block sync (stale blocks found, sync idempotent)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lad_ref.llm import report
+from lad_ref.study import report
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "paper_figures" / "toy_study.json"
@@ -39,7 +39,7 @@ def test_verdict(n, lo, hi, higher, expected):
 
 
 def test_min_seeds_matches_the_study():
-    from lad_ref.llm.study import MIN_SEEDS_FOR_CI
+    from lad_ref.study.analysis import MIN_SEEDS_FOR_CI
 
     assert report.MIN_SEEDS == MIN_SEEDS_FOR_CI
 

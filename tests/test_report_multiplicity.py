@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lad_ref.llm import report
+from lad_ref.study import report
 
 
 def entry(per_seed):
@@ -55,3 +55,16 @@ def test_headline_table_ends_with_the_multiplicity_line():
                                     "dist_3": e}})
     # four metrics with a verdict; dist-3 is reported without one and is not tested
     assert report.table("headline", r).splitlines()[-1].startswith("Multiplicity: 4 of 4 tests")
+
+
+def test_a_divergence_registered_later_is_listed_not_dropped(request):
+    """The groups test parsed methods (lad_ref.methods), not a pattern of the divergences known at import."""
+    from lad_ref import divergences
+
+    js = divergences.DIVERGENCES["js"]
+    divergences.register_divergence(divergences.Divergence("chi_test", "a test divergence", js.f, js.f_prime))
+    request.addfinalizer(lambda: divergences.unregister_divergence("chi_test"))
+    e = entry([0.5, 0.6, 0.4, 0.55, 0.45, 0.5, 0.52, 0.48])
+    metrics = {"avg_at_k": e, "pass_at_256": e, "distinct_correct": e, "correct_answer_entropy": e}
+    text = report.table("divergence", _result({"lad(chi_test) - grpo": metrics, "lad(js) - grpo": metrics}))
+    assert "| lad(chi_test) - grpo (8) |" in text and "| lad(js) - grpo (8) |" in text

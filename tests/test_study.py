@@ -10,36 +10,21 @@ import numpy as np
 import pytest
 import yaml
 
-from lad_ref.llm import study as st
-from lad_ref.llm.config import ConfigError
+from lad_ref.llm.config import ConfigError, to_dict
+from lad_ref.study import analysis as sa
+from lad_ref.study import plan as sp
+from lad_ref.study import runs as sr
+from lad_ref.study.__main__ import main as study_main
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ROOT / "llm" / "configs" / "study-fast.yaml"
 FULL = ROOT / "llm" / "configs" / "study.yaml"
 
 
-def test_method_names_map_to_objectives():
-    assert st.method_overrides("grpo") == {"objective.name": "grpo"}
-    assert st.method_overrides("lad(js)") == {"objective.name": "lad", "objective.lad.divergence": "js"}
-    assert st.method_overrides("lad(kl,eta=0.5)")["objective.lad.eta"] == 0.5
-    assert st.method_slug("lad(js,eta=0.5)") == "lad-js-eta0.5"
-    with pytest.raises(ConfigError, match="valid divergences are"):
-        st.method_overrides("lad(foo)")
-    with pytest.raises(ConfigError, match="unknown method 'ppo'"):
-        st.method_overrides("ppo")
+def test_comparisons_read_a_minus_b():
+    assert sp.parse_comparison("lad(js) - grpo") == ("lad(js)", "grpo")
     with pytest.raises(ConfigError, match="'A - B'"):
-        st.parse_comparison("lad(js)-grpo")
-
-
-def test_lad_method_options_eta_and_level():
-    assert st.method_overrides("lad(kl, eta=2, level=sequence)") == {
-        "objective.name": "lad", "objective.lad.divergence": "kl", "objective.lad.eta": 2.0,
-        "objective.lad.level": "sequence"}
-    assert st.method_slug("lad(js,level=sequence)") == "lad-js-levelsequence"
-    with pytest.raises(ConfigError, match="level='seq'; valid levels are token, sequence"):
-        st.method_overrides("lad(js,level=seq)")
-    with pytest.raises(ConfigError, match="option 'beta=2'; valid options are eta=<value>, level=<value>"):
-        st.method_overrides("lad(js,beta=2)")
+        sp.parse_comparison("lad(js)-grpo")
 
 
 def _entry(seeds, mean):
@@ -56,23 +41,23 @@ def test_carry_over_keeps_absent_or_larger_entries_of_the_same_protocol_only():
              "paired": {"a - b": _entry([0, 1, 2, 3], 0.2), "c - b": _entry([0, 1, 2, 3], 0.4),
                         "new - b": _entry([0, 1, 2, 3], 0.6)},
              "methods": {}, "curves": {}, "brake": {}}
-    out = st.carry_over(previous, json.loads(json.dumps(fresh)))
+    out = sa.carry_over(previous, json.loads(json.dumps(fresh)))
     assert out["paired"]["a - b"]["avg_at_k"]["mean"] == 0.1 and out["paired"]["a - b"]["carried_over"]  # 8 > 4 seeds
     assert out["paired"]["c - b"]["avg_at_k"]["mean"] == 0.4 and "carried_over" not in out["paired"]["c - b"]
     assert out["paired"]["old - b"]["carried_over"] and out["paired"]["new - b"]["avg_at_k"]["mean"] == 0.6
     assert out["curves"] == {"start": [0.1]} and out["seeds"] == list(range(8))
     other = {**previous, "protocol": {**protocol, "overrides": {"optim.epochs": 8}}}
-    assert st.carry_over(other, json.loads(json.dumps(fresh))) == fresh  # another protocol: nothing carried
+    assert sa.carry_over(other, json.loads(json.dumps(fresh))) == fresh  # another protocol: nothing carried
 
 
 def test_shipped_study_configs_load_and_every_run_config_validates(tmp_path):
     for path in (FULL, FAST):
-        study, groups = st.load_study(path)
-        variants = st.all_variants(groups)
-        specs = st.plan(study, groups, list(groups))
+        study, groups = sp.load_study(path)
+        variants = sp.all_variants(groups)
+        specs = sp.plan(study, groups, list(groups))
         for s in specs:
-            st.run_config(study, s, variants, tmp_path)  # raises ConfigError on any bad value
-    study, groups = st.load_study(FULL)
+            sp.run_config(study, s, variants, tmp_path)  # raises ConfigError on any bad value
+    study, groups = sp.load_study(FULL)
     assert len(groups["headline"].seeds) >= 8
     assert set(groups["eta"].methods) >= {f"lad(js,eta={e})" for e in (0.5, 2, 4, 8, 16)} | {"lad(js)"}
     from lad_ref.divergences import DIVERGENCE_NAMES  # every registered generator is in the divergence group
@@ -81,12 +66,12 @@ def test_shipped_study_configs_load_and_every_run_config_validates(tmp_path):
 
 
 def test_run_config_layers_and_pairing_fields(tmp_path):
-    study, groups = st.load_study(FAST)
-    variants = st.all_variants(groups)
-    a = st.run_config(study, st.RunSpec("main", "grpo", 1), variants, tmp_path)
-    b = st.run_config(study, st.RunSpec("main", "lad(js)", 1), variants, tmp_path)
-    c = st.run_config(study, st.RunSpec("k4", "lad(js)", 1), variants, tmp_path)
-    assert (a.objective.name, b.objective.name, b.objective.lad["divergence"]) == ("grpo", "lad", "js")
+    study, groups = sp.load_study(FAST)
+    variants = sp.all_variants(groups)
+    a = sp.run_config(study, sp.RunSpec("main", "grpo", 1), variants, tmp_path)
+    b = sp.run_config(study, sp.RunSpec("main", "lad(js)", 1), variants, tmp_path)
+    c = sp.run_config(study, sp.RunSpec("k4", "lad(js)", 1), variants, tmp_path)
+    assert (a.objective.name, b.objective.name, b.objective.lad.divergence) == ("grpo", "lad", "js")
     assert a.threads == b.threads == 1 and a.seed == 1
     assert a.optim.steps == study.overrides["optim.steps"]  # protocol over the base YAML
     assert c.optim.mini_batch_size == 16 and b.optim.mini_batch_size == 8  # variant over the protocol
@@ -94,15 +79,15 @@ def test_run_config_layers_and_pairing_fields(tmp_path):
     from lad_ref.llm.sft import sft_key
 
     assert sft_key(a) == sft_key(b) == sft_key(c)
-    da, db = st.to_dict(a), st.to_dict(b)
+    da, db = to_dict(a), to_dict(b)
     assert {k for k in da if da[k] != db[k]} == {"objective", "output_dir"}
 
 
 def test_plan_is_seed_major_and_shares_runs_between_groups():
-    study, groups = st.load_study(FULL)
-    specs = st.plan(study, groups, ["headline", "divergence"])
-    assert specs[:4] == [st.RunSpec("main", "grpo", 0), st.RunSpec("main", "lad(js)", 0),
-                         st.RunSpec("main", "grpo", 1), st.RunSpec("main", "lad(js)", 1)]
+    study, groups = sp.load_study(FULL)
+    specs = sp.plan(study, groups, ["headline", "divergence"])
+    assert specs[:4] == [sp.RunSpec("main", "grpo", 0), sp.RunSpec("main", "lad(js)", 0),
+                         sp.RunSpec("main", "grpo", 1), sp.RunSpec("main", "lad(js)", 1)]
     assert len(specs) == len(set(specs))  # the divergence group's grpo and lad(js) runs are the headline's
     from lad_ref.divergences import DIVERGENCE_NAMES
 
@@ -114,48 +99,48 @@ def test_bad_group_and_comparison_fail_before_work(tmp_path):
     p = tmp_path / "s.yaml"
     p.write_text(yaml.safe_dump(bad))
     with pytest.raises(ConfigError, match="not one of its methods"):
-        st.load_study(p)
+        sp.load_study(p)
     p.write_text(yaml.safe_dump({"groups": {"g": {"methods": ["grpo"], "sedes": [1]}}}))
     with pytest.raises(ConfigError, match="groups.g: unknown config key 'sedes'"):
-        st.load_study(p)
+        sp.load_study(p)
 
 
 def test_paired_summary_interval_is_the_percentile_bootstrap_of_the_differences():
     d = [0.1, -0.2, 0.4, 0.05, 0.3, -0.1, 0.2, 0.15]
-    s = st.paired_summary([x + 1.0 for x in d], [1.0] * 8, 10_000, 0)
+    s = sa.paired_summary([x + 1.0 for x in d], [1.0] * 8, 10_000, 0)
     lo, hi = s["ci95"]
     assert lo < np.mean(d) < hi
-    assert st.paired_summary([x + 1.0 for x in d], [1.0] * 8, 10_000, 0)["ci95"] == [lo, hi]  # fixed seed
+    assert sa.paired_summary([x + 1.0 for x in d], [1.0] * 8, 10_000, 0)["ci95"] == [lo, hi]  # fixed seed
     # the percentile interval of resampled means: close to the normal approximation for 8 seeds
     se = np.std(d, ddof=0) / np.sqrt(len(d))
     assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.2)
-    wide = st.paired_summary([10 * x for x in d], [0.0] * 8, 10_000, 0)["ci95"]
+    wide = sa.paired_summary([10 * x for x in d], [0.0] * 8, 10_000, 0)["ci95"]
     assert wide[1] - wide[0] == pytest.approx(10 * (hi - lo), rel=1e-6)
-    assert st.paired_summary([0.3] * 8, [0.0] * 8, 1000, 0)["ci95"] == [pytest.approx(0.3), pytest.approx(0.3)]
-    assert st.paired_summary([1.0], [0.5], 1000, 0)["ci95"] is None  # one seed: no interval
+    assert sa.paired_summary([0.3] * 8, [0.0] * 8, 1000, 0)["ci95"] == [pytest.approx(0.3), pytest.approx(0.3)]
+    assert sa.paired_summary([1.0], [0.5], 1000, 0)["ci95"] is None  # one seed: no interval
 
 
 def test_paired_summary_counts_wins_and_drops_nan():
-    s = st.paired_summary([1.0, 2.0, 3.0, float("nan")], [0.5, 2.5, 1.0, 1.0], 1000, 0)
+    s = sa.paired_summary([1.0, 2.0, 3.0, float("nan")], [0.5, 2.5, 1.0, 1.0], 1000, 0)
     assert s["n"] == 3 and s["wins"] == 2 and s["losses"] == 1
     assert s["mean"] == pytest.approx((0.5 - 0.5 + 2.0) / 3)
     assert s["per_seed"] == [0.5, -0.5, 2.0]
 
 
 def test_check_folder_refuses_a_changed_protocol(tmp_path):
-    study, groups = st.load_study(FAST)
-    variants = st.all_variants(groups)
-    spec = st.RunSpec("main", "grpo", 0)
-    cfg = st.run_config(study, spec, variants, tmp_path)
+    study, groups = sp.load_study(FAST)
+    variants = sp.all_variants(groups)
+    spec = sp.RunSpec("main", "grpo", 0)
+    cfg = sp.run_config(study, spec, variants, tmp_path)
     run = spec.folder(tmp_path)
     run.mkdir(parents=True)
     from lad_ref.llm.config import save_yaml
 
     save_yaml(cfg, run / "config.yaml")
-    st.check_folder(cfg, run)  # same config: fine
+    sr.check_folder(cfg, run)  # same config: fine
     cfg.optim.lr = cfg.optim.lr * 2
     with pytest.raises(ConfigError, match="sections optim differ"):
-        st.check_folder(cfg, run)
+        sr.check_folder(cfg, run)
 
 
 @pytest.mark.slow
@@ -168,7 +153,7 @@ def test_fast_study_end_to_end(tmp_path):
     cfg_path.write_text(yaml.safe_dump(data))
     out_json, figs = tmp_path / "toy_study.json", tmp_path / "figs"
     argv = ["--config", str(cfg_path), "--jobs", "2", "--json", str(out_json), "--figures", str(figs)]
-    assert st.main(argv) == 0
+    assert study_main(argv) == 0
     result = json.loads(out_json.read_text())
     assert result["seeds"] == [0, 1]
     assert result["this_invocation"]["ran"] == 6
@@ -217,7 +202,7 @@ def test_fast_study_end_to_end(tmp_path):
 
     # resumable: a second invocation finds every run finished and reproduces the same statistics
     out2 = tmp_path / "again.json"
-    assert st.main(["--config", str(cfg_path), "--jobs", "2", "--json", str(out2)]) == 0
+    assert study_main(["--config", str(cfg_path), "--jobs", "2", "--json", str(out2)]) == 0
     again = json.loads(out2.read_text())
     assert again["this_invocation"]["ran"] == 0
     assert again["paired"] == result["paired"]

@@ -5,6 +5,7 @@ Examples::
     python -m lad_ref.bandit --objective lad --divergence js          # one run, paper settings
     python -m lad_ref.bandit --all --mode exact                       # every objective and divergence
     python -m lad_ref.bandit --all --mode sampled --seeds 0 1 2 3 4 --json > runs.jsonl
+    python -m lad_ref.bandit --all --jobs 1                           # one process (default: one per CPU)
     python -m lad_ref.bandit --config bandit/paper_exact.yaml --plot bandit.png
 """
 
@@ -16,7 +17,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lad_ref.bandit.train import MODES, BanditRun, sweep_runs, train_bandit, validate_schedule
+from lad_ref.bandit.jobs import default_bandit_jobs, train_split
+from lad_ref.bandit.train import MODES, BanditRun, sweep_runs, validate_schedule
 from lad_ref.config_io import build, load_yaml
 from lad_ref.divergences import DIVERGENCE_NAMES
 from lad_ref.losses import objective_names
@@ -71,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LAD (lad, lad_theory): refresh pi_old to the current policy every N steps (default 0 = never)")
     p.add_argument("--all", action="store_true", default=None,
                    help="run every objective once and LAD with every divergence")
+    p.add_argument("--jobs", type=int, help="worker processes training chunks of the runs side by side (same "
+                   "numbers; default: the number of CPUs, capped by the number of objective and seed groups)")
     p.add_argument("--json", action="store_true", help="print one JSON object per run per line; no progress bar")
     p.add_argument("--plot", type=Path, help="write a PNG of the target and the learned policies")
     return p
@@ -81,7 +85,7 @@ def resolve(args: argparse.Namespace) -> BanditCLIConfig:
     an unknown key or a value of the wrong type fails with one sentence before any work."""
     values = load_yaml(args.config) if args.config is not None else {}
     for key, val in vars(args).items():
-        if key in ("config", "json", "plot") or val is None:
+        if key in ("config", "json", "plot", "jobs") or val is None:
             continue
         values[key] = val
     if "seed" in values:  # the one-seed form
@@ -127,14 +131,20 @@ def main(argv: list[str] | None = None) -> int:
         runs = make_runs(cfg)
         if args.plot is not None and args.plot.suffix.lower() not in (".png", ".pdf"):
             raise ValueError(f"--plot must name a .png or .pdf file, got {str(args.plot)!r}.")
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}.")
     except ValueError as err:
         parser.error(str(err))
     try:
         # train_bandit evaluates every run's loss once with its checks on (e.g. |A|/eta that would
         # overflow: --eta 1e-9) before the first step; such a ValueError is a bad setting, said in one line
-        results = train_bandit(runs, steps=cfg.steps, lr=cfg.lr, progress=not args.json)
+        jobs = args.jobs if args.jobs is not None else default_bandit_jobs(runs)
+        results = train_split(runs, steps=cfg.steps, lr=cfg.lr, jobs=jobs, progress=not args.json)
     except ValueError as err:
         parser.error(str(err))
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the sweep runner has stopped its workers
+        print("interrupted: no results written", file=sys.stderr)
+        return 130
     if args.json:
         for r in results:
             print(json.dumps(r))

@@ -111,7 +111,6 @@ import json
 import math
 import os
 import platform
-import re
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
@@ -124,7 +123,9 @@ from lad_ref.advantages import ESTIMATORS, compute_advantages
 from lad_ref.config_io import build, load_yaml
 from lad_ref.divergences import DIVERGENCE_NAMES
 from lad_ref.losses import get_loss, get_objective, objective_names
+from lad_ref.methods import Method, parse_method
 from lad_ref.metrics import bootstrap_mean_ci, conditional, effective_number, kl_divergence
+from lad_ref.sweep import Job, default_jobs, run_jobs
 from lad_ref.threads import torch_threads
 
 MODES: tuple[str, ...] = ("sampled", "exact")
@@ -256,8 +257,8 @@ class RegimeConfig:
             raise ValueError(f"steps_per_rollout must be integers >= 1, got {list(self.steps_per_rollout)!r}.")
         if not self.objectives:
             raise ValueError(f"objectives is empty; valid choices are {', '.join(OBJECTIVES)}.")
-        parsed = [parse_objective(obj, self.eta) for obj in self.objectives]  # raises on a bad label
-        if len(set(self.objectives)) != len(self.objectives) or len({_canonical(p) for p in parsed}) != len(parsed):
+        parsed = [objective_method(obj).key(eta=self.eta) for obj in self.objectives]  # raises on a bad label
+        if len(set(self.objectives)) != len(self.objectives) or len(set(parsed)) != len(parsed):
             raise ValueError(f"objectives lists one objective twice: {list(self.objectives)!r}.")
         if not self.seeds or not all(isinstance(s, int) and s >= 0 for s in self.seeds):
             raise ValueError(f"seeds must be integers >= 0, got {list(self.seeds)!r}.")
@@ -303,80 +304,22 @@ def _binomial_pmf(n: int, p: torch.Tensor) -> torch.Tensor:
     return torch.exp(log_comb) * p.pow(m) * (1 - p).pow(n - m)
 
 
-_LABEL = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\((.*)\))?\s*$")
-
-
-def _value(text: str) -> object:
-    """A label argument's value: true/false, an int, a float, else the string itself."""
-    low = text.lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def objective_choices() -> tuple[str, ...]:
     """Registered objectives the regime bandit can run: scope ``any`` and no extra inputs."""
     return tuple(n for n in objective_names() if get_objective(n).scope == "any" and not get_objective(n).needs)
 
 
+def objective_method(label: str) -> Method:
+    """An objective label of the regime bandit: the lad_ref.methods grammar over :func:`objective_choices`; the
+    run options (tied=, ds=, gs=) are config fields here (tied_loss_weight, dynamic_sampling), not label options."""
+    return parse_method(label, objective_choices(), options=False)
+
+
 def parse_objective(label: str, eta: float) -> tuple[str, dict]:
-    """An objective label -> (registered name, hyperparameters), validated by the objective's spec.
-
-    Grammar: ``name`` or ``name(arg, key=value, ...)``; the one positional argument is LAD's
-    divergence. Values are true/false, numbers or strings. LAD's eta defaults to ``eta`` (the
-    config's). ``grpo`` -> ("grpo", {}); ``lad(js)`` -> ("lad", {"divergence": "js", "eta": eta});
-    ``lad(js,eta=0.25)``; ``ppo_penalty(beta=1,tied_only=true)``. A bad label raises ValueError
-    naming it and the valid choices.
-    """
-    m = _LABEL.match(label) if isinstance(label, str) else None
-    if m is None:
-        raise ValueError(f"objective label {label!r} is not of the form name or name(arg, key=value, ...); "
-                         f"examples: {', '.join(OBJECTIVES[:3])}, lad(js,eta=0.25).")
-    name, inner = m[1], m[2]
-    choices = objective_choices()
-    if name not in choices:
-        raise ValueError(f"unknown objective {label!r}; valid names are {', '.join(choices)} "
-                         f"(e.g. {', '.join(OBJECTIVES[:3])}).")
-    spec = get_objective(name)
-    kwargs: dict = {}
-    positional: list[str] = []
-    for item in (inner.split(",") if inner is not None and inner.strip() else []):
-        key, sep, val = (x.strip() for x in item.partition("="))
-        if not sep:
-            positional.append(key)
-            continue
-        if not key or not val:
-            raise ValueError(f"objective {label!r}: {item.strip()!r} is not of the form key=value.")
-        if key in kwargs:
-            raise ValueError(f"objective {label!r} sets {key!r} twice.")
-        kwargs[key] = _value(val)
-    if positional:
-        if "divergence" not in spec.hparam_names or len(positional) > 1 or "divergence" in kwargs:
-            raise ValueError(f"objective {label!r}: only LAD takes one positional argument (its divergence), "
-                             f"got {', '.join(map(repr, positional))}.")
-        kwargs["divergence"] = positional[0]
-    if name == "lad" and "divergence" not in kwargs:
-        raise ValueError(f"objective {label!r} names no divergence; write lad(<divergence>) with one of "
-                         f"{', '.join(DIVERGENCE_NAMES)}.")
-    if "eta" in spec.hparam_names:
-        kwargs.setdefault("eta", eta)
-    try:
-        spec.make_hparams(kwargs)
-    except ValueError as err:
-        msg = str(err).removeprefix(f"objective {name!r}: ")
-        raise ValueError(f"objective {label!r}: {msg}") from None
-    return name, kwargs
-
-
-def _canonical(parsed: tuple[str, dict]) -> tuple:
-    """(name, every hyperparameter with its default filled in): two labels of one objective compare equal."""
-    name, kwargs = parsed
-    return name, tuple(sorted({**get_objective(name).defaults(), **kwargs}.items()))
+    """An objective label -> (registered name, its hyperparameters with LAD's eta defaulting to ``eta``, the
+    config's): ``lad(js)`` -> ("lad", {"divergence": "js", "eta": eta}); ``grpo`` -> ("grpo", {})."""
+    method = objective_method(label)
+    return method.objective, method.kwargs(eta=eta)
 
 
 def _policy_metrics(logits: torch.Tensor, ok: torch.Tensor, q_start: torch.Tensor) -> torch.Tensor:
@@ -653,7 +596,30 @@ def _summary(values: torch.Tensor, n_boot: int) -> dict:
     return {"mean": float(vals.mean()), "ci95": [lo, hi], "per_seed": [round(float(v), 6) for v in vals]}
 
 
-def run_sweep(cfg: RegimeConfig, *, progress: bool = True, threads: int | None = 1) -> dict:
+def _regime_job(arg: tuple) -> tuple[torch.Tensor, float]:
+    """One (config, K) training in a sweep worker: its history and training seconds."""
+    cfg, k, threads = arg
+    t0 = time.perf_counter()
+    hist = train_regime(cfg, k, threads=threads)["history"]
+    return hist, time.perf_counter() - t0
+
+
+def _train_sweeps(sweeps: list[tuple[str, RegimeConfig]], *, jobs: int, progress: bool,
+                  threads: int | None) -> list[list[tuple[torch.Tensor, float]]]:
+    """Every K of every (name, config), one job each, ``jobs`` side by side (lad_ref.sweep); per sweep, its
+    K's (history, seconds) in K order. Each K trains from the seeds' own streams, so the numbers do not
+    depend on the order or the process the jobs run in."""
+    items = [(i, name, c, k) for i, (name, c) in enumerate(sweeps) for k in c.steps_per_rollout]
+    done = run_jobs([Job(f"{name} K={k}", _regime_job, (c, k, threads)) for _, name, c, k in items], jobs,
+                    progress=progress, desc="regime K")
+    out: list[list] = [[] for _ in sweeps]
+    for (i, *_), res in zip(items, done):
+        out[i].append(res)
+    return out
+
+
+def run_sweep(cfg: RegimeConfig, *, progress: bool = True, threads: int | None = 1, jobs: int = 1,
+              trained: list[tuple[torch.Tensor, float]] | None = None) -> dict:
     """Every K of ``cfg.steps_per_rollout`` x every objective x every seed; returns the JSON record.
 
     Per (K, objective): the end-of-training mass on the correct set, effective number of correct
@@ -661,19 +627,19 @@ def run_sweep(cfg: RegimeConfig, *, progress: bool = True, threads: int | None =
     log_r_abs / brake_frac averaged over rollouts, each as mean, 95% bootstrap CI over seeds and the
     per-seed values. ``paired``: for every LAD objective vs GRPO, the per-seed differences LAD - GRPO
     with their mean, 95% bootstrap CI and the number of seeds on which LAD is better.
+
+    The K values train as separate jobs, ``jobs`` side by side (lad_ref.sweep; the numbers do not depend
+    on it); ``trained``: their (history, seconds) already computed (:func:`run_all`). ``wall_s``: the
+    seconds of training summed over the K jobs (the sweep's wall time when ``jobs`` is 1).
     """
     cfg.validate()
     ks = list(cfg.steps_per_rollout)
-    total = cfg.rollouts * sum(ks)
     rows, paired, curves = [], {}, {}
-    started = time.perf_counter()
     load_before = [round(x, 2) for x in os.getloadavg()]  # 1/5/15-minute load: the machine is shared
-    with torch_threads(threads):
-        bar = tqdm(total=total, desc="regime", unit="step", disable=not progress, mininterval=0.5)
-        for k in ks:
-            bar.set_postfix_str(f"K={k}")
-            out = train_regime(cfg, k, bar=bar, threads=None)
-            hist = out["history"]
+    if trained is None:
+        trained = _train_sweeps([("main", cfg)], jobs=jobs, progress=progress, threads=threads)[0]
+    with torch_threads(threads):  # the summaries under the thread setting they always had
+        for k, (hist, _) in zip(ks, trained):
             n_seeds = len(cfg.seeds)
             final = {}
             for o, label in enumerate(cfg.objectives):
@@ -703,8 +669,7 @@ def run_sweep(cfg: RegimeConfig, *, progress: bool = True, threads: int | None =
                     cmp = paired.setdefault(f"{label} - grpo", {}).setdefault(str(k), {})
                     for name, better in BETTER.items():
                         cmp[name] = _paired_entry(final[label][name] - final["grpo"][name], better, cfg.n_boot)
-        bar.close()
-    wall = time.perf_counter() - started
+    wall = sum(sec for _, sec in trained)
     load = {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
     start = torch.stack([start_logits(cfg, s) for s in cfg.seeds])
     start_m = _policy_metrics(start, correct_mask(cfg), conditional(torch.softmax(start.double(), -1),
@@ -739,7 +704,7 @@ def run_sweep(cfg: RegimeConfig, *, progress: bool = True, threads: int | None =
         "wall_s": round(wall, 2),
         "load": load,
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__, "threads": threads},
+                    "torch": torch.__version__, "threads": threads, "jobs": jobs},
     }
 
 
@@ -776,12 +741,15 @@ def _overrides(cfg: RegimeConfig, ccfg: RegimeConfig) -> dict:
     return {**changed, "objectives": list(ccfg.objectives)}
 
 
-def run_controls(cfg: RegimeConfig, controls: list[tuple[str, RegimeConfig]], *, progress: bool = True) -> list:
+def run_controls(cfg: RegimeConfig, controls: list[tuple[str, RegimeConfig]], *, progress: bool = True,
+                 jobs: int = 1, trained: list | None = None) -> list:
     """Every control sweep: name, overrides (of the main config; ``objectives`` always listed), rows,
-    paired, curves, wall_s."""
+    paired, curves, wall_s. Their K values train as jobs side by side (``jobs``; ``trained``: already done)."""
+    if trained is None:
+        trained = _train_sweeps(controls, jobs=jobs, progress=progress, threads=1)
     out = []
-    for name, ccfg in controls:
-        sub = run_sweep(ccfg, progress=progress)
+    for (name, ccfg), done in zip(controls, trained):
+        sub = run_sweep(ccfg, progress=False, trained=done)
         out.append({"name": name, "overrides": _overrides(cfg, ccfg), "rows": sub["rows"], "paired": sub["paired"],
                     "curves": sub["curves"], "wall_s": sub["wall_s"]})
     return out
@@ -814,21 +782,27 @@ def reuse_controls(cfg: RegimeConfig, controls: list[tuple[str, RegimeConfig]], 
 
 
 def run_all(cfg: RegimeConfig, controls: list[tuple[str, RegimeConfig]], *, progress: bool = True,
-            main_sweep: bool = True, controls_from: Path | None = None) -> dict:
-    """The main sweep, then every control sweep; controls go under ``record["controls"]``.
+            main_sweep: bool = True, controls_from: Path | None = None, jobs: int = 1) -> dict:
+    """The main sweep and every control sweep; controls go under ``record["controls"]``.
 
+    Every (sweep, K) is one job of one sweep runner call (lad_ref.sweep), ``jobs`` side by side; the
+    numbers do not depend on ``jobs``. ``wall_s_total``: the wall time of the whole call.
     ``main_sweep=False`` runs only the controls (a record with ``config`` and ``controls``);
     ``controls_from`` takes the controls from such a record instead of running them, so that a long
     sweep can run as two commands.
     """
     reused = reuse_controls(cfg, controls, controls_from) if controls_from is not None else None  # check first
+    started = time.perf_counter()
+    sweeps = ([("main", cfg)] if main_sweep else []) + (controls if reused is None else [])
+    trained = _train_sweeps(sweeps, jobs=jobs, progress=progress, threads=1)
     if main_sweep:
-        record = run_sweep(cfg, progress=progress)
+        record = run_sweep(cfg, progress=False, jobs=jobs, trained=trained.pop(0))
     else:
         record = {"config": {**asdict(cfg), "steps_per_rollout": list(cfg.steps_per_rollout),
                              "objectives": list(cfg.objectives), "seeds": list(cfg.seeds)}, "wall_s": 0.0}
-    record["controls"] = reused if reused is not None else run_controls(cfg, controls, progress=progress)
-    record["wall_s_total"] = round(record["wall_s"] + sum(c["wall_s"] for c in record["controls"]), 2)
+    record["controls"] = reused if reused is not None else run_controls(cfg, controls, trained=trained)
+    # (reused controls: the seconds they took when they ran)
+    record["wall_s_total"] = round(time.perf_counter() - started + sum(c["wall_s"] for c in reused or []), 2)
     if main_sweep:
         record["control_vs_main"] = control_vs_main(record)
     return record
@@ -933,7 +907,7 @@ def matched_comparison(record: dict, lad_prefix: str = "lad(js", penalty_prefix:
     out: dict = {}
     for k in record["config"]["steps_per_rollout"]:
         rows = {r["objective"]: r for r in record["rows"] if r["K"] == k}
-        pen = [r for o, r in rows.items() if o.startswith(penalty_prefix) and "tied_only=true" not in o.replace(" ", "")]
+        pen = [r for o, r in rows.items() if o.startswith(penalty_prefix) and not parse_method(o).values.get("tied_only")]
         lads = [o for o in rows if o.startswith(lad_prefix)]
         if len(pen) < 2 or not lads:
             continue
@@ -1033,6 +1007,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="write the JSON record here")
     p.add_argument("--plot", type=Path, nargs="+", help="write the figure (.png and/or .pdf)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="(sweep, K) trainings side by side in worker processes (same numbers; default: the number "
+                        "of CPUs, capped by the number of trainings)")
     return p
 
 
@@ -1146,15 +1123,18 @@ def main(argv: list[str] | None = None) -> int:
             sel = json.loads(args.selection.read_text())
             record["beta_selection"] = {"source": args.selection.name, "config": sel["config"],
                                         "rows": sel["rows"], "wall_s": sel["wall_s"], "load": sel.get("load")}
-        if any(o.startswith("ppo_penalty(") for o in record["config"]["objectives"]):
+        if any(parse_method(o).objective == "ppo_penalty" for o in record["config"]["objectives"]):
             record["matched_kl"] = matched_comparison(record, match_on="kl_start")
             record["matched_diversity"] = matched_comparison(record, match_on="eff_correct",
                                                              compare=("mass_correct", "kl_start"))
             record["matched_note"] = MATCHED_NOTE
         return _finish(args, record)
     try:
+        n = len(cfg.steps_per_rollout) * (not args.only_controls) + sum(len(c.steps_per_rollout) for _, c in controls)
+        if args.jobs is not None and args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}.")
         record = run_all(cfg, controls, progress=not args.quiet, main_sweep=not args.only_controls,
-                         controls_from=args.controls_from)
+                         controls_from=args.controls_from, jobs=args.jobs or default_jobs(n))
     except ValueError as err:
         parser.error(str(err))
     return _finish(args, record)

@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only: the CLI and CI have no screen
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
+from lad_ref.methods import parse_method  # noqa: E402
 from lad_ref.style import method_color  # noqa: E402
 
 PANELS = (
@@ -88,10 +89,11 @@ def plot_regime(record: dict, path: str | Path) -> Path:
 
 
 def _line_color(label: str) -> str:
-    if label.startswith("ppo_penalty("):
+    m = parse_method(label)
+    if m.objective == "ppo_penalty" and m.values:  # a point of the penalty's beta curve
         return "#009E73"
-    if label.startswith("lad(") and "," in label:
-        return method_color("lad(js)")
+    if m.objective == "lad" and len(m.values) > 1:  # a point of LAD's eta curve: its divergence's colour
+        return method_color(m.family)
     return method_color(label)
 
 
@@ -153,8 +155,8 @@ def plot_tied(record: dict, path: str | Path, ks: tuple[int, ...] = (4, 16, 64))
 
 
 def _short(label: str) -> str:
-    inner = label[label.index("(") + 1:-1] if "(" in label else ""
-    return ",".join(p.split("=")[1] for p in inner.split(",") if "=" in p)
+    """The values a label sets, as written, without its divergence: ``lad(js,eta=0.25)`` -> ``0.25``."""
+    return ",".join(v for k, v in parse_method(label).texts.items() if k != "divergence")
 
 
 def plot_frontier(record: dict, path: str | Path) -> Path:
@@ -167,10 +169,11 @@ def plot_frontier(record: dict, path: str | Path) -> Path:
     ks = record["config"]["steps_per_rollout"]
     objs = record["config"]["objectives"]
     fig, axes = plt.subplots(2, len(ks), figsize=(4.3 * len(ks), 8.4), squeeze=False)
-    families = (("LAD-js, eta", [o for o in objs if o.startswith("lad(")], "-o"),
-                ("PPO penalty, beta", [o for o in objs if o.startswith("ppo_penalty(") and "tied_only" not in o],
-                 "-s"),
-                ("penalty on tied groups only", [o for o in objs if "tied_only" in o], "^"))
+    parsed = {o: parse_method(o) for o in objs}
+    families = (("LAD-js, eta", [o for o in objs if parsed[o].objective == "lad"], "-o"),
+                ("PPO penalty, beta", [o for o in objs if parsed[o].objective == "ppo_penalty"
+                                       and "tied_only" not in parsed[o].values], "-s"),
+                ("penalty on tied groups only", [o for o in objs if "tied_only" in parsed[o].values], "^"))
     for i, k in enumerate(ks):
         ax, bx = axes[0, i], axes[1, i]
         rows = {r["objective"]: r for r in record["rows"] if r["K"] == k}
@@ -220,7 +223,7 @@ def plot_record(record: dict, path: str | Path) -> Path:
     """The figure a record calls for: the frontier when it holds PPO-penalty runs, else the K sweep
     (plus, when the record has the tied-group control, ``<stem>_tied<suffix>`` beside it)."""
     path = Path(path)
-    if any(o.startswith("ppo_penalty(") for o in record["config"]["objectives"]):
+    if any(parse_method(o).objective == "ppo_penalty" for o in record["config"]["objectives"]):
         return plot_frontier(record, path)
     plot_regime(record, path)
     if any(c["name"] == "tied-group term off" for c in record.get("controls", [])):

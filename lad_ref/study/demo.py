@@ -1,10 +1,10 @@
 """The LLM half of ``make demo``: GRPO and LAD-js trained side by side on one seed, next to the study's result.
 
-    python -m lad_ref.llm.demo                          # seed 0, runs/demo/, 2 jobs (about 4-5 min on 2 cores)
-    python -m lad_ref.llm.demo --seed 3 --jobs 1
+    python -m lad_ref.study.demo                          # seed 0, runs/demo/, 2 jobs (about 4-5 min on 2 cores)
+    python -m lad_ref.study.demo --seed 3 --jobs 1
 
 It runs the toy study's headline pair (``llm/configs/study.yaml``: the study protocol, K = 16 updates per
-rollout batch) for ONE seed through the study's own scheduler (``lad_ref.llm.study.execute``: the SFT
+rollout batch) for ONE seed through the study's own scheduler (``lad_ref.study.runs.execute``: the SFT
 start once, then both runs side by side, resumable), reads both runs with the study's ``run_metrics``,
 and prints a table: the SFT start, GRPO, LAD-js and their difference on this seed, beside the committed
 multi-seed paired difference of the same metric from ``paper_figures/toy_study.json`` with its 95% CI and
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from lad_ref.llm.config import ConfigError
-from lad_ref.llm.report import HEADLINE, demo_table
+from lad_ref.study.report import HEADLINE, demo_table
 
 METHODS = ("grpo", "lad(js)")
 
@@ -32,7 +32,7 @@ def updates_per_batch(cfg) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m lad_ref.llm.demo", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m lad_ref.study.demo", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="llm/configs/study.yaml", help="The study whose protocol the demo uses.")
     p.add_argument("--seed", type=int, default=0, help="The one seed both methods train on (default 0).")
@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from lad_ref.llm.study import GroupConfig, RunSpec, execute, load_study, run_config, run_metrics
+    from lad_ref.study.analysis import run_metrics
+    from lad_ref.study.plan import GroupConfig, RunSpec, load_study, run_config
+    from lad_ref.study.runs import execute
 
     try:
         if args.jobs < 1:

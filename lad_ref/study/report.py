@@ -1,12 +1,12 @@
 """Tables of the toy study's committed numbers, and the blocks of docs and notebooks that show them.
 
-    python -m lad_ref.llm.report --table headline                 # print one table (from toy_study.json)
-    python -m lad_ref.llm.report --sync README.md notebooks/03_tiny_llm.ipynb   # rewrite the blocks in place
-    python -m lad_ref.llm.report --check README.md notebooks/*.ipynb            # exit 1 naming each stale block
+    python -m lad_ref.study.report --table headline                 # print one table (from toy_study.json)
+    python -m lad_ref.study.report --sync README.md notebooks/03_tiny_llm.ipynb   # rewrite the blocks in place
+    python -m lad_ref.study.report --check README.md notebooks/*.ipynb            # exit 1 naming each stale block
 
 A block is the text between ``<!-- report:NAME -->`` and ``<!-- /report:NAME -->`` in a Markdown file or in a
 markdown cell of a notebook; ``--sync`` replaces it with the table NAME built from ``--json``
-(``paper_figures/toy_study.json``, written by ``python -m lad_ref.llm.study``), ``--check`` fails when it differs,
+(``paper_figures/toy_study.json``, written by ``python -m lad_ref.study``), ``--check`` fails when it differs,
 so a number in the prose cannot go stale silently. The tables are pure functions of the JSON (dict -> str).
 
 **Verdicts.** A paired difference A - B "holds" when its 95% CI excludes 0 in A's favour over at least
@@ -28,9 +28,10 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from lad_ref.divergences import DIVERGENCE_NAMES
+from lad_ref.methods import parse_method
 from lad_ref.stats import holm, sign_flip_p
 
 MIN_SEEDS = 5  # the study's forest plot uses the same rule (it imports this; this module needs no torch)
@@ -45,18 +46,69 @@ LABELS = {
 HIGHER_IS_BETTER = ("avg_at_k", "pass_at_1", "pass_at_16", "pass_at_K", "distinct_correct", "correct_answer_entropy")
 REPORT_ONLY = ("correct_answer_kl_from_start", "policy_entropy", "dist_3")
 GROUP_METRICS = ("avg_at_k", "pass_at_K", "distinct_correct", "correct_answer_entropy")
-# which paired comparisons (keys of toy_study.json's "paired", main protocol) each group table lists
-GROUPS = {
-    "divergence": rf"lad\(({'|'.join(DIVERGENCE_NAMES)})\) - (grpo|lad\(tv\))",  # every registered generator
-    "eta": r"lad\(js(,eta=[0-9.]+)?\) - grpo",
-    "baselines": r"lad\(js\) - (entadv|kl_cov|clip_cov|flowrl)",
-    "level": r"lad\(js,level=sequence\) - lad\(js\)",
+# which paired comparisons (keys of toy_study.json's "paired", main protocol) each group table lists: a test of the
+# comparison's two methods as parsed by the method grammar (lad_ref.methods), so that a divergence or objective
+# registered later is listed, not dropped by a pattern of names
+def _m(label: str):
+    return parse_method(label)
+
+
+def _only(m, objective: str, divergence: str | None = None, allowed: tuple[str, ...] = ()) -> bool:
+    """``m`` is ``objective`` (with ``divergence``) and sets nothing else than the values named in ``allowed``."""
+    return (m.objective == objective and m.divergence == divergence and not m.options
+            and set(m.values) - {"divergence"} <= set(allowed))
+
+
+def _plain(m, objective: str, divergence: str | None = None) -> bool:
+    return _only(m, objective, divergence)
+
+
+def _is(m, label: str) -> bool:
+    return m == _m(label)
+
+
+_BASELINE_EXCLUDED = ("lad", "lad_theory", "grpo", "ppo_penalty")
+GROUPS: dict[str, Callable] = {
+    # every divergence, registered now or later: lad(<d>) against GRPO and against lad(tv)
+    "divergence": lambda a, b: a.objective == "lad" and set(a.values) == {"divergence"} and not a.options
+    and (_plain(b, "grpo") or _plain(b, "lad", "tv")),
+    "eta": lambda a, b: _only(a, "lad", "js", ("eta",)) and _plain(b, "grpo"),
+    # LAD-js against every other objective that aims at diversity, as registered (entadv, kl_cov, clip_cov, flowrl)
+    "baselines": lambda a, b: _plain(a, "lad", "js") and b.objective not in _BASELINE_EXCLUDED and not b.values
+    and not b.options,
+    "level": lambda a, b: _is(a, "lad(js,level=sequence)") and _plain(b, "lad", "js"),
     # issue 19: LAD's term on tied groups switched off (tied=0), and dynamic sampling (ds=1)
-    "control": r"(lad\(js\)|lad\(js,tied=0\)|grpo\(tied=0\)) - grpo|lad\(js\) - lad\(js,tied=0\)",
-    "dynamic": r"lad\(js,ds=1\) - grpo\(ds=1\)|grpo\(ds=1\) - grpo|lad\(js,ds=1\) - lad\(js\)",
+    "control": lambda a, b: (any(_is(a, x) for x in ("lad(js)", "lad(js,tied=0)", "grpo(tied=0)")) and _is(b, "grpo"))
+    or (_is(a, "lad(js)") and _is(b, "lad(js,tied=0)")),
+    "dynamic": lambda a, b: (_is(a, "lad(js,ds=1)") and _is(b, "grpo(ds=1)")) or (_is(a, "grpo(ds=1)") and _is(b, "grpo"))
+    or (_is(a, "lad(js,ds=1)") and _is(b, "lad(js)")),
     # issue 24: GRPO + beta * KL to pi_old beside LAD's eta
-    "penalty": r"(lad\(js(,eta=[0-9.]+)?\)|ppo_penalty\(beta=[0-9.]+\)) - grpo|lad\(js\) - ppo_penalty\(beta=[0-9.]+\)",
+    "penalty": lambda a, b: ((_only(a, "lad", "js", ("eta",)) or _penalty_beta(a) is not None) and _plain(b, "grpo"))
+    or (_plain(a, "lad", "js") and _penalty_beta(b) is not None),
 }
+
+
+def _penalty_beta(m) -> float | None:
+    """beta of a ppo_penalty method that sets beta and nothing else; None for any other method."""
+    return float(m.values["beta"]) if m.objective == "ppo_penalty" and set(m.values) == {"beta"} and not m.options else None
+
+
+def _eta(m) -> float:
+    return float(m.values.get("eta", 1.0))
+
+
+def in_group(comparison: str, *groups: str) -> bool:
+    """Whether ``comparison`` ("A - B" of two method labels) belongs to one of ``groups`` (GROUPS)."""
+    parts = comparison.split(" - ")
+    if len(parts) != 2:
+        return False
+    try:
+        a, b = (parse_method(x) for x in parts)
+    except ValueError:  # not two method labels (a variant's " [k4]" key, or an objective no longer registered)
+        return False
+    return any(GROUPS[g](a, b) for g in groups)
+
+
 HEADLINE = "lad(js) - grpo"
 MARKER = re.compile(r"<!-- report:([a-z_]+) -->(.*?)<!-- /report:\1 -->", re.S)
 OPENING = re.compile(r"<!-- report:([a-z_]+) -->")
@@ -134,7 +186,7 @@ def _main_paired(result: dict) -> dict:
 
 def _absent(what: str, group: str) -> str:
     return (f"*No {what} in this toy_study.json yet (`make study GROUP={group}` runs them, then "
-            f"`python -m lad_ref.llm.report --sync FILE`).*")
+            f"`python -m lad_ref.study.report --sync FILE`).*")
 
 
 def headline_table(result: dict) -> str:
@@ -159,12 +211,11 @@ def headline_table(result: dict) -> str:
 
 def comparisons_table(result: dict, group: str) -> str:
     """One row per comparison of ``group`` (GROUPS), one column per metric of GROUP_METRICS."""
-    pat = re.compile(GROUPS[group])
-    rows = {c: e for c, e in _main_paired(result).items() if pat.fullmatch(c)}
+    rows = {c: e for c, e in _main_paired(result).items() if in_group(c, group)}
     if not rows:
         return _absent(f"{group} comparisons", group)
     if group == "eta":
-        rows = dict(sorted(rows.items(), key=lambda kv: float((re.search(r"eta=([0-9.]+)", kv[0]) or [0, 1])[1])))
+        rows = dict(sorted(rows.items(), key=lambda kv: _eta(parse_method(kv[0].split(" - ")[0]))))
     first = next(iter(rows.values()))
     head = [_label(m, first) for m in GROUP_METRICS]
     lines = ["| A − B (seeds) | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
@@ -188,9 +239,9 @@ def comparisons_table(result: dict, group: str) -> str:
 def cost_table(result: dict) -> str:
     """Update time per RL step (pi_old log-probs + the epochs of minibatch steps), paired A - B."""
     methods = result.get("methods") or {}
-    pat = re.compile("|".join(f"(?:{GROUPS[g]})" for g in ("divergence", "baselines", "level")))
     rows = {c: e for c, e in _main_paired(result).items()
-            if pat.fullmatch(c) and not c.endswith("lad(tv)") and "update_seconds_per_step" in e}
+            if in_group(c, "divergence", "baselines", "level") and not c.endswith("lad(tv)")
+            and "update_seconds_per_step" in e}
     if not rows:
         return _absent("update times", "headline")
     lines = ["| A − B (seeds) | A − B, s per step, mean [95% CI], A slower/seeds | B's mean (s) | relative | verdict |",
@@ -320,7 +371,8 @@ def regime_k_table(result: dict) -> str:
 def regime_divergence_table(result: dict) -> str:
     """Regime bandit: effective correct answers per K and divergence, (+) / (−) / (≈) against GRPO."""
     reg = _regime(result)
-    objs = [o for o in (reg.get("config") or {}).get("objectives", []) if o.startswith("lad(")]
+    objs = [o for o in (reg.get("config") or {}).get("objectives", [])
+            if (m := _method_or_none(o)) is not None and m.objective == "lad"]
     rows = {(r["K"], r["objective"]): r for r in reg.get("rows") or []}
     paired = reg.get("paired") or {}
     ks = sorted({r["K"] for r in reg.get("rows") or []})
@@ -407,7 +459,8 @@ def regime_frontier_table(result: dict) -> str:
             m = (matched.get(k) or {}).get(point) or {}
             tests += [e.get("eff_correct"), e.get("mass_correct")]
             mk = (f"{_cell2(m.get('eff_correct'), 2)} ({m.get('n_matched', 0)}/{m.get('of', 0)} seeds)"
-                  if m.get("n_matched") else ("—" if point.startswith("ppo_penalty") else "outside the penalty's range"))
+                  if m.get("n_matched") else ("—" if getattr(_method_or_none(point), "objective", None) == "ppo_penalty"
+                                             else "outside the penalty's range"))
             lines.append(f"| {point} | {k} | {_cell2(e.get('eff_correct'), 2)} | {_cell2(e.get('mass_correct'), 4)} | "
                          f"{mk} | {_cell2(m.get('mass_correct'), 4) if m.get('n_matched') else '—'} |")
     sel = fr.get("beta_selection") or {}
@@ -492,7 +545,21 @@ def mechanism_table(result: dict) -> str:
                                "‖g_rest‖) of LAD-js's gradient, averaged over training.")
 
 
-PENALTY = re.compile(r"ppo_penalty\(beta=([0-9.]+)\)")
+def _method_or_none(label: str):
+    try:
+        return parse_method(label)
+    except ValueError:  # a key with a variant's " [k4]", or an objective no longer registered
+        return None
+
+
+def _penalty_points(methods: dict) -> dict[float, dict]:
+    """beta -> entry of every ppo_penalty(beta=...) method of the study's "methods" section."""
+    out = {}
+    for k, e in methods.items():
+        m = _method_or_none(k)
+        if m is not None and _penalty_beta(m) is not None:
+            out[_penalty_beta(m)] = e
+    return out
 
 
 def _interp(x: float, xs: list[float], ys: list[float]) -> float | None:
@@ -518,7 +585,7 @@ def toy_matched(result: dict, lad: str = "lad(js)", match_on: str = "correct_ans
     """Per seed, the PPO-penalty curve over beta (GRPO = beta 0 included) read at the LAD run's own ``match_on``;
     LAD - penalty(matched) per metric: mean, 95% CI, wins, n (seeds inside the curve's range)."""
     ms = result.get("methods") or {}
-    curve = {0.0: ms.get("grpo")} | {float(m[1]): e for k, e in ms.items() if (m := PENALTY.fullmatch(k))}
+    curve = {0.0: ms.get("grpo")} | _penalty_points(ms)
     own = (ms.get(lad) or {}).get("per_seed") or {}
     diffs: dict[str, list[float]] = {c: [] for c in compare}
     for seed, row in own.items():
@@ -542,13 +609,14 @@ def toy_matched(result: dict, lad: str = "lad(js)", match_on: str = "correct_ans
 def toy_matched_table(result: dict) -> str:
     """The toy LM's LAD points against the PPO-penalty curve: at the same KL from the start, and at the same diversity."""
     ms = result.get("methods") or {}
-    lads = [m for m in ms if re.fullmatch(r"lad\(js(,eta=[0-9.]+)?\)", m) and ms[m].get("variant", "main") == "main"]
-    if not any(PENALTY.fullmatch(m) for m in ms):
+    lads = [k for k in ms if (m := _method_or_none(k)) is not None and _only(m, "lad", "js", ("eta",))
+            and ms[k].get("variant", "main") == "main"]
+    if not _penalty_points(ms):
         return _absent("PPO-penalty runs", "penalty")
     lines = ["| LAD point (matched seeds) | at the same KL from the start: distinct correct answers | avg@k | at the same "
              "distinct correct answers: avg@k |", "|---|---|---|---|"]
     tests = []
-    for lad in sorted(lads, key=lambda m: float((re.search(r"eta=([0-9.]+)", m) or [0, 1])[1])):
+    for lad in sorted(lads, key=lambda k: _eta(parse_method(k))):
         kl = toy_matched(result, lad)
         div = toy_matched(result, lad, match_on="distinct_correct", compare=("avg_at_k",))
         if not kl and not div:
@@ -701,7 +769,7 @@ def load_results(study_json: str | Path, regime_json: str | Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m lad_ref.llm.report", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lad_ref.study.report", description=__doc__.split("\n\n")[0])
     p.add_argument("--json", default="paper_figures/toy_study.json", help="The study's results (toy_study.json).")
     p.add_argument("--regime", default=None, help="The regime bandit's record (default: bandit_regime.json beside "
                    "--json).")
@@ -713,7 +781,7 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--table", choices=list(TABLES), help="Print one table.")
     args = p.parse_args(argv)
     if not Path(args.json).is_file():
-        p.error(f"--json {args.json!r} does not exist; write it with python -m lad_ref.llm.study --json.")
+        p.error(f"--json {args.json!r} does not exist; write it with python -m lad_ref.study --json.")
     result = load_results(args.json, args.regime, args.frontier)
     if args.table:
         print(table(args.table, result))
@@ -732,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in stale:
             bad += 1
             print(f"{f}: report block {name!r} {'rewritten' if args.sync else 'is stale'}"
-                  + ("" if args.sync else f"; run python -m lad_ref.llm.report --json {args.json} --sync {f}"),
+                  + ("" if args.sync else f"; run python -m lad_ref.study.report --json {args.json} --sync {f}"),
                   file=sys.stderr)
     return 1 if bad and args.check else 0
 
