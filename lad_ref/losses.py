@@ -293,6 +293,8 @@ def loss_inputs(spec: ObjectiveSpec, providers: Mapping[str, Callable[[], Any]],
     provider raises ValueError naming it, ``supplier`` (e.g. "the TRL adapter") and what it supplies.
     Every caller (the compact trainer, the bandits, the TRL adapter) gets its inputs here.
     """
+    if not spec.needs:  # the common case, in the bandit's hot loop too
+        return {}
     missing = sorted(spec.needs - providers.keys())
     if missing:
         raise ValueError(

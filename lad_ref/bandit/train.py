@@ -200,6 +200,9 @@ def _train(runs, steps, lr, bandit, progress, record_every, callback) -> list[di
     k_scale = torch.tensor(float(k))
 
     def extra_inputs(j: int, spec: ObjectiveSpec, log_pi_j: torch.Tensor, n: int) -> dict:
+        if not spec.needs:  # no closures to build in the hot loop
+            return {}
+
         def entropy() -> torch.Tensor:
             p = log_pi_j.detach().exp()
             return (-(p * log_pi_j.detach()).sum()).expand(n, 1)
