@@ -169,7 +169,7 @@ def _select(response_mask: Tensor, *tensors: Tensor | None) -> list[Tensor | Non
     """Each tensor with its padding (response_mask == 0) replaced by 0, by selection: NaN or inf
     there cannot reach the loss or, through the backward of ``where``, the gradient."""
     valid = response_mask.bool()
-    return [None if t is None else torch.where(valid, t, torch.zeros((), dtype=t.dtype)) for t in tensors]
+    return [None if t is None else torch.where(valid, t, 0.0) for t in tensors]
 
 
 def _masked_mean(x: Tensor, mask: Tensor) -> Tensor:
@@ -193,7 +193,7 @@ def _apply_weights(loss_mat: Tensor, weights: Tensor | None) -> Tensor:
 
 def _select_loss(loss_mat: Tensor, response_mask: Tensor) -> Tensor:
     # selection, not m * L: a NaN / inf in padding (e.g. from weights) must not reach the sum
-    return torch.where(response_mask.bool(), loss_mat, torch.zeros((), dtype=loss_mat.dtype))
+    return torch.where(response_mask.bool(), loss_mat, 0.0)
 
 
 # --------------------------------------------------------------------------------------
