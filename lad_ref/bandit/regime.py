@@ -120,6 +120,7 @@ import torch
 from tqdm.auto import tqdm
 
 from lad_ref.advantages import ESTIMATORS, compute_advantages
+from lad_ref.checks import positive, positive_int
 from lad_ref.config_io import build, load_yaml
 from lad_ref.divergences import DIVERGENCE_NAMES
 from lad_ref.losses import get_loss, get_objective, objective_names
@@ -218,26 +219,18 @@ class RegimeConfig:
     def validate(self) -> None:
         """Raise ValueError (one sentence naming the bad value and the valid choices) before any work."""
 
-        def positive_int(name: str, minimum: int = 1) -> None:
-            val = getattr(self, name)
-            if not isinstance(val, int) or isinstance(val, bool) or val < minimum:
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {val!r}.")
-
         for name in ("n_arms", "n_correct", "group_size", "prompts_per_rollout", "rollouts", "record_every",
                      "max_gen_batches"):
-            positive_int(name)
-        positive_int("n_boot", 100)
+            positive_int(name, getattr(self, name))
+        if not isinstance(self.n_boot, int) or self.n_boot < 100:
+            raise ValueError(f"n_boot must be an integer >= 100, got {self.n_boot!r}.")
         if self.group_size < 2:
             raise ValueError(f"group_size must be >= 2 (a group of one has no advantage), got {self.group_size!r}.")
         if self.n_correct >= self.n_arms:
             raise ValueError(f"n_correct must be below n_arms = {self.n_arms}, got {self.n_correct!r}.")
         for name in ("start_std", "lr", "eta"):
-            val = getattr(self, name)
-            if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {val!r}.")
-        w = self.tied_loss_weight
-        if not (isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) and w >= 0):
-            raise ValueError(f"tied_loss_weight must be a finite number >= 0, got {w!r}.")
+            positive(name, getattr(self, name))
+        positive("tied_loss_weight", self.tied_loss_weight, allow_zero=True)
         if not isinstance(self.dynamic_sampling, bool):
             raise ValueError(f"dynamic_sampling must be true or false, got {self.dynamic_sampling!r}.")
         if self.dynamic_sampling and self.mode != "sampled":
