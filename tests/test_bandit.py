@@ -175,7 +175,7 @@ def test_cli_config_file(tmp_path, capsys):
     "args, message",
     [
         (["--eta", "-1"], "eta must be a finite number > 0, got -1.0"),
-        (["--divergence", "chi2"], "invalid choice: 'chi2'"),
+        (["--divergence", "chi2"], "unknown divergence 'chi2'; valid choices are kl, rkl"),
         (["--mode", "sampled", "--objective", "lad_theory"], "needs mode 'exact'"),
         (["--steps", "0"], "steps must be an integer >= 1"),
         (["--plot", "x.txt"], "--plot must name a .png or .pdf file"),
