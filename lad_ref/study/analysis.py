@@ -5,6 +5,7 @@ carry-over of results whose runs are not on this machine. Reads the run folders 
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -192,9 +193,38 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
             }
         out["paired"][comp + tag] = entry
     out["seeds"] = sorted(all_seeds)
+    out["compute"] = compute_time(study, groups, names)
     out["curves"] = _curves(study, groups, metrics)
     out["brake"] = _brake(study, groups, metrics)
     return out
+
+
+def _run_wall_s(run: Path) -> float | None:
+    """The wall time the study's workers spent training ``run`` (study_time.json, summed over resumes), or None."""
+    f = run / "study_time.json"
+    try:
+        return float(json.loads(f.read_text())["wall_s"]) if f.is_file() else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def compute_time(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]) -> dict:
+    """What the study cost: per group and for the whole study (each run once, however many groups list it),
+    the runs planned, those with a recorded wall time, and the sum of those wall times.
+
+    Each run trains on one thread, ``--jobs`` of them side by side, so the wall time of an invocation that
+    runs them all is about the sum / jobs on ``jobs`` idle cores. The recorded times are the runs' own as
+    they ran, whatever else shared the machine then.
+    """
+    root = Path(study.output_dir)
+
+    def summary(specs) -> dict:
+        times = [t for t in (_run_wall_s(s.folder(root)) for s in specs) if t is not None]
+        return {"runs_planned": len(specs), "runs_timed": len(times), "sum_wall_s": round(sum(times), 1)}
+
+    by_group = {name: summary(plan(study, groups, [name])) for name in names}
+    return {"groups": by_group, "study": summary(plan(study, groups, names)),
+            "note": "sum of the per-run wall times (study_time.json); divide by --jobs for an invocation's wall time"}
 
 
 def carry_over(previous: dict, result: dict) -> dict:

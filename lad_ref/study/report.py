@@ -705,9 +705,25 @@ def demo_block(result: dict, seed: int = 0) -> str:
     return "```\n" + demo_table(runs, _main_paired(result).get(HEADLINE)) + "\n```"
 
 
+def compute_table(result: dict) -> str:
+    """The study's cost: per group and whole, the sum of its runs' wall times and that sum over 2 jobs."""
+    c = result.get("compute")
+    if not c:
+        return _absent("run wall times", "headline")
+    lines = ["| group | runs planned | runs timed | sum of run wall times (h) | at --jobs 2 on 2 cores (h) |",
+             "|---|---|---|---|---|"]
+    for name, e in [*c["groups"].items(), ("whole study (each run once)", c["study"])]:
+        h = e["sum_wall_s"] / 3600
+        lines.append(f"| {name} | {e['runs_planned']} | {e['runs_timed']} | {h:.1f} | {h / 2:.1f} |")
+    return "\n".join(lines) + ("\n\nA run's wall time is its own, one thread, as it ran (study_time.json): other jobs "
+                               "shared the 2 cores during part of the study, so these are upper bounds for an idle "
+                               "machine. Runs not timed are absent from this machine's run folders (their results "
+                               "come from the committed JSON).")
+
+
 TABLES = {
     "headline": headline_table, **{g: (lambda r, g=g: comparisons_table(r, g)) for g in GROUPS},
-    "cost": cost_table, "protocol": protocol_table, "methods": methods_table,
+    "cost": cost_table, "compute": compute_table, "protocol": protocol_table, "methods": methods_table,
     "regime_k": regime_k_table, "regime_divergence": regime_divergence_table, "regime_control": regime_control_table,
     "regime_frontier": regime_frontier_table, "k_sweep": k_sweep_table, "mechanism": mechanism_table,
     "frontier_verdict": frontier_verdict, "demo": demo_block, "toy_matched": toy_matched_table,
