@@ -291,7 +291,7 @@ def test_evaluate_cli_bad_input_fails_before_evaluating(cache, tmp_path, capsys)
     assert evaluate_mod.main(["--run", str(run), "--output", str(tmp_path / "missing" / "x.json"), "--no-progress"]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert evaluate_mod.main(["--run", str(run), "--temperature", "0", "--no-progress"]) == 2
-    assert "eval.temperature=0" in capsys.readouterr().err
+    assert "eval.temperature must be a finite number > 0, got 0" in capsys.readouterr().err
 
 
 def _tensorboard_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:

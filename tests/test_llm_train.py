@@ -17,6 +17,7 @@ from lad_ref.llm import train as train_mod
 from lad_ref.llm.config import ModelConfig, TinyModelConfig, resolve
 from lad_ref.llm.model import load_causal_lm, load_tokenizer, materialise_tiny
 from lad_ref.llm.rollout import HFRollout, PromptFormatter
+from lad_ref.losses import LadHparams
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = str(ROOT / "llm" / "configs" / "toy.yaml")
@@ -72,7 +73,7 @@ def test_toy_run_end_to_end(cache, tmp_path):
     args = fast_args(cache, run, "--objective", "lad", "--divergence", "js", "--eta", "1", "--logging.plots", "true")
     assert train_mod.main(args) == 0
     cfg = resolve(str(run / "config.yaml"), {})  # the saved config is complete and valid
-    assert cfg.objective.name == "lad" and cfg.objective.lad == {"divergence": "js", "eta": 1.0, "level": "token"}
+    assert cfg.objective.name == "lad" and cfg.objective.lad == LadHparams(divergence="js", eta=1.0, level="token")
     rows = read_rows(run)
     assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
     assert "eval/avg_at_k" in rows[0] and "eval/avg_at_k" in rows[-1]
