@@ -225,3 +225,16 @@ def test_plugins_reach_the_trainer_cli_by_module_name():
     bad = subprocess.run([*base[:3], "--config", str(ROOT / "llm" / "configs" / "toy.yaml"), "--output-dir", "unused",
                           "--objective", "entropy_pg"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "unknown objective.name 'entropy_pg'" in bad.stderr  # without the plugin
+
+
+def test_divergence_plugin_in_the_regime_bandit(pearson):
+    """The regime bandit's labels parse through lad_ref.methods: lad(pearson) runs beside lad(js), and the plugin's
+    loss is the one called (a different generator gives a different policy)."""
+    from lad_ref.bandit.regime import RegimeConfig, run_sweep
+
+    cfg = RegimeConfig(n_arms=20, n_correct=5, group_size=4, prompts_per_rollout=4, rollouts=20, lr=0.05,
+                       objectives=("lad(js)", "lad(pearson)"), seeds=(0, 1), n_boot=200, steps_per_rollout=(4,))
+    record = run_sweep(cfg, progress=False)
+    rows = {r["objective"]: r for r in record["rows"]}
+    assert set(rows) == {"lad(js)", "lad(pearson)"}
+    assert rows["lad(js)"]["eff_correct"] != rows["lad(pearson)"]["eff_correct"]
