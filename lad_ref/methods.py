@@ -190,10 +190,10 @@ def parse_method(label: str, choices: typing.Iterable[str] | None = None, *, opt
         else:
             parts.append(f"{key}={val}")
     if "divergence" in names and "divergence" not in values:
-        from lad_ref.divergences import DIVERGENCE_NAMES
+        from lad_ref.divergences import divergence_names
 
         raise MethodError(f"method {label!r} names no divergence; write {name}(<divergence>) with one of "
-                          f"{', '.join(DIVERGENCE_NAMES)}.")
+                          f"{', '.join(divergence_names())}.")
     try:
         spec.make_hparams(values)
     except ValueError as err:

@@ -371,7 +371,8 @@ _SCHEMAS: dict[tuple, type] = {}
 
 def schema() -> type:
     """:class:`Config` whose registry-derived sections have one nested field per registered entry with
-    settings (``data.digit_sum``, ``rollout.vllm``, and a plugin's ``data.<task>`` / ``rollout.<backend>``):
+    settings (``data.digit_sum``, ``rollout.vllm``, ``objective.lad``, ..., and a plugin's ``data.<task>`` /
+    ``rollout.<backend>`` / ``objective.<name>``):
     the class configs are read with (YAML, ``--section.name.field`` flags, --help). The same registry
     contents give the same class."""
     sections = _derived_sections()

@@ -5,7 +5,6 @@ carry-over of results whose runs are not on this machine. Reads the run folders 
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ from lad_ref.study.plan import (
     plan,
 )
 from lad_ref.study.report import MIN_SEEDS, diff_cell
-from lad_ref.study.runs import is_finished, read_results
+from lad_ref.study.runs import is_finished, read_results, recorded_wall_s
 
 # fewer seeds than this: the forest plot draws the CI grey whatever it is (2-4 seeds give only a handful of resamples);
 # the same rule gives the report tables' verdicts
@@ -199,15 +198,6 @@ def analyse(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]
     return out
 
 
-def _run_wall_s(run: Path) -> float | None:
-    """The wall time the study's workers spent training ``run`` (study_time.json, summed over resumes), or None."""
-    f = run / "study_time.json"
-    try:
-        return float(json.loads(f.read_text())["wall_s"]) if f.is_file() else None
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 def compute_time(study: StudyConfig, groups: dict[str, GroupConfig], names: list[str]) -> dict:
     """What the study cost: per group and for the whole study (each run once, however many groups list it),
     the runs planned, those with a recorded wall time, and the sum of those wall times.
@@ -219,7 +209,7 @@ def compute_time(study: StudyConfig, groups: dict[str, GroupConfig], names: list
     root = Path(study.output_dir)
 
     def summary(specs) -> dict:
-        times = [t for t in (_run_wall_s(s.folder(root)) for s in specs) if t is not None]
+        times = [t for t in (recorded_wall_s(s.folder(root)) for s in specs) if t is not None]
         return {"runs_planned": len(specs), "runs_timed": len(times), "sum_wall_s": round(sum(times), 1)}
 
     by_group = {name: summary(plan(study, groups, [name])) for name in names}

@@ -50,6 +50,15 @@ def is_finished(run: Path, log=None) -> bool:
 
 
 
+def recorded_wall_s(run: Path) -> float | None:
+    """The wall time the study's workers spent training ``run`` (study_time.json, summed over resumes); None if
+    it has none. A damaged file is a ConfigError naming it."""
+    from lad_ref.llm.files import read_json
+
+    f = run / "study_time.json"
+    return float(read_json(f, f"run {str(run)!r}")["wall_s"]) if f.exists() else None
+
+
 # jobs (top-level functions: they run in worker processes)
 
 
@@ -71,7 +80,6 @@ def _sft_job(cfg_dict: dict) -> str:
 def _run_job(cfg_dict: dict) -> dict:
     """Train (or resume) one run; returns its wall time. Resumes from the run's last checkpoint if any."""
     from lad_ref.llm import checkpoint as ckpt
-    from lad_ref.llm.files import read_json
     from lad_ref.llm.tasks import build_task
     from lad_ref.llm.train import train
 
@@ -87,8 +95,7 @@ def _run_job(cfg_dict: dict) -> dict:
         t0 = time.time()
         train(cfg, build_task(cfg), run, resume=resume)
         wall = time.time() - t0
-        prev = read_json(run / "study_time.json", f"run {str(run)!r}")["wall_s"] if (run / "study_time.json").exists() else 0.0
-        write_json(run / "study_time.json", {"wall_s": prev + wall}, indent=None)
+        write_json(run / "study_time.json", {"wall_s": (recorded_wall_s(run) or 0.0) + wall}, indent=None)
     return {"run": str(run), "wall_s": wall}
 
 
