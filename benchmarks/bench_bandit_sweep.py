@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import RESULTS_DIR, machine, machine_name, summarise
+from lad_ref.llm.files import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "c70ec88"
@@ -136,8 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     res = compare(args.before, args.repeats, args.jobs)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stem = RESULTS_DIR / (args.name or f"bandit-sweep-{machine_name()}")
-    stem.with_suffix(".json").write_text(json.dumps(res, indent=2) + "\n")
-    stem.with_suffix(".md").write_text(markdown(res))
+    write_atomic(stem.with_suffix(".json"), json.dumps(res, indent=2) + "\n")
+    write_atomic(stem.with_suffix(".md"), markdown(res))
     print(markdown(res))
     if not res["identical_json"]:
         print("error: the JSON outputs differ", file=sys.stderr)

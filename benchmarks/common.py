@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from lad_ref.llm.files import write_atomic
+
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
@@ -97,5 +99,5 @@ def write_results(section: str, payload: dict, name: str | None = None) -> Path:
     data = json.loads(path.read_text()) if path.exists() else {}
     data["machine"] = machine()
     data[section] = payload
-    path.write_text(json.dumps(data, indent=2) + "\n")
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
     return path

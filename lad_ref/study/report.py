@@ -31,6 +31,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from lad_ref.llm.files import write_atomic
 from lad_ref.methods import parse_method
 from lad_ref.stats import holm, sign_flip_p
 
@@ -767,7 +768,7 @@ def sync_file(path: Path, result: dict, write: bool) -> list[str]:
                 cell["source"], stale = src.splitlines(keepends=True), stale + s
         new = json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"  # nbformat's own layout
     if write and new != raw:
-        path.write_text(new)
+        write_atomic(path, new)
     return stale
 
 
